@@ -1,0 +1,39 @@
+"""Per-call authorization: token verification plus the grant each call needs."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from dispatcher.api.auth import Claims, TokenVerifier, bearer_token
+from dispatcher.api.twirp import TwirpError
+from dispatcher.errors import AuthError
+
+_DENIED = "permissions denied"
+
+
+class Authorizer:
+    def __init__(self, verifier: TokenVerifier) -> None:
+        self._verifier = verifier
+
+    def claims(self, request: web.Request) -> Claims:
+        try:
+            token = bearer_token(
+                request.headers.get("Authorization"), request.query.get("access_token")
+            )
+            if token is None:
+                raise TwirpError.unauthenticated(f"{_DENIED}: no access token")
+            return self._verifier.verify(token)
+        except AuthError as exc:
+            raise TwirpError.unauthenticated(str(exc)) from exc
+
+    def room_admin(self, request: web.Request, room: str) -> Claims:
+        """Dispatch calls need ``video.roomAdmin`` for exactly the request's room."""
+        claims = self.claims(request)
+        video = claims.video
+        if not video.room_admin:
+            raise TwirpError.unauthenticated(f"{_DENIED}: token lacks the roomAdmin grant")
+        if video.room != room:
+            raise TwirpError.unauthenticated(
+                f"{_DENIED}: token is for room {video.room!r}, not {room!r}"
+            )
+        return claims

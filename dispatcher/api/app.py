@@ -1,0 +1,79 @@
+"""The API node: an aiohttp app serving the Twirp services plus health endpoints."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiohttp import web
+
+from dispatcher.api.access import Authorizer
+from dispatcher.api.auth import TokenVerifier
+from dispatcher.api.dispatch_service import DispatchService
+from dispatcher.api.twirp import TwirpRouter
+from dispatcher.api.validation import Limits
+from dispatcher.settings import ApiSettings, api_key_pairs
+from dispatcher.store import scripts
+from dispatcher.store.client import Client, connect
+from dispatcher.store.meta import ensure_partitions
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: ApiSettings, client: Client, api_keys: dict[str, str]) -> web.Application:
+    app = web.Application(client_max_size=settings.max_body_bytes)
+    authorizer = Authorizer(TokenVerifier(api_keys, settings.token_leeway_s))
+    limits = Limits(max_metadata_bytes=settings.max_metadata_bytes)
+    TwirpRouter(max_body_size=settings.max_body_bytes).install(app)
+    dispatches = DispatchService(
+        client, authorizer, settings.partitions, limits, settings.idempotency_ttl_s
+    )
+    dispatches.twirp().install(app)
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    async def readyz(_: web.Request) -> web.Response:
+        try:
+            await client.ping()
+        except Exception as exc:
+            return web.Response(status=503, text=f"redis unavailable: {exc}")
+        return web.Response(text="ready")
+
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    return app
+
+
+class ApiNode:
+    def __init__(self, settings: ApiSettings, client: Client, api_keys: dict[str, str]) -> None:
+        self.settings = settings
+        self.client = client
+        self._runner = web.AppRunner(create_app(settings, client, api_keys), access_log=None)
+
+    @classmethod
+    async def create(cls, settings: ApiSettings) -> ApiNode:
+        api_keys = api_key_pairs(settings)
+        client = await connect(settings.redis_url)
+        await ensure_partitions(client, settings.partitions)
+        await scripts.load_all(client)
+        return cls(settings, client, api_keys)
+
+    async def start(self) -> None:
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.settings.host, self.settings.port, backlog=1024)
+        await site.start()
+        log.info("API node listening on %s:%d", self.settings.host, self.settings.port)
+
+    async def aclose(self) -> None:
+        await self._runner.cleanup()
+        await self.client.aclose()
+
+
+async def run_api(settings: ApiSettings, stop: asyncio.Event) -> None:
+    node = await ApiNode.create(settings)
+    try:
+        await node.start()
+        await stop.wait()
+    finally:
+        await node.aclose()

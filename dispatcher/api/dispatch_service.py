@@ -1,0 +1,154 @@
+"""``livekit.AgentDispatchService``: create, list and delete dispatches.
+
+Each call is one script on the room's partition: create writes the dispatch record (and the
+room when absent) and appends the event in the same call, so a ListDispatch right after
+CreateDispatch shows the dispatch. The API node never reads streams or writes job state.
+"""
+
+from __future__ import annotations
+
+import time
+
+import msgspec
+from aiohttp import web
+from livekit.protocol import agent_dispatch as pb
+
+from dispatcher import ids
+from dispatcher.api.access import Authorizer
+from dispatcher.api.convert import dispatch_message
+from dispatcher.api.twirp import TwirpError, TwirpService
+from dispatcher.api.validation import Limits, check_dispatch_request, require
+from dispatcher.partitions import partition_of
+from dispatcher.store import keys, scripts
+from dispatcher.store.client import Client
+from dispatcher.wire import (
+    DispatchCreated,
+    DispatchDeleted,
+    DispatchRecord,
+    RestartPolicy,
+    RoomRecord,
+    dispatch_decoder,
+    encode,
+    job_decoder,
+)
+
+SERVICE = "livekit.AgentDispatchService"
+_IDEMPOTENCY_HEADERS = ("Idempotency-Key", "X-Livekit-Request-Id")
+_DELETE_ATTEMPTS = 5
+
+
+class DispatchService:
+    def __init__(
+        self,
+        client: Client,
+        authorizer: Authorizer,
+        partitions: int,
+        limits: Limits,
+        idempotency_ttl_s: int,
+    ) -> None:
+        self._client = client
+        self._auth = authorizer
+        self._partitions = partitions
+        self._limits = limits
+        self._idempotency_ttl_s = idempotency_ttl_s
+
+    def twirp(self) -> TwirpService:
+        service = TwirpService(SERVICE)
+        service.add("CreateDispatch", pb.CreateAgentDispatchRequest, self.create)
+        service.add("ListDispatch", pb.ListAgentDispatchRequest, self.list)
+        service.add("DeleteDispatch", pb.DeleteAgentDispatchRequest, self.delete)
+        return service
+
+    def _keys(self, room: str) -> keys.PartitionKeys:
+        return keys.partition_keys(partition_of(room, self._partitions))
+
+    async def create(
+        self, req: pb.CreateAgentDispatchRequest, request: web.Request
+    ) -> pb.AgentDispatch:
+        received = time.time_ns()
+        self._auth.room_admin(request, req.room)
+        check_dispatch_request(req, self._limits)
+        record = DispatchRecord(
+            id=ids.dispatch_id(),
+            agent_name=req.agent_name,
+            room=req.room,
+            metadata=req.metadata,
+            restart_policy=RestartPolicy(req.restart_policy),
+            deployment=req.deployment,
+            attributes=dict(req.attributes),
+            created_at=received,
+        )
+        room_sid = ids.derived_id("RM_", req.room)
+        event = DispatchCreated(dispatch=record, room_sid=room_sid, received_ns=received)
+        room = RoomRecord(name=req.room, sid=room_sid, created_at=received)
+        k = self._keys(req.room)
+        request_id = _request_id(request)
+        ttl = self._idempotency_ttl_s if request_id else 0
+        idem_key = k.idempotency(request_id) if request_id else k.events
+        _, stored = await scripts.create_dispatch(
+            self._client,
+            [k.rooms, k.room(req.room), k.events, idem_key],
+            [req.room, record.id, encode(record), encode(event), encode(room), ttl],
+        )
+        return dispatch_message(dispatch_decoder.decode(stored), None)
+
+    async def list(
+        self, req: pb.ListAgentDispatchRequest, request: web.Request
+    ) -> pb.ListAgentDispatchResponse:
+        self._auth.room_admin(request, req.room)
+        require(req.room, "room")
+        k = self._keys(req.room)
+        flat = await scripts.list_dispatches(
+            self._client, [k.room(req.room), k.jobs], [req.dispatch_id]
+        )
+        pairs = [
+            (
+                dispatch_decoder.decode(flat[i]),
+                job_decoder.decode(flat[i + 1]) if flat[i + 1] else None,
+            )
+            for i in range(0, len(flat), 2)
+        ]
+        pairs.sort(key=lambda pair: (pair[0].created_at, pair[0].id))
+        response = pb.ListAgentDispatchResponse()
+        response.agent_dispatches.extend(dispatch_message(d, j) for d, j in pairs)
+        return response
+
+    async def delete(
+        self, req: pb.DeleteAgentDispatchRequest, request: web.Request
+    ) -> pb.AgentDispatch:
+        self._auth.room_admin(request, req.room)
+        require(req.room, "room")
+        require(req.dispatch_id, "dispatch_id")
+        k = self._keys(req.room)
+        for _ in range(_DELETE_ATTEMPTS):
+            raw: bytes | None = await self._client.hget(k.room(req.room), req.dispatch_id)  # type: ignore[assignment]
+            if raw is None:
+                raise TwirpError.not_found("dispatch ID not found")
+            current = dispatch_decoder.decode(raw)
+            if current.deleted_at:
+                return dispatch_message(current, None)
+            if (deleted := await self._mark_deleted(k, raw, current)) is not None:
+                return dispatch_message(deleted, None)
+        raise TwirpError("aborted", "dispatch changed concurrently; retry the call")
+
+    async def _mark_deleted(
+        self, k: keys.PartitionKeys, raw: bytes, current: DispatchRecord
+    ) -> DispatchRecord | None:
+        now = time.time_ns()
+        deleted = msgspec.structs.replace(current, deleted_at=now)
+        event = DispatchDeleted(room=current.room, dispatch_id=current.id, deleted_at=now)
+        result = await scripts.delete_dispatch(
+            self._client,
+            [k.room(current.room), k.events],
+            [current.id, raw, encode(deleted), encode(event)],
+        )
+        if result[0] == -1:
+            raise TwirpError.not_found("dispatch ID not found")
+        return deleted if result[0] == 1 else None
+
+
+def _request_id(request: web.Request) -> str:
+    for header in _IDEMPOTENCY_HEADERS:
+        if value := request.headers.get(header, "").strip():
+            return value[:128]
+    return ""

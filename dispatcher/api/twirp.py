@@ -1,0 +1,310 @@
+"""A small Twirp server layer on aiohttp (wire contract §3).
+
+One ``TwirpRouter`` owns a single catch-all route ``/twirp/{tail}`` on an aiohttp app and
+dispatches by dict lookup to the ``TwirpService`` objects registered into it, so several
+services share one app next to ordinary routes such as ``/healthz``::
+
+    service = TwirpService("livekit.AgentDispatchService")
+    service.add("CreateDispatch", CreateAgentDispatchRequest, create_dispatch)
+    service.install(app)  # creates or reuses the app's router
+
+Handlers are ``async (request_message, web.Request) -> response_message``; they raise
+``TwirpError`` for expected failures. Any other exception becomes ``internal`` (logged).
+Requests are answered in the encoding they arrived in (protobuf or protojson).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from aiohttp import web
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError, Message
+
+__all__ = [
+    "MAX_BODY_SIZE",
+    "TWIRP_ROUTER",
+    "TwirpError",
+    "TwirpRouter",
+    "TwirpService",
+    "error_response",
+    "message_response",
+    "read_message",
+]
+
+logger = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=Message)
+
+#: Default request body limit, as the reference's ``limit.max_api_request_body_size``.
+MAX_BODY_SIZE = 10 * 1024 * 1024
+
+PROTOBUF = "application/protobuf"
+JSON = "application/json"
+
+#: Twirp error code → HTTP status (wire contract §3.2).
+STATUS_BY_CODE: dict[str, int] = {
+    "invalid_argument": 400,
+    "malformed": 400,
+    "out_of_range": 400,
+    "unauthenticated": 401,
+    "permission_denied": 403,
+    "not_found": 404,
+    "bad_route": 404,
+    "canceled": 408,
+    "deadline_exceeded": 408,
+    "already_exists": 409,
+    "aborted": 409,
+    "failed_precondition": 412,
+    "resource_exhausted": 429,
+    "internal": 500,
+    "unknown": 500,
+    "dataloss": 500,
+    "unimplemented": 501,
+    "unavailable": 503,
+}
+
+
+class TwirpError(Exception):
+    """A Twirp error: ``code`` from the Twirp table, ``msg`` for humans, optional ``meta``."""
+
+    def __init__(self, code: str, msg: str, meta: dict[str, str] | None = None) -> None:
+        status = STATUS_BY_CODE.get(code)
+        if status is None:
+            raise ValueError(f"unknown Twirp error code {code!r}")
+        super().__init__(code, msg)
+        self.code = code
+        self.msg = msg
+        self.meta: dict[str, str] = dict(meta) if meta else {}
+        self.status = status
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.msg}"
+
+    @classmethod
+    def invalid_argument(cls, msg: str) -> TwirpError:
+        return cls("invalid_argument", msg)
+
+    @classmethod
+    def malformed(cls, msg: str) -> TwirpError:
+        return cls("malformed", msg)
+
+    @classmethod
+    def not_found(cls, msg: str) -> TwirpError:
+        return cls("not_found", msg)
+
+    @classmethod
+    def unauthenticated(cls, msg: str) -> TwirpError:
+        return cls("unauthenticated", msg)
+
+    @classmethod
+    def permission_denied(cls, msg: str) -> TwirpError:
+        return cls("permission_denied", msg)
+
+    @classmethod
+    def unavailable(cls, msg: str) -> TwirpError:
+        return cls("unavailable", msg)
+
+    @classmethod
+    def internal(cls, msg: str) -> TwirpError:
+        return cls("internal", msg)
+
+    @classmethod
+    def bad_route(cls, msg: str, method: str, path: str) -> TwirpError:
+        return cls("bad_route", msg, {"twirp_invalid_route": f"{method} {path}"})
+
+
+# -- responses ---------------------------------------------------------------------------
+
+
+def error_response(err: TwirpError) -> web.Response:
+    """The Twirp JSON error body, with ``Content-Type: application/json`` exactly."""
+    body: dict[str, Any] = {"code": err.code, "msg": err.msg}
+    if err.meta:
+        body["meta"] = err.meta
+    return _response(err.status, JSON, _dump_json(body))
+
+
+def message_response(message: Message, is_json: bool) -> web.Response:
+    """200 with ``message`` as protobuf bytes, or as reference-style protojson."""
+    if not is_json:
+        return _response(200, PROTOBUF, message.SerializeToString())
+    # Same as MessageToJson(preserving_proto_field_name=True,
+    # always_print_fields_with_no_presence=True) but compact, like the Go reference.
+    as_dict = json_format.MessageToDict(
+        message,
+        preserving_proto_field_name=True,
+        always_print_fields_with_no_presence=True,
+    )
+    return _response(200, JSON, _dump_json(as_dict))
+
+
+def _response(status: int, content_type: str, body: bytes) -> web.Response:
+    # Setting the header ourselves keeps aiohttp from appending "; charset=utf-8",
+    # which Node's client compares against verbatim.
+    return web.Response(status=status, body=body, headers={"Content-Type": content_type})
+
+
+def _dump_json(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+# -- requests ----------------------------------------------------------------------------
+
+
+async def read_message(
+    request: web.Request, message_type: type[M], *, max_body_size: int = MAX_BODY_SIZE
+) -> tuple[M, bool]:
+    """Decode the request body as ``message_type``; returns ``(message, is_json)``."""
+    is_json = _is_json(request)
+    body = await _read_body(request, max_body_size)
+    message = message_type()
+    if is_json:
+        _parse_json(body, message)
+    else:
+        try:
+            message.ParseFromString(body)  # an empty body is the all-default message
+        except DecodeError as exc:
+            raise TwirpError.malformed(f"the protobuf request could not be decoded: {exc}") from exc
+    return message, is_json
+
+
+def _is_json(request: web.Request) -> bool:
+    raw = request.headers.get("Content-Type", "")
+    media_type = raw.partition(";")[0].strip().lower()
+    if media_type == PROTOBUF:
+        return False
+    if media_type == JSON:
+        return True
+    raise TwirpError.bad_route(
+        f"unexpected Content-Type: {json.dumps(raw)}", request.method, request.path
+    )
+
+
+async def _read_body(request: web.Request, limit: int) -> bytes:
+    # Read the stream directly: request.read() would apply the app's client_max_size
+    # (1 MiB by default) and answer a plain-text 413 instead of a Twirp error.
+    declared = request.content_length
+    if declared is not None and declared > limit:
+        raise _too_large(limit)
+    body = bytearray()
+    async for chunk in request.content.iter_any():
+        body += chunk
+        if len(body) > limit:
+            raise _too_large(limit)
+    return bytes(body)
+
+
+def _too_large(limit: int) -> TwirpError:
+    return TwirpError.invalid_argument(f"request body exceeds {limit} bytes")
+
+
+def _parse_json(body: bytes, message: Message) -> None:
+    # json_format.Parse accepts any top-level JSON value ("[]" and '"x"' parse as an empty
+    # message), so insist on an object first; this also rejects the empty body, as Go does.
+    text = body.lstrip()
+    if not text.startswith(b"{"):
+        what = "not a JSON object" if text else "empty body"
+        raise TwirpError.malformed(f"the json request could not be decoded: {what}")
+    try:
+        json_format.Parse(body, message, ignore_unknown_fields=True)
+    except (json_format.ParseError, UnicodeDecodeError) as exc:
+        raise TwirpError.malformed(f"the json request could not be decoded: {exc}") from exc
+
+
+# -- routing -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Method:
+    request_type: type[Message]
+    handler: Callable[[Any, web.Request], Awaitable[Message]]
+
+
+class TwirpService:
+    """The methods of one Twirp service, e.g. ``livekit.AgentDispatchService``."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.methods: dict[str, _Method] = {}
+
+    def add(
+        self,
+        method: str,
+        request_type: type[M],
+        handler: Callable[[M, web.Request], Awaitable[Message]],
+    ) -> None:
+        """Serve ``POST /twirp/<service>/<method>`` with ``handler``."""
+        if method in self.methods:
+            raise ValueError(f"{self.name}/{method} is already registered")
+        self.methods[method] = _Method(request_type, handler)
+
+    def install(self, app: web.Application) -> TwirpRouter:
+        """Register into the app's router, creating and installing it if needed."""
+        router = app.get(TWIRP_ROUTER)
+        if router is None:
+            router = TwirpRouter()
+            router.install(app)
+        router.add_service(self)
+        return router
+
+
+class TwirpRouter:
+    """Owns the catch-all Twirp route of an app and dispatches to registered services."""
+
+    def __init__(self, *, prefix: str = "/twirp", max_body_size: int = MAX_BODY_SIZE) -> None:
+        self.prefix = prefix.rstrip("/")
+        self.max_body_size = max_body_size
+        self._services: dict[str, TwirpService] = {}
+
+    def add_service(self, service: TwirpService) -> None:
+        if service.name in self._services:
+            raise ValueError(f"Twirp service {service.name} is already registered")
+        # The service object is kept, not copied: methods added later are served too.
+        self._services[service.name] = service
+
+    def install(self, app: web.Application) -> None:
+        """Add the catch-all route to ``app`` and remember this router on it."""
+        if TWIRP_ROUTER in app:
+            raise RuntimeError("the app already has a Twirp router")
+        app[TWIRP_ROUTER] = self
+        app.router.add_route("*", self.prefix + "/{tail:.*}", self.handle)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        try:
+            method = self._route(request)
+            message, is_json = await read_message(
+                request, method.request_type, max_body_size=self.max_body_size
+            )
+            reply = await method.handler(message, request)
+            return message_response(reply, is_json)
+        except TwirpError as err:
+            return error_response(err)
+        except Exception:
+            # Unexpected failures are bugs: log them, but leak no details to the caller.
+            logger.exception("Twirp handler for %s failed", request.path)
+            return error_response(TwirpError.internal("internal error"))
+
+    def _route(self, request: web.Request) -> _Method:
+        if request.method != "POST":
+            raise TwirpError.bad_route(
+                f'unsupported method "{request.method}" (only POST is allowed)',
+                request.method,
+                request.path,
+            )
+        service_name, _, method_name = request.match_info["tail"].rpartition("/")
+        service = self._services.get(service_name)
+        method = service.methods.get(method_name) if service is not None else None
+        if method is None:
+            raise TwirpError.bad_route(
+                f"no handler for path {json.dumps(request.path)}", request.method, request.path
+            )
+        return method
+
+
+#: Where ``TwirpService.install`` finds (or leaves) the app's router.
+TWIRP_ROUTER = web.AppKey("twirp_router", TwirpRouter)

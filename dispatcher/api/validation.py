@@ -1,0 +1,53 @@
+"""Request checks that answer ``invalid_argument`` with a message saying what was wrong."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from livekit.protocol import agent_dispatch as pb
+
+from dispatcher.api.twirp import TwirpError
+
+MAX_NAME_BYTES = 256
+MAX_DEPLOYMENT_BYTES = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_metadata_bytes: int = 512 * 1024
+    max_attributes_bytes: int = 64 * 1024
+
+
+def require(value: str, field: str) -> None:
+    if not value:
+        raise TwirpError.invalid_argument(f"{field} is required")
+    if len(value.encode()) > MAX_NAME_BYTES:
+        raise TwirpError.invalid_argument(f"{field} exceeds {MAX_NAME_BYTES} bytes")
+
+
+def check_dispatch_request(req: pb.CreateAgentDispatchRequest, limits: Limits) -> None:
+    require(req.room, "room")
+    # An explicit dispatch must name its agent; unnamed (automatic) agents are sent at room
+    # creation, never by CreateDispatch.
+    require(req.agent_name, "agent_name")
+    size = len(req.metadata.encode())
+    if size > limits.max_metadata_bytes:
+        raise TwirpError.invalid_argument(
+            f"metadata size exceeds limits ({size} > {limits.max_metadata_bytes} bytes)"
+        )
+    attributes = sum(len(k.encode()) + len(v.encode()) for k, v in req.attributes.items())
+    if attributes > limits.max_attributes_bytes:
+        raise TwirpError.invalid_argument(
+            f"attribute size exceeds limits ({attributes} > {limits.max_attributes_bytes} bytes)"
+        )
+    check_deployment(req.deployment)
+
+
+def check_deployment(deployment: str) -> None:
+    """As the reference: at most 64 bytes, no '_', whitespace or control characters."""
+    if len(deployment.encode()) > MAX_DEPLOYMENT_BYTES:
+        raise TwirpError.invalid_argument(f"deployment exceeds {MAX_DEPLOYMENT_BYTES} bytes")
+    if any(c == "_" or c.isspace() or not c.isprintable() for c in deployment):
+        raise TwirpError.invalid_argument(
+            "deployment must not contain '_', whitespace or control characters"
+        )

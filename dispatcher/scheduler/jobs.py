@@ -1,0 +1,232 @@
+"""The job state machine of one dispatch. Pure: no I/O; time comes in as an argument.
+
+Phases: ``pending`` (no server yet) -> ``assigned`` (slot reserved, waiting for the server's
+RUNNING report) -> ``running`` -> ``ended``; a deleted dispatch passes through
+``terminating`` while its server winds the job down. Timers are derived from the phase and
+``current.updated_at``, so they survive a change of lease holder with the record itself.
+Each transition returns the new record and the effects the scheduler must carry out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import msgspec
+
+from dispatcher import ids
+from dispatcher.wire import (
+    DispatchCreated,
+    JobAttempt,
+    JobReason,
+    JobRecord,
+    JobRejected,
+    JobReport,
+    JobSpec,
+    JobStatus,
+    RestartPolicy,
+)
+
+_MAX_REMEMBERED_REJECTIONS = 8
+_ENDED = (JobStatus.SUCCESS, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+@dataclass(frozen=True, slots=True)
+class Place:
+    dispatch_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Terminate:
+    agent_name: str
+    server_id: str
+    job_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    agent_name: str
+    server_id: str
+    job_id: str
+
+
+Effect = Place | Terminate | Release
+
+
+@dataclass(slots=True)
+class Step:
+    record: JobRecord
+    effects: list[Effect] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    assign_ms: int = 5000
+    terminate_grace_ms: int = 20000
+
+
+def created(event: DispatchCreated, partition: int, now: int) -> Step:
+    d = event.dispatch
+    spec = JobSpec(
+        job_id=ids.job_id(d.id, 0),
+        dispatch_id=d.id,
+        attempt=0,
+        partition=partition,
+        room=d.room,
+        room_sid=event.room_sid,
+        agent_name=d.agent_name,
+        metadata=d.metadata,
+        deployment=d.deployment,
+        attributes=d.attributes,
+        received_ns=event.received_ns,
+    )
+    current = JobAttempt(job_id=spec.job_id, updated_at=now)
+    record = JobRecord(spec=spec, phase="pending", current=current, restart_policy=d.restart_policy)
+    return Step(record, [Place(d.id)])
+
+
+def placed(record: JobRecord, server_id: str, now: int) -> JobRecord:
+    current = msgspec.structs.replace(record.current, server_id=server_id, updated_at=now)
+    return msgspec.structs.replace(record, phase="assigned", current=current)
+
+
+def on_report(record: JobRecord, report: JobReport, now: int) -> Step:
+    if report.attempt != record.spec.attempt or record.phase == "ended":
+        return _stray(record, report)
+    if report.status is JobStatus.RUNNING:
+        return Step(_running(record, report, now))
+    if report.status in _ENDED:
+        return Step(_ended(record, now, report.status, report.error))
+    return Step(record)
+
+
+def on_rejected(record: JobRecord, event: JobRejected, now: int) -> Step:
+    if event.attempt != record.spec.attempt or record.phase not in ("pending", "assigned"):
+        return Step(record)
+    if event.terminate:
+        return Step(_ended(record, now, JobStatus.SUCCESS, event.reason or "rejected"))
+    rejected = (*record.rejected_by, event.server_id)[-_MAX_REMEMBERED_REJECTIONS:]
+    record = msgspec.structs.replace(record, rejected_by=rejected)
+    return _retry(record, now, f"rejected by {event.server_id}: {event.reason}")
+
+
+def on_deleted(record: JobRecord, now: int) -> Step:
+    reason = JobReason.DISPATCH_DELETED
+    if record.phase == "pending":
+        return Step(_ended(record, now, JobStatus.FAILED, "dispatch deleted", reason))
+    if record.phase not in ("assigned", "running"):
+        return Step(record)
+    current = msgspec.structs.replace(record.current, reason=reason, updated_at=now)
+    record = msgspec.structs.replace(record, phase="terminating", current=current)
+    return Step(record, [_terminate(record, "dispatch deleted")])
+
+
+def on_timer(record: JobRecord, now: int) -> Step:
+    """Called once the record's timer is due (see ``due_at``)."""
+    c = record.current
+    if record.phase == "assigned":
+        rejected = (*record.rejected_by, c.server_id)[-_MAX_REMEMBERED_REJECTIONS:]
+        effects: list[Effect] = [_terminate(record, "assignment timed out"), _release(record)]
+        step = _retry(
+            msgspec.structs.replace(record, rejected_by=rejected),
+            now,
+            f"agent server {c.server_id} did not start the job in time",
+        )
+        step.effects[:0] = effects
+        return step
+    if record.phase == "terminating":
+        error = "agent server did not confirm the termination"
+        return Step(_ended(record, now, JobStatus.FAILED, error, c.reason), [_release(record)])
+    return Step(record)
+
+
+def on_server_lost(record: JobRecord, now: int) -> Step:
+    if record.phase not in ("assigned", "running", "terminating"):
+        return Step(record)
+    error = f"agent server {record.current.server_id} was lost"
+    if record.phase == "terminating" or record.restart_policy is RestartPolicy.NEVER:
+        return Step(_ended(record, now, JobStatus.FAILED, error, record.current.reason))
+    return _retry(record, now, error)
+
+
+def due_at(record: JobRecord, timeouts: Timeouts) -> int | None:
+    """When the record's timer fires (unix ns), or None when it has none."""
+    if record.phase == "assigned":
+        return record.current.updated_at + timeouts.assign_ms * 1_000_000
+    if record.phase == "terminating":
+        return record.current.updated_at + timeouts.terminate_grace_ms * 1_000_000
+    return None
+
+
+def server_of(record: JobRecord) -> str | None:
+    """The agent server holding the job, for phases in which one does."""
+    if record.phase in ("assigned", "running", "terminating"):
+        return record.current.server_id
+    return None
+
+
+def _running(record: JobRecord, report: JobReport, now: int) -> JobRecord:
+    if record.phase not in ("pending", "assigned"):
+        return record
+    current = msgspec.structs.replace(
+        record.current,
+        status=JobStatus.RUNNING,
+        server_id=report.server_id,
+        started_at=report.at or now,
+        updated_at=now,
+    )
+    return msgspec.structs.replace(record, phase="running", current=current)
+
+
+def _ended(
+    record: JobRecord,
+    now: int,
+    status: JobStatus,
+    error: str = "",
+    reason: JobReason = JobReason.UNSPECIFIED,
+) -> JobRecord:
+    current = msgspec.structs.replace(
+        record.current,
+        status=status,
+        error=error,
+        reason=reason or record.current.reason,
+        ended_at=now,
+        updated_at=now,
+    )
+    return msgspec.structs.replace(record, phase="ended", current=current)
+
+
+def _retry(record: JobRecord, now: int, error: str) -> Step:
+    """End the current attempt and queue the next one (a new, deterministic job id)."""
+    past = _ended(record, now, JobStatus.FAILED, error, JobReason.RETRYING).current
+    attempt = record.spec.attempt + 1
+    spec = msgspec.structs.replace(
+        record.spec, attempt=attempt, job_id=ids.job_id(record.spec.dispatch_id, attempt)
+    )
+    current = JobAttempt(job_id=spec.job_id, updated_at=now, reason=JobReason.RETRYING)
+    record = msgspec.structs.replace(
+        record, spec=spec, phase="pending", current=current, past=(*record.past, past)
+    )
+    return Step(record, [Place(spec.dispatch_id)])
+
+
+def _stray(record: JobRecord, report: JobReport) -> Step:
+    """A report for an attempt that is no longer current: stop that job if it still runs."""
+    return Step(record, stray_report(report))
+
+
+def _terminate(record: JobRecord, reason: str) -> Terminate:
+    c = record.current
+    return Terminate(record.spec.agent_name, c.server_id, c.job_id, reason)
+
+
+def _release(record: JobRecord) -> Release:
+    c = record.current
+    return Release(record.spec.agent_name, c.server_id, c.job_id)
+
+
+def stray_report(report: JobReport) -> list[Effect]:
+    """A job reports RUNNING for a dispatch that has no live job here: stop it."""
+    if report.status is not JobStatus.RUNNING:
+        return []
+    return [Terminate(report.agent_name, report.server_id, report.job_id, "no such job")]

@@ -1,0 +1,179 @@
+"""A scheduler node: membership, partition ownership, leases, and one worker per partition.
+
+Every heartbeat the node refreshes its membership, renews the leases it holds, computes the
+partitions rendezvous hashing gives it, stops the workers of partitions it should no longer
+own (then releases their leases) and tries to acquire the leases of partitions it should own.
+A partition whose lease is still held elsewhere is retried on the next heartbeat, so a
+handover completes within about one heartbeat of the old owner letting go.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from dispatcher.errors import OwnershipLost
+from dispatcher.scheduler import jobs
+from dispatcher.scheduler.ownership import owned_by
+from dispatcher.scheduler.partition import PartitionWorker
+from dispatcher.scheduler.registry import Registry
+from dispatcher.settings import SchedulerSettings, default_node_id
+from dispatcher.store import keys, scripts
+from dispatcher.store.client import Client, connect
+from dispatcher.store.meta import ensure_partitions
+
+log = logging.getLogger(__name__)
+
+
+class SchedulerNode:
+    def __init__(self, settings: SchedulerSettings, client: Client) -> None:
+        self.settings = settings
+        self.node_id = settings.node_id or default_node_id()
+        self.client = client
+        self.registry = Registry(client, settings.snapshot_interval_s, settings.reap_after_ms)
+        self.workers: dict[int, PartitionWorker] = {}
+        self.members: list[str] = []
+        self._tasks: dict[int, asyncio.Task[None]] = {}
+        self._background: list[asyncio.Task[None]] = []
+        self._timeouts = jobs.Timeouts(settings.assign_timeout_ms, settings.terminate_grace_ms)
+
+    @classmethod
+    async def create(cls, settings: SchedulerSettings) -> SchedulerNode:
+        client = await connect(settings.redis_url)
+        await ensure_partitions(client, settings.partitions)
+        await scripts.load_all(client)
+        return cls(settings, client)
+
+    async def start(self) -> None:
+        await self.registry.refresh()
+        await self.tick()
+        self._background = [
+            asyncio.create_task(self.registry.run(), name="registry"),
+            asyncio.create_task(self._heartbeat_loop(), name="membership"),
+        ]
+        log.info("scheduler %s started", self.node_id)
+
+    async def drain(self) -> None:
+        """Leave the membership and hand every partition over."""
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        await scripts.membership(self.client, [keys.SCHEDULERS], [self.node_id, 0, 1])
+        await asyncio.gather(*(self._stop_partition(p) for p in list(self.workers)))
+        log.info("scheduler %s drained", self.node_id)
+
+    async def aclose(self) -> None:
+        for task in [*self._background, *self._tasks.values()]:
+            task.cancel()
+        await asyncio.gather(*self._background, *self._tasks.values(), return_exceptions=True)
+        await self.client.aclose()
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.heartbeat_interval_s)
+            try:
+                await self.tick()
+            except Exception:
+                log.exception("scheduler heartbeat failed")
+
+    async def tick(self) -> None:
+        ttl = self.settings.membership_ttl_ms
+        members = await scripts.membership(self.client, [keys.SCHEDULERS], [self.node_id, ttl, 0])
+        self.members = [m.decode() for m in members]
+        await self._renew_leases()
+        wanted = owned_by(self.node_id, self.members, self.settings.partitions)
+        await asyncio.gather(*(self._stop_partition(p) for p in set(self.workers) - wanted))
+        await self._acquire(sorted(wanted - set(self.workers)))
+
+    async def _renew_leases(self) -> None:
+        held = list(self.workers.items())
+        batch = scripts.Batch()
+        for partition, worker in held:
+            k = keys.partition_keys(partition)
+            args: list[str | int] = [self.node_id, self.settings.lease_ttl_ms, worker.lease_value]
+            batch.script(scripts.lease, [k.lease, k.fence], args)
+        for (partition, worker), value in zip(held, await batch.run(self.client), strict=True):
+            if (
+                value is None
+                or isinstance(value, Exception)
+                or value.decode() != worker.lease_value
+            ):
+                log.warning("scheduler %s lost the lease of partition %d", self.node_id, partition)
+                self._abandon(partition)
+
+    async def _acquire(self, partitions: list[int]) -> None:
+        batch = scripts.Batch()
+        for partition in partitions:
+            k = keys.partition_keys(partition)
+            batch.script(
+                scripts.lease, [k.lease, k.fence], [self.node_id, self.settings.lease_ttl_ms, ""]
+            )
+        for partition, value in zip(partitions, await batch.run(self.client), strict=True):
+            if isinstance(value, bytes):
+                self._start_partition(partition, value.decode())
+
+    def _start_partition(self, partition: int, lease_value: str) -> None:
+        s = self.settings
+        worker = PartitionWorker(
+            self.client,
+            partition,
+            self.node_id,
+            lease_value,
+            self.registry,
+            timeouts=self._timeouts,
+            batch_size=s.batch_size,
+            block_ms=s.block_ms,
+            load_threshold=s.load_threshold,
+        )
+        self.workers[partition] = worker
+        task = asyncio.create_task(self._run_partition(worker), name=f"partition-{partition}")
+        self._tasks[partition] = task
+        log.debug("scheduler %s owns partition %d (%s)", self.node_id, partition, lease_value)
+
+    async def _run_partition(self, worker: PartitionWorker) -> None:
+        try:
+            await worker.run()
+        except OwnershipLost as exc:
+            log.warning("%s", exc)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("partition %d worker failed; it will be retried", worker.partition)
+        finally:
+            if self.workers.get(worker.partition) is worker:
+                self.workers.pop(worker.partition)
+                self._tasks.pop(worker.partition, None)
+
+    async def _stop_partition(self, partition: int) -> None:
+        worker, task = self.workers.get(partition), self._tasks.get(partition)
+        if worker is None or task is None:
+            return
+        worker.stop()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        k = keys.partition_keys(partition)
+        await scripts.release_lease(self.client, [k.lease], [worker.lease_value])
+        log.debug("scheduler %s released partition %d", self.node_id, partition)
+
+    def _abandon(self, partition: int) -> None:
+        """The lease is gone: stop at once; the commit fence already refuses its writes."""
+        self.workers.pop(partition, None)
+        task = self._tasks.pop(partition, None)
+        if task is not None:
+            task.cancel()
+
+
+async def run_scheduler(settings: SchedulerSettings, stop: asyncio.Event) -> None:
+    node = await SchedulerNode.create(settings)
+    try:
+        await node.start()
+        await stop.wait()
+        await node.drain()
+    finally:
+        await node.aclose()
+
+
+def describe(node: SchedulerNode) -> dict[str, Any]:
+    return {"node": node.node_id, "members": node.members, "partitions": sorted(node.workers)}

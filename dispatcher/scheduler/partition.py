@@ -1,0 +1,284 @@
+"""One owned partition: read its event stream, run the job state machine, place, commit.
+
+Each loop turn reads a batch of events, applies them and any due timers to the in-memory
+state, places waiting jobs (one pipelined reservation per job), then commits the changed
+records together with the acks in one fenced script call. Effects that only reach agent
+servers (terminations, released slots) follow the commit. A crash anywhere leaves unacked
+events that the next lease holder replays; job ids are deterministic and reservations
+idempotent, so a replay re-creates the same assignment instead of a second one.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import msgspec
+from redis.exceptions import ResponseError
+
+from dispatcher.errors import OwnershipLost
+from dispatcher.scheduler import jobs
+from dispatcher.scheduler.placement import rank_candidates
+from dispatcher.scheduler.registry import Registry
+from dispatcher.scheduler.state import PartitionState
+from dispatcher.store import keys, scripts
+from dispatcher.store.client import Client
+from dispatcher.wire import (
+    Assignment,
+    DispatchCreated,
+    DispatchDeleted,
+    Event,
+    JobRecord,
+    JobRejected,
+    JobReport,
+    Termination,
+    encode,
+    event_decoder,
+    job_decoder,
+)
+
+log = logging.getLogger(__name__)
+Entry = tuple[bytes, dict[bytes, bytes]]
+_TRIM_EVERY_S = 5.0
+
+
+class PartitionWorker:
+    def __init__(
+        self,
+        client: Client,
+        partition: int,
+        consumer: str,
+        lease_value: str,
+        registry: Registry,
+        *,
+        timeouts: jobs.Timeouts,
+        batch_size: int,
+        block_ms: int,
+        load_threshold: float,
+    ) -> None:
+        self.partition = partition
+        self.lease_value = lease_value
+        self._client = client
+        self._keys = keys.partition_keys(partition)
+        self._consumer = consumer
+        self._registry = registry
+        self._batch_size = batch_size
+        self._block_ms = block_ms
+        self._load_threshold = load_threshold
+        self.state = PartitionState(timeouts)
+        self._stopping = False
+        self._placed_version = -1
+        self._dirty: dict[str, JobRecord] = {}
+        self._effects: list[jobs.Effect] = []
+        self._last_trim = time.monotonic()
+        self._last_id = b""
+
+    def stop(self) -> None:
+        """Finish the current batch, then return from ``run``."""
+        self._stopping = True
+
+    async def run(self) -> None:
+        await self._ensure_group()
+        await self._load()
+        await self._catch_up()
+        while not self._stopping:
+            await self._turn(await self._read(">", self._block_ms))
+
+    # --- start-up -------------------------------------------------------------------------
+
+    async def _ensure_group(self) -> None:
+        try:
+            await self._client.xgroup_create(
+                self._keys.events, keys.CONSUMER_GROUP, id="0", mkstream=True
+            )
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def _load(self) -> None:
+        members: set[bytes] = await self._client.smembers(self._keys.active)  # type: ignore[assignment]
+        ids = sorted(m.decode() for m in members)
+        if not ids:
+            return
+        raws: list[bytes | None] = await self._client.hmget(self._keys.jobs, ids)  # type: ignore[assignment]
+        for raw in raws:
+            if raw is not None:
+                self.state.put(job_decoder.decode(raw))
+        log.info("partition %d: loaded %d active jobs", self.partition, len(self.state))
+
+    async def _catch_up(self) -> None:
+        """Apply everything outstanding (other consumers' pending entries included) before
+        placing, so a job that already ran is not placed again."""
+        start = "0-0"
+        while True:
+            reply: Any = await self._client.xautoclaim(
+                self._keys.events,
+                keys.CONSUMER_GROUP,
+                self._consumer,
+                0,
+                start,
+                count=self._batch_size,
+            )
+            start = reply[0]
+            await self._turn(reply[1], place=False)
+            if start in (b"0-0", "0-0"):
+                break
+        while entries := await self._read(">", None):
+            await self._turn(entries, place=False)
+        await self._turn([])
+
+    async def _read(self, start: str, block_ms: int | None) -> list[Entry]:
+        reply: Any = await self._client.xreadgroup(
+            keys.CONSUMER_GROUP,
+            self._consumer,
+            {self._keys.events: start},
+            count=self._batch_size,
+            block=block_ms,
+        )
+        return list(reply[0][1]) if reply else []
+
+    # --- one turn -------------------------------------------------------------------------
+
+    async def _turn(self, entries: list[Entry], place: bool = True) -> None:
+        now = time.time_ns()
+        for _entry_id, fields in entries:
+            if (event := _decode(fields)) is not None:
+                self._apply(event, now)
+        for record in list(self.state.due(now)):
+            self._step(jobs.on_timer(record, now))
+        self._check_servers(now)
+        if place:
+            await self._place(now)
+        await self._commit([entry_id for entry_id, _ in entries])
+        await self._send_effects()
+        if entries:
+            self._last_id = entries[-1][0]
+        await self._maybe_trim()
+
+    def _apply(self, event: Event, now: int) -> None:
+        if isinstance(event, DispatchCreated):
+            if event.dispatch.id not in self.state.records:
+                self._step(jobs.created(event, self.partition, now))
+            return
+        record = self.state.records.get(event.dispatch_id)
+        if record is None:
+            if isinstance(event, JobReport):
+                self._effects.extend(jobs.stray_report(event))
+            return
+        if isinstance(event, JobReport):
+            self._step(jobs.on_report(record, event, now))
+        elif isinstance(event, JobRejected):
+            self._step(jobs.on_rejected(record, event, now))
+        elif isinstance(event, DispatchDeleted):
+            self._step(jobs.on_deleted(record, now))
+
+    def _step(self, step: jobs.Step) -> None:
+        self._record(step.record)
+        self._effects.extend(e for e in step.effects if not isinstance(e, jobs.Place))
+
+    def _record(self, record: JobRecord) -> None:
+        self.state.put(record)
+        self._dirty[record.spec.dispatch_id] = record
+
+    def _check_servers(self, now: int) -> None:
+        if self._registry.version == self._placed_version:
+            return
+        for agent_name, server_id in self.state.servers():
+            if self._registry.is_lost(agent_name, server_id):
+                for record in self.state.on_server((agent_name, server_id)):
+                    self._step(jobs.on_server_lost(record, now))
+
+    # --- placement ------------------------------------------------------------------------
+
+    async def _place(self, now: int) -> None:
+        fresh = any(r.phase == "pending" for r in self._dirty.values())
+        if not self.state.waiting or (not fresh and self._registry.version == self._placed_version):
+            return
+        self._placed_version = self._registry.version
+        batch, order = scripts.Batch(), []
+        for dispatch_id in self.state.waiting:
+            record = self.state.records[dispatch_id]
+            if (call := self._reservation(record)) is not None:
+                batch.script(scripts.reserve, *call)
+                order.append(record)
+        for record, result in zip(order, await batch.run(self._client), strict=True):
+            self._placed(record, result, now)
+
+    def _reservation(self, record: JobRecord) -> tuple[list[str], list[Any]] | None:
+        spec = record.spec
+        servers = self._registry.servers(spec.agent_name)
+        now_ms = self._registry.now_ms()
+        ranked = rank_candidates(servers, now_ms, self._load_threshold, record.rejected_by)
+        if not ranked and record.rejected_by:
+            ranked = rank_candidates(servers, now_ms, self._load_threshold)
+        if not ranked:
+            return None
+        pool = keys.pool_keys(spec.agent_name)
+        call_keys = [pool.jobs, *(k for sid in ranked for k in pool.server_keys(sid))]
+        timeout_ms = self.state.timeouts.assign_ms
+        args = [spec.job_id, timeout_ms, self._load_threshold, encode(Assignment(job=spec))]
+        return call_keys, [*args, *ranked]
+
+    def _placed(self, record: JobRecord, result: Any, now: int) -> None:
+        if isinstance(result, Exception):
+            log.warning("partition %d: reserve failed: %s", self.partition, result)
+        elif result is not None:
+            server_id = result.decode()
+            self._registry.note_reserved(record.spec.agent_name, server_id)
+            self._record(jobs.placed(record, server_id, now))
+
+    # --- commit and effects ---------------------------------------------------------------
+
+    async def _commit(self, acks: list[bytes]) -> None:
+        if not acks and not self._dirty:
+            return
+        args: list[str | bytes | int] = [self.lease_value, keys.CONSUMER_GROUP, len(acks), *acks]
+        for dispatch_id, record in self._dirty.items():
+            args += [dispatch_id, encode(record), 0 if record.phase == "ended" else 1]
+        k = self._keys
+        try:
+            await scripts.commit(self._client, [k.lease, k.jobs, k.active, k.events], args)
+        except ResponseError as exc:
+            if "FENCED" in str(exc):
+                raise OwnershipLost(f"partition {self.partition}: lease lost") from exc
+            raise
+        self._dirty.clear()
+
+    async def _send_effects(self) -> None:
+        if not self._effects:
+            return
+        batch = scripts.Batch()
+        for effect in self._effects:
+            if isinstance(effect, jobs.Place):
+                continue
+            pool = keys.pool_keys(effect.agent_name)
+            if isinstance(effect, jobs.Terminate):
+                message = encode(Termination(job_id=effect.job_id, reason=effect.reason))
+                inbox = pool.inbox(effect.server_id)
+                batch.command("XADD", inbox, "MAXLEN", "~", 1000, "*", "m", message)
+            elif isinstance(effect, jobs.Release):
+                res = pool.reservations(effect.server_id)
+                batch.script(scripts.release, [res, pool.jobs], [effect.job_id, effect.server_id])
+        self._effects.clear()
+        for result in await batch.run(self._client):
+            if isinstance(result, Exception):
+                log.warning("partition %d: effect failed: %s", self.partition, result)
+
+    async def _maybe_trim(self) -> None:
+        """Drop acked entries: everything older than the oldest still-pending one."""
+        if time.monotonic() - self._last_trim < _TRIM_EVERY_S or not self._last_id:
+            return
+        self._last_trim = time.monotonic()
+        pending: Any = await self._client.xpending(self._keys.events, keys.CONSUMER_GROUP)
+        oldest = pending.get("min") or self._last_id
+        await self._client.xtrim(self._keys.events, minid=oldest, approximate=True)
+
+
+def _decode(fields: dict[bytes, bytes]) -> Event | None:
+    try:
+        event: Event = event_decoder.decode(fields[b"e"])
+    except (KeyError, msgspec.DecodeError, msgspec.ValidationError) as exc:
+        log.error("dropping undecodable event: %s", exc)
+        return None
+    return event

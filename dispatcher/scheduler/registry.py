@@ -1,0 +1,95 @@
+"""The scheduler's snapshot of every agent-server pool, refreshed a few times a second.
+
+Placement ranks candidates from this snapshot; the reservation script re-checks them, so
+staleness costs at most a retry. The snapshot also tells partitions which servers are dead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from dispatcher.scheduler.placement import ServerView
+from dispatcher.store import keys, scripts
+from dispatcher.store.client import Client
+from dispatcher.wire import ServerStatus
+
+log = logging.getLogger(__name__)
+
+
+class Registry:
+    def __init__(self, client: Client, interval_s: float, reap_after_ms: int) -> None:
+        self._client = client
+        self._interval_s = interval_s
+        self._reap_after_ms = reap_after_ms
+        self._pools: dict[str, list[ServerView]] = {}
+        self._offset_ms = 0  # Redis clock minus local clock
+        self.version = 0
+        self.changed = asyncio.Event()
+
+    def now_ms(self) -> int:
+        """Now on Redis's clock, which every expiry in the registry uses."""
+        return int(time.time() * 1000) + self._offset_ms
+
+    def servers(self, agent_name: str) -> list[ServerView]:
+        return self._pools.get(agent_name, [])
+
+    def is_lost(self, agent_name: str, server_id: str) -> bool:
+        """True once the server's heartbeat has expired (or it left the pool)."""
+        now = self.now_ms()
+        return not any(s.id == server_id and s.alive(now) for s in self.servers(agent_name))
+
+    def note_reserved(self, agent_name: str, server_id: str) -> None:
+        """Count a reservation locally so the rest of a batch spreads over other servers."""
+        for server in self.servers(agent_name):
+            if server.id == server_id:
+                server.used += 1
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.refresh()
+            except Exception:
+                log.exception("registry refresh failed")
+            await asyncio.sleep(self._interval_s)
+
+    async def refresh(self) -> None:
+        members: set[bytes] = await self._client.smembers(keys.POOLS)  # type: ignore[assignment]
+        names = sorted(n.decode() for n in members)
+        batch = scripts.Batch()
+        for name in names:
+            pool = keys.pool_keys(name)
+            prefix = pool.servers.removesuffix("servers")
+            batch.script(
+                scripts.pool_scan, [pool.servers, pool.jobs], [prefix, self._reap_after_ms]
+            )
+        results = await batch.run(self._client)
+        pools = {}
+        for name, result in zip(names, results, strict=True):
+            if isinstance(result, Exception):
+                raise result
+            pools[name] = self._parse(result)
+        self._pools = pools
+        self.version += 1
+        self.changed.set()
+        self.changed.clear()
+
+    def _parse(self, result: list[bytes | int]) -> list[ServerView]:
+        self._offset_ms = int(result[0]) - int(time.time() * 1000)
+        rows = result[1:]
+        return [
+            ServerView(
+                id=_str(rows[i]),
+                capacity=int(rows[i + 1]),
+                load=float(rows[i + 2]),
+                status=ServerStatus(int(rows[i + 3])),
+                expires_at=int(rows[i + 4]),
+                used=int(rows[i + 5]),
+            )
+            for i in range(0, len(rows), 6)
+        ]
+
+
+def _str(value: bytes | int) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

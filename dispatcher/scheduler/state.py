@@ -1,0 +1,67 @@
+"""The in-memory state of one owned partition: active job records and their indexes. Pure.
+
+Records of ended jobs leave memory once committed; Redis keeps them for ListDispatch.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterator
+
+from dispatcher.scheduler import jobs
+from dispatcher.wire import JobRecord
+
+ServerKey = tuple[str, str]  # (agent name, server id)
+
+
+class PartitionState:
+    def __init__(self, timeouts: jobs.Timeouts) -> None:
+        self.timeouts = timeouts
+        self.records: dict[str, JobRecord] = {}
+        self.waiting: dict[str, None] = {}  # dispatch ids to place, oldest first
+        self._timers: list[tuple[int, str]] = []  # (due ns, dispatch id), lazily invalidated
+        self._by_server: dict[ServerKey, set[str]] = {}
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def put(self, record: JobRecord) -> None:
+        """Store a record and keep every index in step with it."""
+        dispatch_id = record.spec.dispatch_id
+        self._unindex(dispatch_id)
+        if record.phase == "ended":
+            self.records.pop(dispatch_id, None)
+            return
+        self.records[dispatch_id] = record
+        if record.phase == "pending":
+            self.waiting[dispatch_id] = None
+        if (server := jobs.server_of(record)) is not None:
+            self._by_server.setdefault((record.spec.agent_name, server), set()).add(dispatch_id)
+        if (due := jobs.due_at(record, self.timeouts)) is not None:
+            heapq.heappush(self._timers, (due, dispatch_id))
+
+    def due(self, now: int) -> Iterator[JobRecord]:
+        """Records whose timer is due; stale heap entries are skipped."""
+        while self._timers and self._timers[0][0] <= now:
+            due, dispatch_id = heapq.heappop(self._timers)
+            record = self.records.get(dispatch_id)
+            if record is not None and jobs.due_at(record, self.timeouts) == due:
+                yield record
+
+    def servers(self) -> list[ServerKey]:
+        return list(self._by_server)
+
+    def on_server(self, key: ServerKey) -> list[JobRecord]:
+        return [self.records[d] for d in self._by_server.get(key, ())]
+
+    def _unindex(self, dispatch_id: str) -> None:
+        old = self.records.get(dispatch_id)
+        self.waiting.pop(dispatch_id, None)
+        if old is None or (server := jobs.server_of(old)) is None:
+            return
+        key = (old.spec.agent_name, server)
+        held = self._by_server.get(key)
+        if held is not None:
+            held.discard(dispatch_id)
+            if not held:
+                del self._by_server[key]

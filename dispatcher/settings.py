@@ -1,0 +1,113 @@
+"""Settings per role: frozen Structs filled from ``DISPATCHER_*`` environment variables.
+
+Every ``DISPATCHER_*`` variable must name a field of some role, so a misspelt variable stops
+the process at start instead of silently leaving a default in place.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+import msgspec
+
+from dispatcher.errors import ConfigError
+from dispatcher.partitions import DEFAULT_PARTITIONS
+
+PREFIX = "DISPATCHER_"
+DEV_API_KEY = "devkey"
+DEV_API_SECRET = "secretsecretsecretsecretsecret12"
+
+
+class RedisSettings(msgspec.Struct, kw_only=True, frozen=True):
+    redis_url: str = "redis://127.0.0.1:6379"
+    partitions: int = DEFAULT_PARTITIONS
+
+
+class ApiSettings(RedisSettings, kw_only=True, frozen=True):
+    host: str = "0.0.0.0"
+    port: int = 7880
+    # "key:secret,key2:secret2"; LIVEKIT_API_KEY/LIVEKIT_API_SECRET are added when set.
+    api_keys: str = ""
+    token_leeway_s: float = 60.0
+    max_metadata_bytes: int = 512 * 1024
+    max_body_bytes: int = 10 * 1024 * 1024
+    idempotency_ttl_s: int = 600
+
+
+class SchedulerSettings(RedisSettings, kw_only=True, frozen=True):
+    node_id: str = ""
+    heartbeat_interval_s: float = 1.0
+    membership_ttl_ms: int = 5000
+    lease_ttl_ms: int = 5000
+    batch_size: int = 512
+    block_ms: int = 100
+    assign_timeout_ms: int = 5000
+    terminate_grace_ms: int = 20000
+    load_threshold: float = 0.7
+    snapshot_interval_s: float = 0.25
+    reap_after_ms: int = 60000
+
+
+class AgentSettings(RedisSettings, kw_only=True, frozen=True):
+    heartbeat_interval_s: float = 1.0
+    heartbeat_ttl_ms: int = 3000
+    drain_timeout_s: float = 600.0
+
+
+ROLES: tuple[type[RedisSettings], ...] = (ApiSettings, SchedulerSettings, AgentSettings)
+S = TypeVar("S", bound=RedisSettings)
+
+
+def _known_names() -> set[str]:
+    return {PREFIX + f.upper() for role in ROLES for f in role.__struct_fields__}
+
+
+def check_environment(environ: Mapping[str, str]) -> None:
+    unknown = sorted(k for k in environ if k.startswith(PREFIX) and k not in _known_names())
+    if unknown:
+        raise ConfigError(f"unknown setting(s): {', '.join(unknown)}")
+
+
+def load(
+    role: type[S],
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> S:
+    """Build ``role`` from the environment, then from explicit ``overrides`` (CLI options)."""
+    env = os.environ if environ is None else environ
+    check_environment(env)
+    values: dict[str, Any] = {}
+    for name in role.__struct_fields__:
+        if (raw := env.get(PREFIX + name.upper())) is not None:
+            values[name] = raw
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    try:
+        return msgspec.convert(values, role, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"invalid setting: {exc}") from exc
+
+
+def api_key_pairs(
+    settings: ApiSettings, environ: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """API key -> secret, from ``api_keys`` plus ``LIVEKIT_API_KEY``/``LIVEKIT_API_SECRET``."""
+    env = os.environ if environ is None else environ
+    pairs: dict[str, str] = {}
+    for item in filter(None, (p.strip() for p in settings.api_keys.split(","))):
+        key, sep, secret = item.partition(":")
+        if not sep or not key or not secret:
+            raise ConfigError(f"api_keys entry {item!r} is not 'key:secret'")
+        pairs[key] = secret
+    if env.get("LIVEKIT_API_KEY") and env.get("LIVEKIT_API_SECRET"):
+        pairs[env["LIVEKIT_API_KEY"]] = env["LIVEKIT_API_SECRET"]
+    if not pairs:
+        raise ConfigError("no API key configured: set DISPATCHER_API_KEYS or LIVEKIT_API_KEY")
+    return pairs
+
+
+def default_node_id() -> str:
+    """The pod name in a StatefulSet (stable across restarts), else host and pid."""
+    return os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"

@@ -1,0 +1,107 @@
+"""Every Redis key the system uses, built in one place.
+
+All keys start with ``dsp:``. Keys of one partition carry the partition's hash tag ``{pNN}`` and
+keys of one agent-server pool carry the pool's tag ``{a:<agent name>}``, so each partition and
+each pool lives in a single Redis Cluster slot and every script over it is atomic. No script
+touches keys of two partitions, or of a partition and a pool.
+
+Global keys (one slot each):
+
+``dsp:meta``                    hash  ``partitions`` -> P, written once at first start.
+``dsp:schedulers``              zset  scheduler node id -> heartbeat expiry (Redis ms).
+``dsp:pools``                   set   agent names that have registered servers.
+
+Partition keys (``T`` = ``{pNN}``); writer in brackets:
+
+``dsp:T:events``                stream of wire events (API nodes, agent servers append;
+                                the lease holder consumes through group ``schedulers``).
+``dsp:T:lease``                 string ``<node>/<token>`` with a TTL [scheduler].
+``dsp:T:fence``                 counter; every lease acquisition takes the next token.
+``dsp:T:rooms``                 hash room -> RoomRecord [API].
+``dsp:T:room:<room>``           hash dispatch id -> DispatchRecord [API].
+``dsp:T:idem:<request id>``     string dispatch id, expires with the idempotency window [API].
+``dsp:T:jobs``                  hash dispatch id -> JobRecord [lease holder].
+``dsp:T:active``                set of dispatch ids whose job has not ended [lease holder].
+
+Timers need no key of their own: each is derived from a persisted job record (phase and
+``updated_at``), so a new lease holder inherits them when it loads the active jobs.
+
+Pool keys (``A`` = ``{a:<agent name>}``):
+
+``dsp:A:servers``               set of server ids [agent servers].
+``dsp:A:srv:<id>``              hash cap, load, status, exp (Redis ms), info [agent server].
+``dsp:A:res:<id>``              hash job id -> reach deadline (Redis ms), 0 once confirmed:
+                                the server's reserved slots [scheduler reserves, server
+                                confirms and releases, heartbeat reclaims].
+``dsp:A:jobs``                  hash job id -> server id: makes reservation idempotent.
+``dsp:A:inbox:<id>``            stream of assignments and terminations for one server.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dispatcher.partitions import partition_tag
+
+META = "dsp:meta"
+SCHEDULERS = "dsp:schedulers"
+POOLS = "dsp:pools"
+CONSUMER_GROUP = "schedulers"
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionKeys:
+    partition: int
+    events: str
+    lease: str
+    fence: str
+    rooms: str
+    jobs: str
+    active: str
+
+    def room(self, room: str) -> str:
+        return f"dsp:{partition_tag(self.partition)}:room:{room}"
+
+    def idempotency(self, request_id: str) -> str:
+        return f"dsp:{partition_tag(self.partition)}:idem:{request_id}"
+
+
+def partition_keys(partition: int) -> PartitionKeys:
+    base = f"dsp:{partition_tag(partition)}:"
+    return PartitionKeys(
+        partition=partition,
+        events=base + "events",
+        lease=base + "lease",
+        fence=base + "fence",
+        rooms=base + "rooms",
+        jobs=base + "jobs",
+        active=base + "active",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class PoolKeys:
+    agent_name: str
+    servers: str
+    jobs: str
+
+    def _base(self) -> str:
+        return f"dsp:{{a:{self.agent_name}}}:"
+
+    def server(self, server_id: str) -> str:
+        return f"{self._base()}srv:{server_id}"
+
+    def reservations(self, server_id: str) -> str:
+        return f"{self._base()}res:{server_id}"
+
+    def inbox(self, server_id: str) -> str:
+        return f"{self._base()}inbox:{server_id}"
+
+    def server_keys(self, server_id: str) -> list[str]:
+        """The three keys of one server, in the order the pool scripts expect."""
+        return [self.server(server_id), self.reservations(server_id), self.inbox(server_id)]
+
+
+def pool_keys(agent_name: str) -> PoolKeys:
+    base = f"dsp:{{a:{agent_name}}}:"
+    return PoolKeys(agent_name=agent_name, servers=base + "servers", jobs=base + "jobs")

@@ -1,0 +1,107 @@
+"""The Lua scripts, loaded once per process and called by SHA.
+
+A script is loaded on every primary at start. If Redis forgets it (a restart), the call that
+meets ``NOSCRIPT`` reloads all scripts and retries once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from importlib import resources
+from typing import Any
+
+from redis.exceptions import NoScriptError
+
+from dispatcher.store.client import Client
+
+ScriptArg = str | bytes | int | float
+
+
+class Script:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.source = resources.files("dispatcher.store").joinpath(f"lua/{name}.lua").read_text()
+        self.sha = hashlib.sha1(self.source.encode()).hexdigest()
+
+    async def __call__(
+        self, client: Client, keys: Sequence[str], args: Sequence[ScriptArg] = ()
+    ) -> Any:
+        try:
+            return await client.evalsha(self.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            await load_all(client)
+            return await client.evalsha(self.sha, len(keys), *keys, *args)
+
+
+create_dispatch = Script("create_dispatch")
+delete_dispatch = Script("delete_dispatch")
+list_dispatches = Script("list_dispatches")
+lease = Script("lease")
+release_lease = Script("release_lease")
+commit = Script("commit")
+membership = Script("membership")
+reserve = Script("reserve")
+confirm = Script("confirm")
+release = Script("release")
+heartbeat = Script("heartbeat")
+deregister = Script("deregister")
+pool_scan = Script("pool_scan")
+
+ALL = (
+    create_dispatch,
+    delete_dispatch,
+    list_dispatches,
+    lease,
+    release_lease,
+    commit,
+    membership,
+    reserve,
+    confirm,
+    release,
+    heartbeat,
+    deregister,
+    pool_scan,
+)
+
+
+async def load_all(client: Client) -> None:
+    """SCRIPT LOAD every script (on every primary of a cluster)."""
+    for script in ALL:
+        await client.script_load(script.source)
+
+
+class Batch:
+    """Script calls and plain commands sent in one pipeline (one round trip per node).
+
+    On NOSCRIPT the scripts are reloaded and the whole batch is sent again, so every call in a
+    batch must be idempotent (all of ours are).
+    """
+
+    def __init__(self) -> None:
+        self._calls: list[tuple[ScriptArg, ...]] = []
+
+    def __len__(self) -> int:
+        return len(self._calls)
+
+    def script(self, script: Script, keys: Sequence[str], args: Sequence[ScriptArg] = ()) -> None:
+        self._calls.append(("EVALSHA", script.sha, len(keys), *keys, *args))
+
+    def command(self, *args: ScriptArg) -> None:
+        self._calls.append(args)
+
+    async def run(self, client: Client) -> list[Any]:
+        """Results in call order; failed calls come back as exception objects."""
+        if not self._calls:
+            return []
+        results = await self._send(client)
+        if any(isinstance(r, NoScriptError) for r in results):
+            await load_all(client)
+            results = await self._send(client)
+        return results
+
+    async def _send(self, client: Client) -> list[Any]:
+        pipe = client.pipeline(transaction=False)
+        for call in self._calls:
+            pipe.execute_command(*call)
+        return list(await pipe.execute(raise_on_error=False))

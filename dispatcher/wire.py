@@ -1,0 +1,191 @@
+"""Every stream event and stored record, as msgspec Structs encoded with msgpack.
+
+Events are tagged unions so one decoder reads a whole stream. New fields get defaults and go at
+the end; unknown fields are ignored, so older and newer nodes can share a stream.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Literal
+
+import msgspec
+
+
+class JobStatus(enum.IntEnum):
+    """LiveKit's ``JobStatus`` numbers."""
+
+    PENDING = 0
+    RUNNING = 1
+    SUCCESS = 2
+    FAILED = 3
+    CANCELLED = 4
+
+
+class JobReason(enum.IntEnum):
+    """LiveKit's ``JobStateReason`` numbers."""
+
+    UNSPECIFIED = 0
+    NO_CAPACITY = 1
+    ROOM_CLOSED = 2
+    DISPATCH_DELETED = 3
+    RETRYING = 4
+
+
+class RestartPolicy(enum.IntEnum):
+    ON_FAILURE = 0
+    NEVER = 1
+
+
+class ServerStatus(enum.IntEnum):
+    AVAILABLE = 0
+    FULL = 1
+    DRAINING = 2
+
+
+# --- records written by API nodes -------------------------------------------------------------
+
+
+class RoomRecord(msgspec.Struct, kw_only=True, frozen=True):
+    name: str
+    sid: str
+    created_at: int  # unix ns
+
+
+class DispatchRecord(msgspec.Struct, kw_only=True, frozen=True):
+    id: str
+    agent_name: str
+    room: str
+    metadata: str = ""
+    restart_policy: RestartPolicy = RestartPolicy.ON_FAILURE
+    deployment: str = ""
+    attributes: dict[str, str] = {}
+    created_at: int = 0  # unix ns
+    deleted_at: int = 0  # unix ns, 0 = live
+
+
+# --- what a job is, as handed to an agent server -----------------------------------------------
+
+
+class JobSpec(msgspec.Struct, kw_only=True, frozen=True):
+    job_id: str
+    dispatch_id: str
+    attempt: int
+    partition: int
+    room: str
+    room_sid: str
+    agent_name: str
+    metadata: str = ""
+    job_type: int = 0
+    deployment: str = ""
+    attributes: dict[str, str] = {}
+    received_ns: int = 0  # when the API node received the dispatch (unix ns)
+
+
+# --- partition stream events ------------------------------------------------------------------
+
+
+class DispatchCreated(msgspec.Struct, tag="created", kw_only=True, frozen=True):
+    dispatch: DispatchRecord
+    room_sid: str
+    received_ns: int
+
+
+class DispatchDeleted(msgspec.Struct, tag="deleted", kw_only=True, frozen=True):
+    room: str
+    dispatch_id: str
+    deleted_at: int
+
+
+class JobReport(msgspec.Struct, tag="report", kw_only=True, frozen=True):
+    """An agent server's status for one job attempt."""
+
+    dispatch_id: str
+    job_id: str
+    attempt: int
+    server_id: str
+    agent_name: str
+    status: JobStatus
+    error: str = ""
+    at: int = 0  # unix ns
+
+
+class JobRejected(msgspec.Struct, tag="rejected", kw_only=True, frozen=True):
+    """An agent server declined an assignment; ``terminate`` means offer it to no one else."""
+
+    dispatch_id: str
+    job_id: str
+    attempt: int
+    server_id: str
+    terminate: bool = False
+    reason: str = ""
+
+
+Event = DispatchCreated | DispatchDeleted | JobReport | JobRejected
+
+
+# --- agent-server inbox messages ---------------------------------------------------------------
+
+
+class Assignment(msgspec.Struct, tag="assign", kw_only=True, frozen=True):
+    job: JobSpec
+
+
+class Termination(msgspec.Struct, tag="terminate", kw_only=True, frozen=True):
+    job_id: str
+    reason: str = ""
+
+
+InboxMessage = Assignment | Termination
+
+
+# --- scheduler-owned job record ----------------------------------------------------------------
+
+Phase = Literal["pending", "assigned", "running", "terminating", "ended"]
+
+
+class JobAttempt(msgspec.Struct, kw_only=True, frozen=True):
+    """One attempt's LiveKit-visible state."""
+
+    job_id: str
+    status: JobStatus = JobStatus.PENDING
+    server_id: str = ""
+    error: str = ""
+    reason: JobReason = JobReason.UNSPECIFIED
+    started_at: int = 0
+    ended_at: int = 0
+    updated_at: int = 0
+
+
+class JobRecord(msgspec.Struct, kw_only=True, frozen=True):
+    """The job of one dispatch: the current attempt plus the ended earlier ones."""
+
+    spec: JobSpec
+    phase: Phase
+    current: JobAttempt
+    restart_policy: RestartPolicy = RestartPolicy.ON_FAILURE
+    past: tuple[JobAttempt, ...] = ()
+    rejected_by: tuple[str, ...] = ()
+
+
+class ServerInfo(msgspec.Struct, kw_only=True, frozen=True):
+    """An agent server's self-description, stored at registration."""
+
+    id: str
+    agent_name: str
+    job_type: int = 0
+    version: str = ""
+    labels: dict[str, str] = {}
+    capacity: int = 1
+    host: str = ""
+    pid: int = 0
+
+
+_event_encoder = msgspec.msgpack.Encoder()
+encode = _event_encoder.encode
+event_decoder = msgspec.msgpack.Decoder(Event)
+inbox_decoder = msgspec.msgpack.Decoder(InboxMessage)
+dispatch_decoder = msgspec.msgpack.Decoder(DispatchRecord)
+room_decoder = msgspec.msgpack.Decoder(RoomRecord)
+job_decoder = msgspec.msgpack.Decoder(JobRecord)
+server_info_decoder = msgspec.msgpack.Decoder(ServerInfo)
