@@ -1,0 +1,119 @@
+"""The ``dispatcher`` command: run a role (api, scheduler, agent, dev) or call the API."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import sys
+from collections.abc import Coroutine
+from typing import Any
+
+import click
+import uvloop
+
+from dispatcher import settings as config
+from dispatcher.client_cli import dispatch_group, token_group
+from dispatcher.errors import ConfigError
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+def _run(main: Coroutine[Any, Any, None]) -> None:
+    try:
+        uvloop.run(main)
+    except ConfigError as exc:
+        sys.exit(f"error: {exc}")
+    except KeyboardInterrupt:
+        pass
+
+
+async def _serve_until_signal(run: Any, settings: Any) -> None:
+    from workers.runner import install_stop_signals
+
+    stop = asyncio.Event()
+    install_stop_signals(stop)
+    await run(settings, stop)
+
+
+@click.group()
+@click.option("--log-level", default="info", show_default=True, envvar="DISPATCHER_LOG_LEVEL")
+def main(log_level: str) -> None:
+    """Agent dispatch for LiveKit-compatible agent servers."""
+    _configure_logging(log_level)
+
+
+redis_option = click.option(
+    "--redis-url", default=None, help="Redis URL [env DISPATCHER_REDIS_URL]"
+)
+partitions_option = click.option(
+    "--partitions", type=int, default=None, help="Partition count P [env DISPATCHER_PARTITIONS]"
+)
+
+
+@main.command()
+@redis_option
+@partitions_option
+@click.option("--host", default=None)
+@click.option("--port", type=int, default=None)
+def api(redis_url: str | None, partitions: int | None, host: str | None, port: int | None) -> None:
+    """Run an API node (Twirp AgentDispatchService)."""
+    from dispatcher.api.app import run_api
+
+    overrides = {"redis_url": redis_url, "partitions": partitions, "host": host, "port": port}
+    _run(_serve_until_signal(run_api, _load(config.ApiSettings, overrides)))
+
+
+@main.command()
+@redis_option
+@partitions_option
+@click.option("--node-id", default=None, help="Stable node name [env DISPATCHER_NODE_ID, POD_NAME]")
+def scheduler(redis_url: str | None, partitions: int | None, node_id: str | None) -> None:
+    """Run a scheduler node."""
+    from dispatcher.scheduler.node import run_scheduler
+
+    overrides = {"redis_url": redis_url, "partitions": partitions, "node_id": node_id}
+    _run(_serve_until_signal(run_scheduler, _load(config.SchedulerSettings, overrides)))
+
+
+@main.command()
+@click.argument("target")
+@redis_option
+def agent(target: str, redis_url: str | None) -> None:
+    """Run the agent server TARGET, given as module:attribute."""
+    from workers.runner import serve
+    from workers.server import AgentServer
+
+    module_name, _, attribute = target.partition(":")
+    server = getattr(importlib.import_module(module_name), attribute or "server")
+    if not isinstance(server, AgentServer):
+        raise click.BadParameter(f"{target} is not an AgentServer", param_hint="TARGET")
+    if redis_url:
+        server.redis_url = redis_url
+    _run(_serve_until_signal(serve, server))
+
+
+@main.command()
+@redis_option
+@click.option("--port", type=int, default=7880, show_default=True)
+@partitions_option
+def dev(redis_url: str | None, port: int, partitions: int | None) -> None:
+    """Redis (spawned unless --redis-url), an API node, a scheduler and a demo agent."""
+    from dispatcher.dev import run_dev
+
+    _run(run_dev(redis_url, port, partitions or config.RedisSettings().partitions))
+
+
+def _load(role: type[config.S], overrides: dict[str, Any]) -> config.S:
+    try:
+        return config.load(role, overrides)
+    except ConfigError as exc:
+        sys.exit(f"error: {exc}")
+
+
+main.add_command(dispatch_group)
+main.add_command(token_group)

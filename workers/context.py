@@ -1,0 +1,94 @@
+"""What an entrypoint and a request handler see of a job, shaped like livekit-agents."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from livekit.protocol import agent, models
+
+from dispatcher.wire import JobSpec
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class RoomInfo:
+    name: str
+    sid: str
+
+
+def job_message(spec: JobSpec, server_id: str) -> agent.Job:
+    """The LiveKit ``Job`` message an agent reads as ``ctx.job``."""
+    job = agent.Job(
+        id=spec.job_id,
+        dispatch_id=spec.dispatch_id,
+        type=_as_enum(spec.job_type),
+        room=models.Room(sid=spec.room_sid, name=spec.room),
+        agent_name=spec.agent_name,
+        metadata=spec.metadata,
+        deployment=spec.deployment,
+        attributes=spec.attributes,
+    )
+    job.state.worker_id = server_id
+    return job
+
+
+def _as_enum(value: int) -> Any:
+    return value
+
+
+@dataclass
+class JobContext:
+    """Handed to the entrypoint: ``ctx.job`` (LiveKit ``Job``), ``ctx.room.name``."""
+
+    job: agent.Job
+    room: RoomInfo
+    spec: JobSpec
+    worker_id: str
+    _shutdown_callbacks: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    @property
+    def dispatch_received_ns(self) -> int:
+        """When the API node received the dispatch (unix ns), for dispatch-time measurements."""
+        return self.spec.received_ns
+
+    def add_shutdown_callback(self, callback: Callable[[], Awaitable[None]]) -> None:
+        self._shutdown_callbacks.append(callback)
+
+    async def run_shutdown_callbacks(self) -> None:
+        for callback in self._shutdown_callbacks:
+            try:
+                await callback()
+            except Exception:
+                log.exception("shutdown callback of job %s failed", self.job.id)
+
+
+class JobRequest:
+    """An offered job; the request handler calls ``accept()`` or ``reject()``."""
+
+    def __init__(self, job: agent.Job) -> None:
+        self.job = job
+        self.answer: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self.terminate = False
+
+    @property
+    def id(self) -> str:
+        return str(self.job.id)
+
+    @property
+    def agent_name(self) -> str:
+        return str(self.job.agent_name)
+
+    async def accept(self) -> None:
+        if not self.answer.done():
+            self.answer.set_result(True)
+
+    async def reject(self, terminate: bool = True) -> None:
+        """``terminate=True`` (the default, as livekit-agents) offers it to no one else."""
+        self.terminate = terminate
+        if not self.answer.done():
+            self.answer.set_result(False)

@@ -1,0 +1,57 @@
+"""Running an agent server as a process: signals, drain on SIGTERM, the ``start`` command."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from workers.server import AgentServer
+
+log = logging.getLogger(__name__)
+
+
+async def serve(server: AgentServer, stop: asyncio.Event) -> None:
+    """Run until ``stop`` is set, then drain and leave."""
+    await server.start()
+    try:
+        await stop.wait()
+        await server.drain()
+    finally:
+        await server.aclose()
+
+
+def install_stop_signals(stop: asyncio.Event) -> None:
+    """First SIGTERM/SIGINT drains; a second one exits at once."""
+    loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        if stop.is_set():
+            log.warning("second signal: exiting now")
+            raise SystemExit(1)
+        log.info("signal received: draining")
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal)
+
+
+def run_server(server: AgentServer, argv: list[str] | None = None) -> None:
+    """``python my_agent.py start``: the process entry for an agent server."""
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] != "start":
+        sys.exit("usage: python <agent file> start")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    import uvloop
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        install_stop_signals(stop)
+        await serve(server, stop)
+
+    uvloop.run(main())

@@ -1,0 +1,322 @@
+"""The agent server: registers with its pool, heartbeats capacity, runs assigned jobs.
+
+Assignments arrive on the server's inbox stream with a slot already reserved for them. The
+server confirms the slot and reports RUNNING in one pipelined round trip, then starts the
+entrypoint; when the entrypoint ends it reports SUCCESS or FAILED (with the error text) to
+the job's partition and only then frees the slot, so the scheduler always sees either the
+final report or the reservation. It never runs more jobs than its capacity.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from dispatcher import ids
+from dispatcher.store import keys, scripts
+from dispatcher.store.client import Client, connect
+from dispatcher.wire import (
+    Assignment,
+    InboxMessage,
+    JobRejected,
+    JobReport,
+    JobSpec,
+    JobStatus,
+    ServerInfo,
+    ServerStatus,
+    Termination,
+    encode,
+    inbox_decoder,
+)
+from workers.context import JobContext, JobRequest, RoomInfo, job_message
+
+log = logging.getLogger(__name__)
+
+Entrypoint = Callable[[JobContext], Awaitable[None]]
+RequestHandler = Callable[[JobRequest], Awaitable[None]]
+LoadFunction = Callable[["AgentServer"], float]
+_REQUEST_TIMEOUT_S = 5.0
+
+
+class AgentServer:
+    def __init__(
+        self,
+        *,
+        redis_url: str | None = None,
+        capacity: int = 10,
+        load_fnc: LoadFunction | None = None,
+        version: str = "",
+        labels: dict[str, str] | None = None,
+        heartbeat_interval_s: float = 1.0,
+        heartbeat_ttl_ms: int = 3000,
+        drain_timeout_s: float = 600.0,
+    ) -> None:
+        if capacity < 1:
+            raise ValueError("capacity must be at least 1")
+        self.redis_url = redis_url or os.environ.get(
+            "DISPATCHER_REDIS_URL", "redis://127.0.0.1:6379"
+        )
+        self.capacity = capacity
+        self.load_fnc = load_fnc
+        self.version = version
+        self.labels = labels or {}
+        self.heartbeat_interval_s = heartbeat_interval_s
+        self.heartbeat_ttl_ms = heartbeat_ttl_ms
+        self.drain_timeout_s = drain_timeout_s
+        self.id = ids.worker_id()
+        self.agent_name = ""
+        self.running: dict[str, asyncio.Task[None]] = {}
+        self.draining = False
+        self._entrypoint: Entrypoint | None = None
+        self._on_request: RequestHandler | None = None
+        self._client: Client | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._pool = keys.pool_keys("")
+
+    def rtc_session(
+        self, *, agent_name: str = "", on_request: RequestHandler | None = None
+    ) -> Callable[[Entrypoint], Entrypoint]:
+        """Register the entrypoint for room jobs of ``agent_name`` ("" = automatic dispatch)."""
+
+        def register(entrypoint: Entrypoint) -> Entrypoint:
+            self.agent_name = agent_name
+            self._entrypoint = entrypoint
+            self._on_request = on_request
+            self._pool = keys.pool_keys(agent_name)
+            return entrypoint
+
+        return register
+
+    @property
+    def client(self) -> Client:
+        if self._client is None:
+            raise RuntimeError("the agent server is not started")
+        return self._client
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._entrypoint is None:
+            raise RuntimeError("no entrypoint: decorate one with @server.rtc_session(...)")
+        self._client = await connect(self.redis_url)
+        await scripts.load_all(self._client)
+        await self._client.sadd(keys.POOLS, self.agent_name)
+        await self.heartbeat()
+        self._tasks = [
+            asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
+            asyncio.create_task(self._inbox_loop(), name="inbox"),
+        ]
+        log.info(
+            "agent server %s (%r, capacity %d) registered", self.id, self.agent_name, self.capacity
+        )
+
+    async def drain(self, timeout_s: float | None = None) -> None:
+        """Take no new jobs, let running ones finish (up to the drain timeout), then leave."""
+        self.draining = True
+        await self.heartbeat()
+        timeout = self.drain_timeout_s if timeout_s is None else timeout_s
+        if self.running:
+            log.info("draining: waiting for %d running job(s)", len(self.running))
+            _, late = await asyncio.wait(list(self.running.values()), timeout=timeout)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+
+    async def aclose(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for task in list(self.running.values()):
+            task.cancel()
+        await asyncio.gather(*self.running.values(), return_exceptions=True)
+        if self._client is not None:
+            pool = self._pool
+            await scripts.deregister(
+                self._client,
+                [pool.servers, *pool.server_keys(self.id)[:2], pool.inbox(self.id), pool.jobs],
+                [self.id],
+            )
+            await self._client.aclose()
+            self._client = None
+
+    # --- heartbeat ------------------------------------------------------------------------
+
+    def load(self) -> float:
+        return float(self.load_fnc(self)) if self.load_fnc else 0.0
+
+    def status(self) -> ServerStatus:
+        if self.draining:
+            return ServerStatus.DRAINING
+        return ServerStatus.FULL if len(self.running) >= self.capacity else ServerStatus.AVAILABLE
+
+    async def heartbeat(self) -> None:
+        pool = self._pool
+        info = ServerInfo(
+            id=self.id,
+            agent_name=self.agent_name,
+            version=self.version,
+            labels=self.labels,
+            capacity=self.capacity,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+        )
+        args: list[str | int | bytes] = [
+            self.id,
+            self.capacity,
+            f"{self.load():.4f}",
+            int(self.status()),
+            self.heartbeat_ttl_ms,
+            encode(info),
+        ]
+        server_keys = [pool.servers, pool.server(self.id), pool.reservations(self.id), pool.jobs]
+        reply = await scripts.heartbeat(self.client, server_keys, args)
+        if len(reply) > 1:
+            log.warning(
+                "reclaimed %d reservation(s) that never reached this server", len(reply) - 1
+            )
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat_interval_s)
+            try:
+                await self.heartbeat()
+            except Exception:
+                log.exception("heartbeat failed")
+
+    # --- inbox ----------------------------------------------------------------------------
+
+    async def _inbox_loop(self) -> None:
+        inbox, last_id = self._pool.inbox(self.id), "0-0"
+        while True:
+            try:
+                reply: Any = await self.client.xread({inbox: last_id}, count=256, block=1000)
+            except Exception:
+                log.exception("reading the inbox failed")
+                await asyncio.sleep(0.5)
+                continue
+            for entry_id, fields in reply[0][1] if reply else []:
+                last_id = entry_id
+                self._dispatch(inbox_decoder.decode(fields[b"m"]))
+
+    def _dispatch(self, message: InboxMessage) -> None:
+        if isinstance(message, Assignment):
+            task = asyncio.create_task(self._assigned(message.job))
+            self.running[message.job.job_id] = task
+        elif isinstance(message, Termination):
+            self._terminate(message)
+
+    def _terminate(self, message: Termination) -> None:
+        task = self.running.get(message.job_id)
+        if task is not None:
+            log.info("job %s terminated: %s", message.job_id, message.reason)
+            task.cancel()
+
+    # --- one job --------------------------------------------------------------------------
+
+    async def _assigned(self, spec: JobSpec) -> None:
+        try:
+            job = job_message(spec, self.id)
+            verdict = await self._verdict(job)
+            if verdict is not None:
+                await self._reject(spec, terminate=verdict[0], reason=verdict[1])
+            elif await self._confirm_and_report(spec):
+                await self._run(spec, job)
+        finally:
+            self.running.pop(spec.job_id, None)
+
+    async def _verdict(self, job: Any) -> tuple[bool, str] | None:
+        """None to accept; else (terminate, reason) to reject."""
+        if self.draining:
+            return False, "draining"
+        if len(self.running) > self.capacity:
+            return False, "over capacity"
+        if self._on_request is None:
+            return None
+        request = JobRequest(job)
+        try:
+            await asyncio.wait_for(self._on_request(request), _REQUEST_TIMEOUT_S)
+        except Exception as exc:
+            log.exception("request handler of job %s failed", request.id)
+            return False, f"request handler failed: {exc!r}"
+        if not request.answer.done():
+            return False, "request handler gave no answer"
+        return (
+            None if request.answer.result() else (request.terminate, "rejected by request handler")
+        )
+
+    async def _confirm_and_report(self, spec: JobSpec) -> bool:
+        batch = scripts.Batch()
+        batch.script(scripts.confirm, [self._pool.reservations(self.id)], [spec.job_id])
+        self._queue_report(batch, spec, JobStatus.RUNNING)
+        confirmed = (await batch.run(self.client))[0]
+        if confirmed != 1:
+            log.warning(
+                "job %s: reservation was reclaimed before it arrived; not running", spec.job_id
+            )
+        return bool(confirmed == 1)
+
+    async def _run(self, spec: JobSpec, job: Any) -> None:
+        ctx = JobContext(
+            job=job, room=RoomInfo(spec.room, spec.room_sid), spec=spec, worker_id=self.id
+        )
+        status, error = JobStatus.SUCCESS, ""
+        assert self._entrypoint is not None
+        try:
+            await self._entrypoint(ctx)
+        except asyncio.CancelledError:
+            pass  # terminated: LiveKit reports a terminated job as SUCCESS
+        except Exception as exc:
+            log.exception("job %s failed", spec.job_id)
+            status, error = JobStatus.FAILED, f"{type(exc).__name__}: {exc}"
+        await ctx.run_shutdown_callbacks()
+        await self._finish(spec, status, error)
+
+    async def _finish(self, spec: JobSpec, status: JobStatus, error: str) -> None:
+        batch = scripts.Batch()
+        self._queue_report(batch, spec, status, error)
+        await batch.run(self.client)
+        await self._release(spec)
+
+    async def _reject(self, spec: JobSpec, *, terminate: bool, reason: str) -> None:
+        event = JobRejected(
+            dispatch_id=spec.dispatch_id,
+            job_id=spec.job_id,
+            attempt=spec.attempt,
+            server_id=self.id,
+            terminate=terminate,
+            reason=reason,
+        )
+        await self.client.xadd(keys.partition_keys(spec.partition).events, {"e": encode(event)})
+        await self._release(spec)
+
+    async def _release(self, spec: JobSpec) -> None:
+        pool = self._pool
+        await scripts.release(
+            self.client, [pool.reservations(self.id), pool.jobs], [spec.job_id, self.id]
+        )
+
+    def _queue_report(
+        self, batch: scripts.Batch, spec: JobSpec, status: JobStatus, error: str = ""
+    ) -> None:
+        report = JobReport(
+            dispatch_id=spec.dispatch_id,
+            job_id=spec.job_id,
+            attempt=spec.attempt,
+            server_id=self.id,
+            agent_name=self.agent_name,
+            status=status,
+            error=error,
+            at=time.time_ns(),
+        )
+        batch.command("XADD", keys.partition_keys(spec.partition).events, "*", "e", encode(report))
+
+    def run(self) -> None:
+        """Process entry: ``python my_agent.py start`` (SIGTERM drains)."""
+        from workers.runner import run_server
+
+        run_server(self)
