@@ -10,7 +10,6 @@ handover completes within about one heartbeat of the old owner letting go.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Any
 
@@ -57,18 +56,28 @@ class SchedulerNode:
 
     async def drain(self) -> None:
         """Leave the membership and hand every partition over."""
-        for task in self._background:
-            task.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
+        await _cancel(self._background)
         await scripts.membership(self.client, [keys.SCHEDULERS], [self.node_id, 0, 1])
         await asyncio.gather(*(self._stop_partition(p) for p in list(self.workers)))
         log.info("scheduler %s drained", self.node_id)
 
     async def aclose(self) -> None:
-        for task in [*self._background, *self._tasks.values()]:
-            task.cancel()
-        await asyncio.gather(*self._background, *self._tasks.values(), return_exceptions=True)
+        """Stop at once, leaving leases to expire (as a crash would); ``drain`` first to hand
+        partitions over cleanly."""
+        await _cancel(self._background)
+        await self._stop_workers()
         await self.client.aclose()
+
+    async def _stop_workers(self) -> None:
+        """Let each worker finish its turn; cancelling a blocked read can wedge its
+        connection, so cancel only the ones that do not stop in time."""
+        for worker in self.workers.values():
+            worker.stop()
+        tasks = list(self._tasks.values())
+        if not tasks:
+            return
+        _, late = await asyncio.wait(tasks, timeout=self.settings.block_ms / 1000 + 2.0)
+        await _cancel(list(late))
 
     async def _heartbeat_loop(self) -> None:
         while True:
@@ -151,8 +160,8 @@ class SchedulerNode:
         if worker is None or task is None:
             return
         worker.stop()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        # wait(), not ``await task``: our own cancellation must still propagate.
+        await asyncio.wait([task])
         k = keys.partition_keys(partition)
         await scripts.release_lease(self.client, [k.lease], [worker.lease_value])
         log.debug("scheduler %s released partition %d", self.node_id, partition)
@@ -163,6 +172,17 @@ class SchedulerNode:
         task = self._tasks.pop(partition, None)
         if task is not None:
             task.cancel()
+
+
+async def _cancel(tasks: list[asyncio.Task[None]], timeout_s: float = 2.0) -> None:
+    """Cancel tasks and wait for them, but never hang a shutdown on one that lingers."""
+    for task in tasks:
+        task.cancel()
+    if not tasks:
+        return
+    _, late = await asyncio.wait(tasks, timeout=timeout_s)
+    for task in late:
+        log.warning("task %s did not stop within %.1f s", task.get_name(), timeout_s)
 
 
 async def run_scheduler(settings: SchedulerSettings, stop: asyncio.Event) -> None:

@@ -178,8 +178,8 @@ class PartitionWorker:
         self._effects.extend(e for e in step.effects if not isinstance(e, jobs.Place))
 
     def _record(self, record: JobRecord) -> None:
-        self.state.put(record)
-        self._dirty[record.spec.dispatch_id] = record
+        if self.state.put(record):
+            self._dirty[record.spec.dispatch_id] = record
 
     def _check_servers(self, now: int) -> None:
         if self._registry.version == self._placed_version:

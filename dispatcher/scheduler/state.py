@@ -25,13 +25,16 @@ class PartitionState:
     def __len__(self) -> int:
         return len(self.records)
 
-    def put(self, record: JobRecord) -> None:
-        """Store a record and keep every index in step with it."""
+    def put(self, record: JobRecord) -> bool:
+        """Store a record and keep every index in step with it; False when nothing changed
+        (the record keeps its place in line and its timer is not armed twice)."""
         dispatch_id = record.spec.dispatch_id
+        if self.records.get(dispatch_id) == record:
+            return False
         self._unindex(dispatch_id)
         if record.phase == "ended":
             self.records.pop(dispatch_id, None)
-            return
+            return True
         self.records[dispatch_id] = record
         if record.phase == "pending":
             self.waiting[dispatch_id] = None
@@ -39,6 +42,7 @@ class PartitionState:
             self._by_server.setdefault((record.spec.agent_name, server), set()).add(dispatch_id)
         if (due := jobs.due_at(record, self.timeouts)) is not None:
             heapq.heappush(self._timers, (due, dispatch_id))
+        return True
 
     def due(self, now: int) -> Iterator[JobRecord]:
         """Records whose timer is due; stale heap entries are skipped."""
