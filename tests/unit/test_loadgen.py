@@ -1,0 +1,229 @@
+"""Pure tests of loadgen: percentiles, schedule, metadata, report shape, lost accounting."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import orjson
+import pytest
+from livekit.protocol.agent_dispatch import AgentDispatch, CreateAgentDispatchRequest
+
+from dispatcher.api.auth import TokenVerifier
+from dispatcher.settings import DEV_API_KEY, DEV_API_SECRET
+from loadgen.fleet import AgentSummary
+from loadgen.options import DispatchOptions
+from loadgen.payload import (
+    authorization,
+    decode_sent_ns,
+    encode_metadata,
+    request_body,
+    room_name,
+    room_prefix,
+)
+from loadgen.report import (
+    REPORT_KEYS,
+    build_report,
+    format_table,
+    lost_dispatches,
+    result_accounting,
+)
+from loadgen.results import JobResult, decode_batch, encode_batch
+from loadgen.sender import SendStats, classify, planned_count, send_time
+from loadgen.stats import percentile, summarize_ns
+
+OPTIONS = DispatchOptions(
+    url="http://127.0.0.1:7880",
+    api_key=DEV_API_KEY,
+    api_secret=DEV_API_SECRET,
+    redis_url="redis://127.0.0.1:6379",
+    rate=500,
+    duration=30,
+    agents=2,
+    capacity=400,
+    hold=0.5,
+    agent_name="loadgen-agent",
+    seed=7,
+)
+
+
+def result(dispatch_id: str, user_ms: float = 2.0, attempt: int = 0) -> JobResult:
+    return JobResult(
+        job_id=f"AJ_{dispatch_id}",
+        dispatch_id=dispatch_id,
+        server_ns=int(user_ms * 1e6) - 100_000,
+        user_ns=int(user_ms * 1e6),
+        attempt=attempt,
+    )
+
+
+# --- percentiles ------------------------------------------------------------------------
+
+
+def test_percentile_nearest_rank_on_1_to_100() -> None:
+    values = list(range(1, 101))
+    assert percentile(values, 50) == 50
+    assert percentile(values, 90) == 90
+    assert percentile(values, 99) == 99
+    assert percentile(values, 99.9) == 100
+    assert percentile(values, 100) == 100
+    assert percentile(values, 0) == 1
+
+
+def test_percentile_on_1000_values_is_exact() -> None:
+    values = list(range(1, 1001))
+    assert percentile(values, 99.9) == 999  # 0.999 * 1000 is not rounded up to 1000
+    assert percentile(values, 50) == 500
+
+
+def test_percentile_single_value_and_errors() -> None:
+    assert percentile([7], 50) == 7
+    assert percentile([7], 99.9) == 7
+    with pytest.raises(ValueError):
+        percentile([], 50)
+    with pytest.raises(ValueError):
+        percentile([1, 2], 101)
+
+
+def test_summarize_ns_reports_ms_and_handles_empty() -> None:
+    summary = summarize_ns([3_000_000, 1_000_000, 2_000_000])
+    assert summary == {"count": 3, "p50": 2.0, "p90": 3.0, "p99": 3.0, "p99.9": 3.0, "max": 3.0}
+    empty = summarize_ns([])
+    assert empty["count"] == 0
+    assert empty["p99"] is None
+
+
+# --- schedule -----------------------------------------------------------------------------
+
+
+def test_send_time_is_t0_plus_i_over_rate() -> None:
+    t0, rate = 1000.0, 500.0
+    times = [send_time(t0, i, rate) for i in range(5)]
+    assert times == pytest.approx([1000.0, 1000.002, 1000.004, 1000.006, 1000.008])
+    assert send_time(t0, 15_000, rate) == pytest.approx(t0 + 30.0)  # no accumulated drift
+
+
+def test_planned_count() -> None:
+    assert planned_count(500, 30) == 15_000
+    assert planned_count(3, 0.5) == 2
+    assert planned_count(0.1, 1) == 1
+
+
+# --- payload ------------------------------------------------------------------------------
+
+
+def test_sent_ns_round_trips_through_metadata() -> None:
+    sent = 1_767_225_600_123_456_789
+    assert decode_sent_ns(encode_metadata(sent)) == sent
+
+
+def test_sent_ns_survives_the_protobuf_request() -> None:
+    body = request_body("loadgen-agent", "room-1", encode_metadata(42))
+    request = CreateAgentDispatchRequest()
+    request.ParseFromString(body)
+    assert (request.agent_name, request.room) == ("loadgen-agent", "room-1")
+    assert decode_sent_ns(request.metadata) == 42
+
+
+@pytest.mark.parametrize("metadata", ["", "{}", "not json", '{"sent_ns": "12"}', "[1]"])
+def test_decode_sent_ns_rejects_foreign_metadata(metadata: str) -> None:
+    with pytest.raises(ValueError):
+        decode_sent_ns(metadata)
+
+
+def test_room_names_are_seeded_and_unique() -> None:
+    assert room_prefix(7) == room_prefix(7)
+    assert room_prefix(7) != room_prefix(8)
+    names = {room_name(room_prefix(7), i) for i in range(1000)}
+    assert len(names) == 1000
+
+
+def test_authorization_grants_room_admin_for_that_room() -> None:
+    header = authorization(DEV_API_KEY, DEV_API_SECRET, "room-9")
+    assert header.startswith("Bearer ")
+    claims = TokenVerifier({DEV_API_KEY: DEV_API_SECRET}).verify(header.removeprefix("Bearer "))
+    assert claims.video.room_admin
+    assert claims.video.room == "room-9"
+
+
+# --- replies and results --------------------------------------------------------------------
+
+
+def test_classify_replies() -> None:
+    ok = AgentDispatch(id="AD_abc", room="r", agent_name="a").SerializeToString()
+    assert classify(200, ok) == ("ok", "AD_abc")
+    error = orjson.dumps({"code": "resource_exhausted", "msg": "slow down"})
+    assert classify(429, error) == ("resource_exhausted", None)
+    assert classify(502, b"<html>bad gateway</html>") == ("http_502", None)
+
+
+def test_result_batch_round_trip() -> None:
+    batch = [result("AD_1"), result("AD_2", attempt=1)]
+    assert decode_batch(encode_batch(batch)) == batch
+
+
+# --- accounting and report ----------------------------------------------------------------
+
+
+def test_lost_is_accepted_minus_results() -> None:
+    assert lost_dispatches(["AD_1", "AD_2", "AD_3"], ["AD_2"]) == {"AD_1", "AD_3"}
+    assert lost_dispatches(["AD_1"], ["AD_1", "AD_9"]) == set()
+
+
+def test_result_accounting_counts_duplicates_unmatched_and_retries() -> None:
+    results = [result("AD_1"), result("AD_1", attempt=1), result("AD_2"), result("AD_9")]
+    assert result_accounting(["AD_1", "AD_2", "AD_3"], results) == {
+        "results": 4,
+        "lost": 1,
+        "duplicates": 1,
+        "unmatched": 1,
+        "retried": 1,
+    }
+
+
+def make_report() -> dict[str, object]:
+    stats = SendStats(planned=4, attempted=4, first_send=10.0, last_send=10.006)
+    stats.codes = Counter({"ok": 3, "resource_exhausted": 1})
+    stats.accepted_ids = ["AD_1", "AD_2", "AD_3"]
+    stats.response_ns = [1_000_000, 2_000_000, 3_000_000, 4_000_000]
+    stats.lag_ns = [0, 10_000, 20_000, 30_000]
+    stats.cpu_s = 0.002
+    results = [result("AD_1", 1.0), result("AD_2", 3.0)]
+    agents = [
+        AgentSummary("AW_1", capacity=400, max_running=401, jobs=1, bad_metadata=0, loop_errors=2),
+        AgentSummary("AW_2", capacity=400, max_running=12, jobs=1, bad_metadata=1, loop_errors=0),
+    ]
+    return build_report(OPTIONS, "run1", stats, results, agents)
+
+
+def test_report_has_the_documented_keys_and_is_json() -> None:
+    report = make_report()
+    assert tuple(report) == REPORT_KEYS
+    assert orjson.loads(orjson.dumps(report)) == report
+    assert "api_secret" not in orjson.dumps(report).decode()
+
+
+def test_report_figures() -> None:
+    report = make_report()
+    assert report["accepted"] == 3
+    assert report["errors"] == {"resource_exhausted": 1}
+    assert report["error_total"] == 1
+    assert report["lost"] == 1
+    assert report["over_capacity"] == 1
+    assert report["agent_errors"] == 3
+    assert report["send_rate"] == pytest.approx(500.0)
+    assert report["cpu_us_per_request"] == pytest.approx(500.0)
+    assert report["user_dispatch_ms"] == {
+        "count": 2,
+        "p50": 1.0,
+        "p90": 3.0,
+        "p99": 3.0,
+        "p99.9": 3.0,
+        "max": 3.0,
+    }
+
+
+def test_table_renders_every_latency_row() -> None:
+    table = format_table(make_report())
+    for label in ("user dispatch time", "server share", "API response", "sender lag"):
+        assert label in table
+    assert "lost 1" in table
