@@ -10,6 +10,7 @@ final report or the reservation. It never runs more jobs than its capacity.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -41,6 +42,7 @@ Entrypoint = Callable[[JobContext], Awaitable[None]]
 RequestHandler = Callable[[JobRequest], Awaitable[None]]
 LoadFunction = Callable[["AgentServer"], float]
 _REQUEST_TIMEOUT_S = 5.0
+_INBOX_BLOCK_MS = 500
 
 
 class AgentServer:
@@ -76,6 +78,7 @@ class AgentServer:
         self._on_request: RequestHandler | None = None
         self._client: Client | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._closing = asyncio.Event()
         self._pool = keys.pool_keys("")
 
     def rtc_session(
@@ -128,18 +131,21 @@ class AgentServer:
             await asyncio.gather(*late, return_exceptions=True)
 
     async def aclose(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        """Stop the loops between reads (cancelling a blocked read can wedge its
+        connection), stop any job still running, and leave the pool."""
+        self._closing.set()
+        if self._tasks:
+            _, late = await asyncio.wait(self._tasks, timeout=_INBOX_BLOCK_MS / 1000 + 2)
+            for task in late:
+                task.cancel()
         for task in list(self.running.values()):
             task.cancel()
         await asyncio.gather(*self.running.values(), return_exceptions=True)
         if self._client is not None:
             pool = self._pool
+            server_keys = [pool.servers, pool.server(self.id), pool.reservations(self.id)]
             await scripts.deregister(
-                self._client,
-                [pool.servers, *pool.server_keys(self.id)[:2], pool.inbox(self.id), pool.jobs],
-                [self.id],
+                self._client, [*server_keys, pool.inbox(self.id), pool.jobs], [self.id]
             )
             await self._client.aclose()
             self._client = None
@@ -181,8 +187,10 @@ class AgentServer:
             )
 
     async def _heartbeat_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.heartbeat_interval_s)
+        while not self._closing.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), self.heartbeat_interval_s)
+                return
             try:
                 await self.heartbeat()
             except Exception:
@@ -192,9 +200,11 @@ class AgentServer:
 
     async def _inbox_loop(self) -> None:
         inbox, last_id = self._pool.inbox(self.id), "0-0"
-        while True:
+        while not self._closing.is_set():
             try:
-                reply: Any = await self.client.xread({inbox: last_id}, count=256, block=1000)
+                reply: Any = await self.client.xread(
+                    {inbox: last_id}, count=256, block=_INBOX_BLOCK_MS
+                )
             except Exception:
                 log.exception("reading the inbox failed")
                 await asyncio.sleep(0.5)
@@ -220,14 +230,20 @@ class AgentServer:
 
     async def _assigned(self, spec: JobSpec) -> None:
         try:
-            job = job_message(spec, self.id)
-            verdict = await self._verdict(job)
-            if verdict is not None:
-                await self._reject(spec, terminate=verdict[0], reason=verdict[1])
-            elif await self._confirm_and_report(spec):
-                await self._run(spec, job)
+            await self._handle(spec)
+        except Exception:
+            # The scheduler's assignment timer re-places a job this server failed to start.
+            log.exception("job %s could not be handled", spec.job_id)
         finally:
             self.running.pop(spec.job_id, None)
+
+    async def _handle(self, spec: JobSpec) -> None:
+        job = job_message(spec, self.id)
+        verdict = await self._verdict(job)
+        if verdict is not None:
+            await self._reject(spec, terminate=verdict[0], reason=verdict[1])
+        elif await self._confirm_and_report(spec):
+            await self._run(spec, job)
 
     async def _verdict(self, job: Any) -> tuple[bool, str] | None:
         """None to accept; else (terminate, reason) to reject."""

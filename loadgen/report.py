@@ -1,0 +1,159 @@
+"""The run's report: pure aggregation of sender stats, job results and agent summaries.
+
+Nothing here does I/O, so accounting (lost, duplicate, unmatched) and the JSON shape are
+unit-tested; ``format_table`` renders the same dict that ``--json`` prints.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from loadgen.fleet import AgentSummary
+from loadgen.options import DispatchOptions
+from loadgen.results import JobResult
+from loadgen.sender import OK, SendStats
+from loadgen.stats import PERCENTILES, summarize_ns
+
+#: Top-level keys of the JSON report (documented in BENCHMARKS.md; tests hold us to them).
+REPORT_KEYS = (
+    "run_id",
+    "config",
+    "planned",
+    "attempted",
+    "send_rate",
+    "accepted",
+    "errors",
+    "error_total",
+    "results",
+    "lost",
+    "duplicates",
+    "unmatched",
+    "retried",
+    "user_dispatch_ms",
+    "server_share_ms",
+    "api_response_ms",
+    "send_lag_ms",
+    "agents",
+    "over_capacity",
+    "agent_errors",
+    "cpu_s",
+    "cpu_us_per_request",
+)
+
+
+def lost_dispatches(accepted_ids: Iterable[str], result_ids: Iterable[str]) -> set[str]:
+    """Accepted dispatches whose job never reached an entrypoint."""
+    return set(accepted_ids) - set(result_ids)
+
+
+def result_accounting(accepted_ids: Sequence[str], results: Sequence[JobResult]) -> dict[str, int]:
+    """lost / duplicates / unmatched / retried: each should be 0 on a healthy run.
+
+    duplicates: extra entrypoint starts for one dispatch; unmatched: results for dispatches
+    the sender never saw accepted (e.g. the reply timed out); retried: attempt > 0.
+    """
+    accepted = set(accepted_ids)
+    per_dispatch = Counter(r.dispatch_id for r in results)
+    return {
+        "results": len(results),
+        "lost": len(lost_dispatches(accepted, per_dispatch)),
+        "duplicates": sum(n - 1 for n in per_dispatch.values()),
+        "unmatched": sum(1 for d in per_dispatch if d not in accepted),
+        "retried": sum(1 for r in results if r.attempt > 0),
+    }
+
+
+def build_report(
+    options: DispatchOptions,
+    run_id: str,
+    stats: SendStats,
+    results: Sequence[JobResult],
+    agents: Sequence[AgentSummary],
+) -> dict[str, Any]:
+    """The report as a JSON-ready dict with exactly ``REPORT_KEYS``."""
+    errors = {code: n for code, n in sorted(stats.codes.items()) if code != OK}
+    report: dict[str, Any] = {
+        "run_id": run_id,
+        "config": options.as_dict(),
+        "planned": stats.planned,
+        "attempted": stats.attempted,
+        "send_rate": round(stats.send_rate(), 2),
+        "accepted": stats.codes[OK],
+        "errors": errors,
+        "error_total": sum(errors.values()),
+        **result_accounting(stats.accepted_ids, results),
+        "user_dispatch_ms": summarize_ns([r.user_ns for r in results]),
+        "server_share_ms": summarize_ns([r.server_ns for r in results]),
+        "api_response_ms": summarize_ns(stats.response_ns),
+        "send_lag_ms": summarize_ns(stats.lag_ns),
+        "agents": [_agent_dict(a) for a in agents],
+        "over_capacity": sum(1 for a in agents if a.over_capacity),
+        "agent_errors": sum(a.loop_errors + a.bad_metadata for a in agents),
+        "cpu_s": round(stats.cpu_s, 3),
+        "cpu_us_per_request": round(stats.cpu_s / stats.attempted * 1e6, 1)
+        if stats.attempted
+        else None,
+    }
+    return {key: report[key] for key in REPORT_KEYS}
+
+
+def _agent_dict(agent: AgentSummary) -> dict[str, Any]:
+    return {
+        "server_id": agent.server_id,
+        "capacity": agent.capacity,
+        "max_running": agent.max_running,
+        "jobs": agent.jobs,
+        "bad_metadata": agent.bad_metadata,
+        "loop_errors": agent.loop_errors,
+    }
+
+
+_LATENCY_ROWS = (
+    ("user dispatch time (client send -> entrypoint)", "user_dispatch_ms"),
+    ("server share (API receipt -> entrypoint)", "server_share_ms"),
+    ("API response (client round trip)", "api_response_ms"),
+    ("sender lag (actual - scheduled send)", "send_lag_ms"),
+)
+
+
+def align(rows: Sequence[Sequence[str]]) -> list[str]:
+    """Left-align the first column, right-align the others."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return [
+        "  ".join(
+            cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i]) for i, cell in enumerate(row)
+        ).rstrip()
+        for row in rows
+    ]
+
+
+def _fmt(value: object) -> str:
+    return "-" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """The human-readable report: counts first, then the latency table in ms."""
+    c = report["config"]
+    errors = ", ".join(f"{k}={v}" for k, v in report["errors"].items()) or "none"
+    peaks = ", ".join(f"{a['max_running']}/{a['capacity']}" for a in report["agents"]) or "-"
+    head = [
+        f"loadgen dispatch  run {report['run_id']}  {c['rate']:g}/s for {c['duration_s']:g} s, "
+        f"{c['agents']} agents x {c['capacity']}, hold {c['hold_s']:g} s",
+        f"sent       {report['attempted']} of {report['planned']} planned, "
+        f"{report['send_rate']:.1f}/s achieved",
+        f"accepted   {report['accepted']}   errors {report['error_total']} ({errors})",
+        f"results    {report['results']}   lost {report['lost']}   duplicates "
+        f"{report['duplicates']}   unmatched {report['unmatched']}   retried {report['retried']}",
+        f"agents     peak running/capacity {peaks}   over-capacity {report['over_capacity']}"
+        f"   errors {report['agent_errors']}",
+        f"loadgen    CPU {report['cpu_s']:.2f} s = {report['cpu_us_per_request'] or 0:.1f} "
+        "us/request (sender process)",
+        "",
+    ]
+    rows = [["ms", "count", *(name for name, _ in PERCENTILES)]]
+    for label, key in _LATENCY_ROWS:
+        summary = report[key]
+        rows.append([label, str(summary["count"]), *(_fmt(summary[n]) for n, _ in PERCENTILES)])
+    return "\n".join(head + align(rows))
