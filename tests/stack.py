@@ -11,7 +11,7 @@ from dispatcher import settings as config
 from dispatcher.api.app import ApiNode
 from dispatcher.localredis import free_port
 from dispatcher.scheduler.node import SchedulerNode
-from workers import AgentServer, JobContext
+from workers import AgentServer, JobContext, JobRequest
 
 API_KEY, API_SECRET = config.DEV_API_KEY, config.DEV_API_SECRET
 
@@ -54,12 +54,16 @@ def api_url(node: ApiNode) -> str:
 
 
 async def start_agent(
-    url: str, agent_name: str, entry: Callable[[JobContext], Awaitable[None]], capacity: int = 5
+    url: str,
+    agent_name: str,
+    entry: Callable[[JobContext], Awaitable[None]],
+    capacity: int = 5,
+    on_request: Callable[[JobRequest], Awaitable[None]] | None = None,
 ) -> AgentServer:
     server = AgentServer(
         redis_url=url, capacity=capacity, heartbeat_interval_s=0.2, heartbeat_ttl_ms=1000
     )
-    server.rtc_session(agent_name=agent_name)(entry)
+    server.rtc_session(agent_name=agent_name, on_request=on_request)(entry)
     await server.start()
     return server
 

@@ -22,8 +22,7 @@ def dispatch_message(record: DispatchRecord, job: JobRecord | None) -> agent_dis
     message.state.created_at = record.created_at
     message.state.deleted_at = record.deleted_at
     if job is not None:
-        attempts = (*job.past, job.current)
-        message.state.jobs.extend(job_message(job, a) for a in attempts if a.status or a.server_id)
+        message.state.jobs.extend(job_message(job, a) for a in (*job.past, job.current))
     return message
 
 

@@ -1,0 +1,193 @@
+"""A job's life through the real API, scheduler and agent SDK: waiting for capacity, failing,
+being rejected, timing out on a silent server, draining."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+
+import pytest
+from livekit import api
+from livekit.api import LiveKitAPI
+from livekit.protocol.agent import Job
+
+from dispatcher.api.app import ApiNode
+from dispatcher.scheduler.node import SchedulerNode
+from dispatcher.store import keys, scripts
+from dispatcher.store.client import Client, connect
+from tests.redis_servers import RedisTarget
+from tests.stack import (
+    API_KEY,
+    API_SECRET,
+    api_url,
+    eventually,
+    start_agent,
+    start_api,
+    start_scheduler,
+)
+from workers import AgentServer, JobContext, JobRequest
+
+JS = api.JobStatus
+
+
+@dataclass
+class Stack:
+    url: str
+    api: ApiNode
+    scheduler: SchedulerNode
+    lk: LiveKitAPI
+    agents: list[AgentServer] = field(default_factory=list)
+
+    async def agent(
+        self,
+        entry: Callable[[JobContext], Awaitable[None]],
+        on_request: Callable[[JobRequest], Awaitable[None]] | None = None,
+    ) -> AgentServer:
+        server = await start_agent(self.url, "life", entry, on_request=on_request)
+        self.agents.append(server)
+        return server
+
+    async def dispatch(self, room: str) -> str:
+        request = api.CreateAgentDispatchRequest(agent_name="life", room=room)
+        return str((await self.lk.agent_dispatch.create_dispatch(request)).id)
+
+    async def jobs(self, room: str) -> list[Job]:
+        dispatches = await self.lk.agent_dispatch.list_dispatch(room_name=room)
+        return list(dispatches[0].state.jobs)
+
+    async def status(self, room: str) -> int:
+        jobs = await self.jobs(room)
+        return int(jobs[-1].state.status) if jobs else -1
+
+
+@pytest.fixture
+async def stack(redis_single_target: RedisTarget) -> AsyncIterator[Stack]:
+    url = redis_single_target.url
+    scheduler = await start_scheduler(url, "life-s", assign_timeout_ms=1000)
+    node = await start_api(url)
+    stack = Stack(url, node, scheduler, api.LiveKitAPI(api_url(node), API_KEY, API_SECRET))
+    await eventually(lambda: len(scheduler.workers) == 64, what="ownership")
+    yield stack
+    await stack.lk.aclose()
+    await node.aclose()
+    await asyncio.gather(*(a.aclose() for a in stack.agents))
+    await scheduler.aclose()
+
+
+async def _forever(ctx: JobContext) -> None:
+    await asyncio.Event().wait()
+
+
+async def test_without_capacity_the_job_waits_pending_then_runs(stack: Stack) -> None:
+    await stack.dispatch("wait-room")
+    assert await stack.status("wait-room") == JS.JS_PENDING
+    await stack.agent(_forever)
+    await eventually(lambda: _is(stack, "wait-room", JS.JS_RUNNING), what="placement")
+
+
+async def test_an_entrypoint_exception_fails_the_job_with_its_error(stack: Stack) -> None:
+    async def broken(ctx: JobContext) -> None:
+        raise RuntimeError("no microphone")
+
+    await stack.agent(broken)
+    await stack.dispatch("fail-room")
+    await eventually(lambda: _is(stack, "fail-room", JS.JS_FAILED), what="failure")
+    assert (await stack.jobs("fail-room"))[-1].state.error == "RuntimeError: no microphone"
+
+
+async def test_a_rejecting_server_passes_the_job_to_another(stack: Stack) -> None:
+    async def refuse(req: JobRequest) -> None:
+        await req.reject(terminate=False)
+
+    await stack.agent(_forever, on_request=refuse)
+    await stack.dispatch("reject-room")
+    accepting = await stack.agent(_forever)
+    await eventually(lambda: _is(stack, "reject-room", JS.JS_RUNNING), what="placement")
+    assert (await stack.jobs("reject-room"))[-1].state.worker_id == accepting.id
+
+
+async def test_reject_with_terminate_ends_the_job(stack: Stack) -> None:
+    async def refuse(req: JobRequest) -> None:
+        await req.reject()
+
+    await stack.agent(_forever, on_request=refuse)
+    await stack.dispatch("end-room")
+    await eventually(lambda: _is(stack, "end-room", JS.JS_SUCCESS), what="the job to end")
+
+
+async def test_a_silent_server_times_out_and_the_job_moves_on(stack: Stack) -> None:
+    client = await connect(stack.url)
+    try:
+        beat = asyncio.create_task(_silent_server(client, "AW_silent"))
+        await stack.dispatch("silent-room")
+        await eventually(lambda: _worker_is(stack, "silent-room", "AW_silent"), what="assignment")
+        live = await stack.agent(_forever)
+        await eventually(lambda: _is(stack, "silent-room", JS.JS_RUNNING), what="re-placement")
+        jobs = await stack.jobs("silent-room")
+        assert jobs[-1].state.worker_id == live.id
+        assert jobs[0].state.status == JS.JS_FAILED and "did not start" in jobs[0].state.error
+        beat.cancel()
+    finally:
+        await client.aclose()
+
+
+async def test_drain_takes_no_new_jobs_and_lets_running_ones_finish(stack: Stack) -> None:
+    release = asyncio.Event()
+
+    async def until_released(ctx: JobContext) -> None:
+        await release.wait()
+
+    server = await stack.agent(until_released)
+    await stack.dispatch("drain-a")
+    await eventually(lambda: _is(stack, "drain-a", JS.JS_RUNNING), what="first job")
+    draining = asyncio.create_task(server.drain(timeout_s=10))
+    await eventually(lambda: server.draining, what="draining")
+    await stack.dispatch("drain-b")
+    release.set()
+    await draining
+    await eventually(lambda: _is(stack, "drain-a", JS.JS_SUCCESS), what="the job to finish")
+    assert await stack.status("drain-b") == JS.JS_PENDING
+
+
+async def test_a_reservation_that_never_reaches_its_server_is_reclaimed(
+    redis_target: RedisTarget,
+) -> None:
+    client = await connect(redis_target.url)
+    try:
+        await scripts.load_all(client)
+        await _heartbeat(client, "AW_idle")
+        pool = keys.pool_keys("life")
+        reserve_keys = [pool.jobs, *pool.server_keys("AW_idle")]
+        held = await scripts.reserve(client, reserve_keys, ["AJ_1", 50, 1.0, b"job", "AW_idle"])
+        assert held == b"AW_idle"
+        await asyncio.sleep(0.1)
+        await _heartbeat(client, "AW_idle")
+        assert await client.hlen(pool.reservations("AW_idle")) == 0
+        assert await client.hget(pool.jobs, "AJ_1") is None
+    finally:
+        await client.aclose()
+
+
+async def _heartbeat(client: Client, server_id: str) -> None:
+    pool = keys.pool_keys("life")
+    hb_keys = [pool.servers, pool.server(server_id), pool.reservations(server_id), pool.jobs]
+    await scripts.heartbeat(client, hb_keys, [server_id, 5, "0", 0, 1000, b""])
+    await client.sadd(keys.POOLS, "life")
+
+
+async def _silent_server(client: Client, server_id: str) -> None:
+    """A registered server that heartbeats but never reads its inbox."""
+    await scripts.load_all(client)
+    while True:
+        await _heartbeat(client, server_id)
+        await asyncio.sleep(0.2)
+
+
+async def _is(stack: Stack, room: str, status: int) -> bool:
+    return await stack.status(room) == status
+
+
+async def _worker_is(stack: Stack, room: str, server_id: str) -> bool:
+    jobs = await stack.jobs(room)
+    return bool(jobs) and jobs[-1].state.worker_id == server_id
