@@ -6,10 +6,10 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
 
-from livekit.protocol import agent, models
+from livekit.protocol import agent
 
+from dispatcher.convert import job_from_spec
 from dispatcher.wire import JobSpec
 
 log = logging.getLogger(__name__)
@@ -23,22 +23,9 @@ class RoomInfo:
 
 def job_message(spec: JobSpec, server_id: str) -> agent.Job:
     """The LiveKit ``Job`` message an agent reads as ``ctx.job``."""
-    job = agent.Job(
-        id=spec.job_id,
-        dispatch_id=spec.dispatch_id,
-        type=_as_enum(spec.job_type),
-        room=models.Room(sid=spec.room_sid, name=spec.room),
-        agent_name=spec.agent_name,
-        metadata=spec.metadata,
-        deployment=spec.deployment,
-        attributes=spec.attributes,
-    )
+    job = job_from_spec(spec)
     job.state.worker_id = server_id
     return job
-
-
-def _as_enum(value: int) -> Any:
-    return value
 
 
 @dataclass

@@ -15,9 +15,9 @@ from livekit.protocol import agent_dispatch as pb
 
 from dispatcher import ids
 from dispatcher.api.access import Authorizer
-from dispatcher.api.convert import dispatch_message
 from dispatcher.api.twirp import TwirpError, TwirpService
 from dispatcher.api.validation import Limits, check_dispatch_request, require
+from dispatcher.convert import dispatch_message
 from dispatcher.partitions import partition_of
 from dispatcher.store import keys, scripts
 from dispatcher.store.client import Client

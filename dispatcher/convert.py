@@ -1,4 +1,4 @@
-"""Stored records to LiveKit protobuf messages (what clients read)."""
+"""Stored records to LiveKit protobuf messages: what API clients and agent entrypoints read."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 from livekit.protocol import agent, agent_dispatch, models
 
-from dispatcher.wire import DispatchRecord, JobAttempt, JobRecord
+from dispatcher.wire import DispatchRecord, JobAttempt, JobRecord, JobSpec
 
 
 def dispatch_message(record: DispatchRecord, job: JobRecord | None) -> agent_dispatch.AgentDispatch:
@@ -26,10 +26,10 @@ def dispatch_message(record: DispatchRecord, job: JobRecord | None) -> agent_dis
     return message
 
 
-def job_message(job: JobRecord, attempt: JobAttempt) -> agent.Job:
-    spec = job.spec
-    message = agent.Job(
-        id=attempt.job_id,
+def job_from_spec(spec: JobSpec) -> agent.Job:
+    """The LiveKit ``Job`` of a spec, without state (an agent reads it as ``ctx.job``)."""
+    return agent.Job(
+        id=spec.job_id,
         dispatch_id=spec.dispatch_id,
         type=_enum(spec.job_type),
         room=models.Room(sid=spec.room_sid, name=spec.room),
@@ -38,6 +38,11 @@ def job_message(job: JobRecord, attempt: JobAttempt) -> agent.Job:
         deployment=spec.deployment,
         attributes=spec.attributes,
     )
+
+
+def job_message(job: JobRecord, attempt: JobAttempt) -> agent.Job:
+    message = job_from_spec(job.spec)
+    message.id = attempt.job_id
     state = message.state
     state.status = _enum(attempt.status)
     state.error = attempt.error
