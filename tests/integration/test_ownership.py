@@ -13,7 +13,7 @@ from dispatcher.scheduler.ownership import owned_by
 from dispatcher.scheduler.partition import PartitionWorker
 from dispatcher.scheduler.registry import Registry
 from dispatcher.store import keys, scripts
-from dispatcher.store.client import connect
+from dispatcher.store.client import Client, connect
 from dispatcher.store.meta import ensure_partitions
 from tests.redis_servers import RedisTarget
 from tests.stack import eventually, start_scheduler
@@ -114,3 +114,23 @@ async def test_node_with_other_partition_count_refuses_to_start(
             await ensure_partitions(client, 32)
     finally:
         await client.aclose()
+
+
+async def test_acked_events_are_trimmed_from_the_stream(redis_target: RedisTarget) -> None:
+    node = await start_scheduler(redis_target.url, "trimmer")
+    client = await connect(redis_target.url)
+    try:
+        await eventually(lambda: len(node.workers) == P, what="ownership")
+        k = keys.partition_keys(3)
+        for _ in range(200):
+            await client.xadd(k.events, {"e": b"junk"})  # undecodable: logged and acked
+        worker = node.workers[3]
+        worker._last_trim = 0.0  # make the next turn trim
+        await eventually(lambda: _stream_length(client, k.events, below=200), what="trimming")
+    finally:
+        await client.aclose()
+        await node.aclose()
+
+
+async def _stream_length(client: Client, stream: str, below: int) -> bool:
+    return int(await client.xlen(stream)) < below
