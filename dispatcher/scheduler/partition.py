@@ -68,7 +68,8 @@ class PartitionWorker:
         self._load_threshold = load_threshold
         self.state = PartitionState(timeouts)
         self._stopping = False
-        self._placed_version = -1
+        self._placed_version = -1  # registry snapshot last used for placement
+        self._checked_version = -1  # registry snapshot last used to look for lost servers
         self._dirty: dict[str, JobRecord] = {}
         self._effects: list[jobs.Effect] = []
         self._last_trim = time.monotonic()
@@ -182,8 +183,9 @@ class PartitionWorker:
             self._dirty[record.spec.dispatch_id] = record
 
     def _check_servers(self, now: int) -> None:
-        if self._registry.version == self._placed_version:
+        if self._registry.version == self._checked_version:
             return
+        self._checked_version = self._registry.version
         for agent_name, server_id in self.state.servers():
             if self._registry.is_lost(agent_name, server_id):
                 for record in self.state.on_server((agent_name, server_id)):

@@ -25,8 +25,8 @@ class Registry:
         self._reap_after_ms = reap_after_ms
         self._pools: dict[str, list[ServerView]] = {}
         self._offset_ms = 0  # Redis clock minus local clock
+        self._refreshed_at = float("-inf")  # monotonic time of the last good refresh
         self.version = 0
-        self.changed = asyncio.Event()
 
     def now_ms(self) -> int:
         """Now on Redis's clock, which every expiry in the registry uses."""
@@ -36,7 +36,11 @@ class Registry:
         return self._pools.get(agent_name, [])
 
     def is_lost(self, agent_name: str, server_id: str) -> bool:
-        """True once the server's heartbeat has expired (or it left the pool)."""
+        """True once the server's heartbeat has expired (or it left the pool). A stale
+        snapshot (Redis unreachable for a while) declares nothing lost: its expiry times
+        would make every server look dead."""
+        if time.monotonic() - self._refreshed_at > max(1.0, 4 * self._interval_s):
+            return False
         now = self.now_ms()
         return not any(s.id == server_id and s.alive(now) for s in self.servers(agent_name))
 
@@ -71,9 +75,8 @@ class Registry:
                 raise result
             pools[name] = self._parse(result)
         self._pools = pools
+        self._refreshed_at = time.monotonic()
         self.version += 1
-        self.changed.set()
-        self.changed.clear()
 
     def _parse(self, result: list[bytes | int]) -> list[ServerView]:
         self._offset_ms = int(result[0]) - int(time.time() * 1000)

@@ -132,6 +132,18 @@ async def test_a_silent_server_times_out_and_the_job_moves_on(stack: Stack) -> N
         await client.aclose()
 
 
+async def test_the_job_of_a_server_that_stops_heartbeating_is_placed_again(stack: Stack) -> None:
+    first = await stack.agent(_forever)
+    await stack.dispatch("lost-room")
+    await eventually(lambda: _is(stack, "lost-room", JS.JS_RUNNING), what="first placement")
+    first._closing.set()  # heartbeats stop, as if the host vanished; nothing leaves the pool
+    second = await stack.agent(_forever)
+    await eventually(lambda: _worker_is(stack, "lost-room", second.id), what="re-placement")
+    await eventually(lambda: _is(stack, "lost-room", JS.JS_RUNNING), what="second run")
+    jobs = await stack.jobs("lost-room")
+    assert jobs[0].state.worker_id == first.id and "was lost" in jobs[0].state.error
+
+
 async def test_drain_takes_no_new_jobs_and_lets_running_ones_finish(stack: Stack) -> None:
     release = asyncio.Event()
 
