@@ -72,7 +72,7 @@ async def stack(redis_single_target: RedisTarget) -> AsyncIterator[Stack]:
     await stack.lk.aclose()
     await node.aclose()
     await asyncio.gather(*(a.aclose() for a in stack.agents))
-    await scheduler.aclose()
+    await stack.scheduler.aclose()
 
 
 async def _forever(ctx: JobContext) -> None:
@@ -142,6 +142,41 @@ async def test_the_job_of_a_server_that_stops_heartbeating_is_placed_again(stack
     await eventually(lambda: _is(stack, "lost-room", JS.JS_RUNNING), what="second run")
     jobs = await stack.jobs("lost-room")
     assert jobs[0].state.worker_id == first.id and "was lost" in jobs[0].state.error
+
+
+async def test_a_server_reporting_load_over_the_threshold_gets_no_job(stack: Stack) -> None:
+    busy = AgentServer(
+        redis_url=stack.url,
+        capacity=5,
+        load_fnc=lambda _: 0.95,
+        heartbeat_interval_s=0.2,
+        heartbeat_ttl_ms=1000,
+    )
+    busy.rtc_session(agent_name="life")(_forever)
+    await busy.start()
+    stack.agents.append(busy)
+    await stack.dispatch("load-room")
+    await asyncio.sleep(0.5)  # several registry refreshes and placement rounds
+    assert await stack.status("load-room") == JS.JS_PENDING
+    idle = await stack.agent(_forever)
+    await eventually(lambda: _worker_is(stack, "load-room", idle.id), what="placement")
+
+
+async def test_a_new_lease_holder_inherits_the_assignment_timer(stack: Stack) -> None:
+    client = await connect(stack.url)
+    try:
+        beat = asyncio.create_task(_silent_server(client, "AW_silent"))
+        await stack.dispatch("handover-room")
+        await eventually(lambda: _worker_is(stack, "handover-room", "AW_silent"), what="assignment")
+        await stack.scheduler.aclose()  # leases expire; the timer lives on in the job record
+        stack.scheduler = await start_scheduler(stack.url, "life-t", assign_timeout_ms=1000)
+        live = await stack.agent(_forever)
+        await eventually(lambda: _worker_is(stack, "handover-room", live.id), what="re-placement")
+        jobs = await stack.jobs("handover-room")
+        assert jobs[0].state.worker_id == "AW_silent" and "did not start" in jobs[0].state.error
+        beat.cancel()
+    finally:
+        await client.aclose()
 
 
 async def test_drain_takes_no_new_jobs_and_lets_running_ones_finish(stack: Stack) -> None:
