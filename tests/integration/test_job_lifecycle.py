@@ -118,8 +118,8 @@ async def test_reject_with_terminate_ends_the_job(stack: Stack) -> None:
 
 async def test_a_silent_server_times_out_and_the_job_moves_on(stack: Stack) -> None:
     client = await connect(stack.url)
+    beat = asyncio.create_task(_silent_server(client, "AW_silent"))
     try:
-        beat = asyncio.create_task(_silent_server(client, "AW_silent"))
         await stack.dispatch("silent-room")
         await eventually(lambda: _worker_is(stack, "silent-room", "AW_silent"), what="assignment")
         live = await stack.agent(_forever)
@@ -127,8 +127,9 @@ async def test_a_silent_server_times_out_and_the_job_moves_on(stack: Stack) -> N
         jobs = await stack.jobs("silent-room")
         assert jobs[-1].state.worker_id == live.id
         assert jobs[0].state.status == JS.JS_FAILED and "did not start" in jobs[0].state.error
-        beat.cancel()
     finally:
+        beat.cancel()
+        await asyncio.gather(beat, return_exceptions=True)
         await client.aclose()
 
 
@@ -164,8 +165,8 @@ async def test_a_server_reporting_load_over_the_threshold_gets_no_job(stack: Sta
 
 async def test_a_new_lease_holder_inherits_the_assignment_timer(stack: Stack) -> None:
     client = await connect(stack.url)
+    beat = asyncio.create_task(_silent_server(client, "AW_silent"))
     try:
-        beat = asyncio.create_task(_silent_server(client, "AW_silent"))
         await stack.dispatch("handover-room")
         await eventually(lambda: _worker_is(stack, "handover-room", "AW_silent"), what="assignment")
         await stack.scheduler.aclose()  # leases expire; the timer lives on in the job record
@@ -174,8 +175,9 @@ async def test_a_new_lease_holder_inherits_the_assignment_timer(stack: Stack) ->
         await eventually(lambda: _worker_is(stack, "handover-room", live.id), what="re-placement")
         jobs = await stack.jobs("handover-room")
         assert jobs[0].state.worker_id == "AW_silent" and "did not start" in jobs[0].state.error
-        beat.cancel()
     finally:
+        beat.cancel()
+        await asyncio.gather(beat, return_exceptions=True)
         await client.aclose()
 
 
