@@ -14,18 +14,6 @@ class ConfigError(DispatcherError):
     """Invalid configuration: the process refuses to start."""
 
 
-class TransientError(DispatcherError):
-    """A temporary failure: retry later."""
-
-
-class DecodeError(DispatcherError):
-    """A stream entry or record could not be decoded: dead-letter it, never retry."""
-
-
-class NoCapacity(DispatcherError):
-    """No agent server has a free slot: the job stays pending."""
-
-
 class OwnershipLost(DispatcherError):
     """This node no longer holds the partition's lease: stop processing it."""
 

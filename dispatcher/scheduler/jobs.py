@@ -212,7 +212,7 @@ def _retry(record: JobRecord, now: int, error: str) -> Step:
 
 def _stray(record: JobRecord, report: JobReport) -> Step:
     """A report for an attempt that is no longer current: stop that job if it still runs."""
-    return Step(record, stray_report(report))
+    return Step(record, list(stray_report(report)))
 
 
 def _terminate(record: JobRecord, reason: str) -> Terminate:
@@ -225,7 +225,7 @@ def _release(record: JobRecord) -> Release:
     return Release(record.spec.agent_name, c.server_id, c.job_id)
 
 
-def stray_report(report: JobReport) -> list[Effect]:
+def stray_report(report: JobReport) -> list[Terminate]:
     """A job reports RUNNING for a dispatch that has no live job here: stop it."""
     if report.status is not JobStatus.RUNNING:
         return []

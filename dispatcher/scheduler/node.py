@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 
 from dispatcher.errors import OwnershipLost
 from dispatcher.scheduler import jobs
@@ -193,7 +192,3 @@ async def run_scheduler(settings: SchedulerSettings, stop: asyncio.Event) -> Non
         await node.drain()
     finally:
         await node.aclose()
-
-
-def describe(node: SchedulerNode) -> dict[str, Any]:
-    return {"node": node.node_id, "members": node.members, "partitions": sorted(node.workers)}

@@ -71,7 +71,7 @@ class PartitionWorker:
         self._placed_version = -1  # registry snapshot last used for placement
         self._checked_version = -1  # registry snapshot last used to look for lost servers
         self._dirty: dict[str, JobRecord] = {}
-        self._effects: list[jobs.Effect] = []
+        self._effects: list[jobs.Terminate | jobs.Release] = []
         self._last_trim = time.monotonic()
         self._last_id = b""
 
@@ -176,6 +176,7 @@ class PartitionWorker:
 
     def _step(self, step: jobs.Step) -> None:
         self._record(step.record)
+        # Place effects need no action: a pending record is in ``state.waiting``.
         self._effects.extend(e for e in step.effects if not isinstance(e, jobs.Place))
 
     def _record(self, record: JobRecord) -> None:
@@ -252,14 +253,12 @@ class PartitionWorker:
             return
         batch = scripts.Batch()
         for effect in self._effects:
-            if isinstance(effect, jobs.Place):
-                continue
             pool = keys.pool_keys(effect.agent_name)
             if isinstance(effect, jobs.Terminate):
                 message = encode(Termination(job_id=effect.job_id, reason=effect.reason))
                 inbox = pool.inbox(effect.server_id)
                 batch.command("XADD", inbox, "MAXLEN", "~", 1000, "*", "m", message)
-            elif isinstance(effect, jobs.Release):
+            else:
                 res = pool.reservations(effect.server_id)
                 batch.script(scripts.release, [res, pool.jobs], [effect.job_id, effect.server_id])
         self._effects.clear()

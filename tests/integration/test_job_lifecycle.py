@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import pytest
@@ -117,9 +118,7 @@ async def test_reject_with_terminate_ends_the_job(stack: Stack) -> None:
 
 
 async def test_a_silent_server_times_out_and_the_job_moves_on(stack: Stack) -> None:
-    client = await connect(stack.url)
-    beat = asyncio.create_task(_silent_server(client, "AW_silent"))
-    try:
+    async with silent_server(stack.url, "AW_silent"):
         await stack.dispatch("silent-room")
         await eventually(lambda: _worker_is(stack, "silent-room", "AW_silent"), what="assignment")
         live = await stack.agent(_forever)
@@ -127,10 +126,6 @@ async def test_a_silent_server_times_out_and_the_job_moves_on(stack: Stack) -> N
         jobs = await stack.jobs("silent-room")
         assert jobs[-1].state.worker_id == live.id
         assert jobs[0].state.status == JS.JS_FAILED and "did not start" in jobs[0].state.error
-    finally:
-        beat.cancel()
-        await asyncio.gather(beat, return_exceptions=True)
-        await client.aclose()
 
 
 async def test_the_job_of_a_server_that_stops_heartbeating_is_placed_again(stack: Stack) -> None:
@@ -164,9 +159,7 @@ async def test_a_server_reporting_load_over_the_threshold_gets_no_job(stack: Sta
 
 
 async def test_a_new_lease_holder_inherits_the_assignment_timer(stack: Stack) -> None:
-    client = await connect(stack.url)
-    beat = asyncio.create_task(_silent_server(client, "AW_silent"))
-    try:
+    async with silent_server(stack.url, "AW_silent"):
         await stack.dispatch("handover-room")
         await eventually(lambda: _worker_is(stack, "handover-room", "AW_silent"), what="assignment")
         await stack.scheduler.aclose()  # leases expire; the timer lives on in the job record
@@ -175,10 +168,6 @@ async def test_a_new_lease_holder_inherits_the_assignment_timer(stack: Stack) ->
         await eventually(lambda: _worker_is(stack, "handover-room", live.id), what="re-placement")
         jobs = await stack.jobs("handover-room")
         assert jobs[0].state.worker_id == "AW_silent" and "did not start" in jobs[0].state.error
-    finally:
-        beat.cancel()
-        await asyncio.gather(beat, return_exceptions=True)
-        await client.aclose()
 
 
 async def test_drain_takes_no_new_jobs_and_lets_running_ones_finish(stack: Stack) -> None:
@@ -225,12 +214,24 @@ async def _heartbeat(client: Client, server_id: str) -> None:
     await client.sadd(keys.POOLS, "life")
 
 
-async def _silent_server(client: Client, server_id: str) -> None:
+@asynccontextmanager
+async def silent_server(url: str, server_id: str) -> AsyncIterator[None]:
     """A registered server that heartbeats but never reads its inbox."""
+    client = await connect(url)
     await scripts.load_all(client)
-    while True:
-        await _heartbeat(client, server_id)
-        await asyncio.sleep(0.2)
+
+    async def beat() -> None:
+        while True:
+            await _heartbeat(client, server_id)
+            await asyncio.sleep(0.2)
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await client.aclose()
 
 
 async def _is(stack: Stack, room: str, status: int) -> bool:
