@@ -117,3 +117,7 @@ def _load(role: type[config.S], overrides: dict[str, Any]) -> config.S:
 
 main.add_command(dispatch_group)
 main.add_command(token_group)
+
+
+if __name__ == "__main__":
+    main()

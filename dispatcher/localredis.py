@@ -21,14 +21,18 @@ def free_port() -> int:
 
 
 class LocalRedis:
-    def __init__(self) -> None:
+    """A throwaway redis-server on a free loopback port; ``cpus`` pins it (``taskset``)."""
+
+    def __init__(self, cpus: str | None = None) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise ConfigError("redis-server not found: run scripts/setup.sh, or pass --redis-url")
         self._dir = Path(tempfile.mkdtemp(prefix="dispatcher-redis-"))
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}"
+        pin = ["taskset", "-c", cpus] if cpus else []
         args = [
+            *pin,
             binary,
             "--port",
             str(self.port),
@@ -48,6 +52,10 @@ class LocalRedis:
             args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True
         )
         self._wait_ready()
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
 
     def _wait_ready(self, timeout_s: float = 10.0) -> None:
         client = redis.Redis(port=self.port, socket_connect_timeout=0.2)

@@ -21,6 +21,7 @@ from typing import Any
 from dispatcher import ids
 from dispatcher.store import keys, scripts
 from dispatcher.store.client import Client, connect
+from dispatcher.store.fastlane import stream_entries
 from dispatcher.wire import (
     Assignment,
     InboxMessage,
@@ -199,19 +200,23 @@ class AgentServer:
     # --- inbox ----------------------------------------------------------------------------
 
     async def _inbox_loop(self) -> None:
-        inbox, last_id = self._pool.inbox(self.id), "0-0"
-        while not self._closing.is_set():
-            try:
-                reply: Any = await self.client.xread(
-                    {inbox: last_id}, count=256, block=_INBOX_BLOCK_MS
-                )
-            except Exception:
-                log.exception("reading the inbox failed")
-                await asyncio.sleep(0.5)
-                continue
-            for entry_id, fields in reply[0][1] if reply else []:
-                last_id = entry_id
-                self._dispatch(inbox_decoder.decode(fields[b"m"]))
+        inbox, last_id = self._pool.inbox(self.id), b"0-0"
+        reads = self.client.fast.dedicated(inbox)  # the blocking read waits on its own socket
+        try:
+            while not self._closing.is_set():
+                try:
+                    reply = await reads.execute(
+                        "XREAD", "COUNT", 256, "BLOCK", _INBOX_BLOCK_MS, "STREAMS", inbox, last_id
+                    )
+                except Exception:
+                    log.exception("reading the inbox failed")
+                    await asyncio.sleep(0.5)
+                    continue
+                for entry_id, fields in stream_entries(reply):
+                    last_id = entry_id
+                    self._dispatch(inbox_decoder.decode(fields[b"m"]))
+        finally:
+            reads.close()
 
     def _dispatch(self, message: InboxMessage) -> None:
         if isinstance(message, Assignment):
@@ -307,7 +312,8 @@ class AgentServer:
             terminate=terminate,
             reason=reason,
         )
-        await self.client.xadd(keys.partition_keys(spec.partition).events, {"e": encode(event)})
+        events = keys.partition_keys(spec.partition).events
+        await self.client.fast.execute("XADD", events, "*", "e", encode(event))
         await self._release(spec)
 
     async def _release(self, spec: JobSpec) -> None:

@@ -24,6 +24,7 @@ from dispatcher.scheduler.registry import Registry
 from dispatcher.scheduler.state import PartitionState
 from dispatcher.store import keys, scripts
 from dispatcher.store.client import Client
+from dispatcher.store.fastlane import entries_of, stream_entries
 from dispatcher.wire import (
     Assignment,
     DispatchCreated,
@@ -74,17 +75,21 @@ class PartitionWorker:
         self._effects: list[jobs.Terminate | jobs.Release] = []
         self._last_trim = time.monotonic()
         self._last_id = b""
+        self._reads = client.fast.dedicated(self._keys.events)  # blocking reads wait here
 
     def stop(self) -> None:
         """Finish the current batch, then return from ``run``."""
         self._stopping = True
 
     async def run(self) -> None:
-        await self._ensure_group()
-        await self._load()
-        await self._catch_up()
-        while not self._stopping:
-            await self._turn(await self._read(">", self._block_ms))
+        try:
+            await self._ensure_group()
+            await self._load()
+            await self._catch_up()
+            while not self._stopping:
+                await self._turn(await self._read(">", self._block_ms))
+        finally:
+            self._reads.close()
 
     # --- start-up -------------------------------------------------------------------------
 
@@ -113,31 +118,23 @@ class PartitionWorker:
         placing, so a job that already ran is not placed again."""
         start = "0-0"
         while True:
-            reply: Any = await self._client.xautoclaim(
-                self._keys.events,
-                keys.CONSUMER_GROUP,
-                self._consumer,
-                0,
-                start,
-                count=self._batch_size,
-            )
+            reply: Any = await self._client.fast.execute(
+                "XAUTOCLAIM", self._keys.events, keys.CONSUMER_GROUP, self._consumer, 0, start,
+                "COUNT", self._batch_size,
+            )  # fmt: skip
             start = reply[0]
-            await self._turn(reply[1], place=False)
-            if start in (b"0-0", "0-0"):
+            await self._turn(entries_of(reply[1]), place=False)
+            if start == b"0-0":
                 break
         while entries := await self._read(">", None):
             await self._turn(entries, place=False)
         await self._turn([])
 
     async def _read(self, start: str, block_ms: int | None) -> list[Entry]:
-        reply: Any = await self._client.xreadgroup(
-            keys.CONSUMER_GROUP,
-            self._consumer,
-            {self._keys.events: start},
-            count=self._batch_size,
-            block=block_ms,
-        )
-        return list(reply[0][1]) if reply else []
+        group = ("GROUP", keys.CONSUMER_GROUP, self._consumer, "COUNT", self._batch_size)
+        block = ("BLOCK", block_ms) if block_ms is not None else ()
+        stream = ("STREAMS", self._keys.events, start)
+        return stream_entries(await self._reads.execute("XREADGROUP", *group, *block, *stream))
 
     # --- one turn -------------------------------------------------------------------------
 

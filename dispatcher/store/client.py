@@ -1,25 +1,52 @@
-"""Connecting to Redis: one node or a Redis Cluster, detected from the server itself."""
+"""Connecting to Redis: one node or a Redis Cluster, detected from the server itself.
+
+A client is redis-py's, for the many cold calls (membership, snapshots, listings), plus
+``fast``: the auto-pipelined lane that the dispatch path's calls take (see ``fastlane``).
+"""
 
 from __future__ import annotations
 
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, cast
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterPipeline, RedisCluster
 
-Client: TypeAlias = "aioredis.Redis | RedisCluster"
-Pipeline: TypeAlias = "aioredis.client.Pipeline | ClusterPipeline"
-
+from dispatcher.store.fastlane import FastLane
 
 # redis-py's asyncio pool raises once its cap is reached instead of waiting; a scheduler holds
 # one blocking read per owned partition on top of its other calls, so the cap must be roomy.
 MAX_CONNECTIONS = 1024
 
 
+class SingleClient(aioredis.Redis):
+    """A client of one Redis node."""
+
+    fast: FastLane
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        await self.fast.aclose()
+        await super().aclose(close_connection_pool)
+
+
+class ClusterClient(RedisCluster):
+    """A client of a Redis Cluster."""
+
+    fast: FastLane
+
+    async def aclose(self) -> None:
+        await self.fast.aclose()
+        await super().aclose()
+
+
+Client: TypeAlias = "SingleClient | ClusterClient"
+Pipeline: TypeAlias = "aioredis.client.Pipeline | ClusterPipeline"
+
+
 async def connect(url: str, **options: Any) -> Client:
     """Open a client for ``url``; a node with cluster mode enabled yields a cluster client."""
     options.setdefault("max_connections", MAX_CONNECTIONS)
-    single = aioredis.Redis.from_url(url, **options)
+    single = cast(SingleClient, SingleClient.from_url(url, **options))
+    single.fast = FastLane(url, cluster=False)
     try:
         info = await single.info("cluster")
     except Exception:
@@ -28,7 +55,8 @@ async def connect(url: str, **options: Any) -> Client:
     if not info.get("cluster_enabled"):
         return single
     await single.aclose()
-    cluster = RedisCluster.from_url(url, **options)
+    cluster = cast(ClusterClient, ClusterClient.from_url(url, **options))
+    cluster.fast = FastLane(url, cluster=True)
     await cluster.initialize()
     return cluster
 

@@ -1,4 +1,4 @@
-"""The Lua scripts, loaded once per process and called by SHA.
+"""The Lua scripts, loaded once per process and called by SHA over the fast lane.
 
 A script is loaded on every primary at start. If Redis forgets it (a restart), the call that
 meets ``NOSCRIPT`` reloads all scripts and retries once.
@@ -6,6 +6,7 @@ meets ``NOSCRIPT`` reloads all scripts and retries once.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Sequence
 from importlib import resources
@@ -28,10 +29,10 @@ class Script:
         self, client: Client, keys: Sequence[str], args: Sequence[ScriptArg] = ()
     ) -> Any:
         try:
-            return await client.evalsha(self.sha, len(keys), *keys, *args)
+            return await client.fast.evalsha(self.sha, keys, args)
         except NoScriptError:
             await load_all(client)
-            return await client.evalsha(self.sha, len(keys), *keys, *args)
+            return await client.fast.evalsha(self.sha, keys, args)
 
 
 create_dispatch = Script("create_dispatch")
@@ -72,23 +73,24 @@ async def load_all(client: Client) -> None:
 
 
 class Batch:
-    """Script calls and plain commands sent in one pipeline (one round trip per node).
+    """Script calls and plain commands sent together (one write and round trip per node).
 
     On NOSCRIPT the scripts are reloaded and the whole batch is sent again, so every call in a
     batch must be idempotent (all of ours are).
     """
 
     def __init__(self) -> None:
-        self._calls: list[tuple[ScriptArg, ...]] = []
+        self._calls: list[tuple[tuple[ScriptArg, ...], str]] = []  # (command, routing key)
 
     def __len__(self) -> int:
         return len(self._calls)
 
     def script(self, script: Script, keys: Sequence[str], args: Sequence[ScriptArg] = ()) -> None:
-        self._calls.append(("EVALSHA", script.sha, len(keys), *keys, *args))
+        call = ("EVALSHA", script.sha, len(keys), *keys, *args)
+        self._calls.append((call, keys[0] if keys else ""))
 
-    def command(self, *args: ScriptArg) -> None:
-        self._calls.append(args)
+    def command(self, name: str, key: str, *args: ScriptArg) -> None:
+        self._calls.append(((name, key, *args), key))
 
     async def run(self, client: Client) -> list[Any]:
         """Results in call order; failed calls come back as exception objects."""
@@ -101,7 +103,6 @@ class Batch:
         return results
 
     async def _send(self, client: Client) -> list[Any]:
-        pipe = client.pipeline(transaction=False)
-        for call in self._calls:
-            pipe.execute_command(*call)
-        return list(await pipe.execute(raise_on_error=False))
+        fast = client.fast
+        calls = (fast.execute(*call, key=key) for call, key in self._calls)
+        return list(await asyncio.gather(*calls, return_exceptions=True))

@@ -1,0 +1,317 @@
+"""The hot lane to Redis: auto-pipelined commands over one connection per node.
+
+Every command issued during one turn of the event loop, by any coroutine, leaves in a single
+socket write, and replies are matched to callers in order. A dispatch touches Redis from the
+API node, the scheduler and the agent server several times; through redis-py each call costs
+tens of microseconds of Python (pool checkout, packing, per-call writes), which a profile put
+at the top of the dispatch path. Here a call is one packed command appended to a buffer
+(``hiredis.pack_command``) and one future; replies are parsed by ``hiredis.Reader``.
+
+Replies are raw RESP2 values as hiredis returns them (bytes, ints, lists, None). Error
+replies become redis-py's exception classes (``NoScriptError``, ``ResponseError``), so callers
+handle errors the same on both lanes. In a Redis Cluster a command goes to the primary that
+owns its first key's slot; ``MOVED`` refreshes the slot map and retries, ``ASK`` retries once
+on the named node. Blocking commands (``XREADGROUP BLOCK``) get a ``dedicated`` connection
+so they never hold up the shared one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+from urllib.parse import unquote, urlparse
+
+import hiredis
+from redis.crc import key_slot
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, ResponseError
+
+Arg = str | bytes | int | float
+Address = tuple[str, int]
+
+_MAX_REDIRECTS = 5
+_CONNECT_TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where and how to connect: from the deployment's Redis URL."""
+
+    host: str
+    port: int
+    username: str | None = None
+    password: str | None = None
+    db: int = 0
+    tls: bool = False
+
+    @classmethod
+    def from_url(cls, url: str) -> Endpoint:
+        parsed = urlparse(url)
+        if parsed.scheme not in ("redis", "rediss"):
+            raise ValueError(f"unsupported Redis URL scheme {parsed.scheme!r} in {url!r}")
+        path = parsed.path.lstrip("/")
+        return cls(
+            host=parsed.hostname or "127.0.0.1",
+            port=parsed.port or 6379,
+            username=unquote(parsed.username) if parsed.username else None,
+            password=unquote(parsed.password) if parsed.password else None,
+            db=int(path) if path else 0,
+            tls=parsed.scheme == "rediss",
+        )
+
+    def at(self, address: Address) -> Endpoint:
+        """The same credentials at another node (cluster)."""
+        return Endpoint(address[0], address[1], self.username, self.password, 0, self.tls)
+
+
+class Redirect(Exception):
+    """A cluster redirection reply: the slot lives (or is moving) elsewhere."""
+
+    def __init__(self, kind: str, address: Address) -> None:
+        super().__init__(f"{kind} {address[0]}:{address[1]}")
+        self.kind = kind
+        self.address = address
+
+
+def reply_error(message: str) -> Exception:
+    """The exception for an error reply, as redis-py would raise it."""
+    if message.startswith(("MOVED ", "ASK ")):
+        kind, _slot, where = message.split(" ", 2)
+        host, _, port = where.rpartition(":")
+        return Redirect(kind, (host, int(port)))
+    if message.startswith("NOSCRIPT"):
+        return NoScriptError(message)
+    return ResponseError(message)
+
+
+class Connection(asyncio.Protocol):
+    """One socket: commands are buffered and written once per loop turn, replies matched
+    to waiting futures in order."""
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._transport: asyncio.Transport | None = None
+        self._reader = hiredis.Reader()
+        self._waiters: collections.deque[asyncio.Future[Any]] = collections.deque()
+        self._out: list[bytes] = []
+        self._flush_pending = False
+        self.closed = False
+
+    @classmethod
+    async def open(cls, endpoint: Endpoint) -> Connection:
+        loop = asyncio.get_running_loop()
+        _, conn = await asyncio.wait_for(
+            loop.create_connection(cls, endpoint.host, endpoint.port, ssl=endpoint.tls or None),
+            _CONNECT_TIMEOUT_S,
+        )
+        await conn.handshake(endpoint)
+        return conn
+
+    async def handshake(self, endpoint: Endpoint) -> None:
+        if endpoint.password is not None:
+            auth = [endpoint.username] if endpoint.username else []
+            await self.execute("AUTH", *auth, endpoint.password)
+        if endpoint.db:
+            await self.execute("SELECT", endpoint.db)
+
+    def execute(self, *args: Arg) -> asyncio.Future[Any]:
+        """Queue one command; the future resolves with its reply or error."""
+        future: asyncio.Future[Any] = self._loop.create_future()
+        if self.closed:
+            future.set_exception(RedisConnectionError("connection to Redis is closed"))
+            return future
+        self._out.append(hiredis.pack_command(args))  # type: ignore[arg-type]
+        self._waiters.append(future)
+        if not self._flush_pending:
+            self._flush_pending = True
+            self._loop.call_soon(self._flush)
+        return future
+
+    def _flush(self) -> None:
+        self._flush_pending = False
+        if self._transport is not None and self._out:
+            self._transport.write(b"".join(self._out))
+        self._out.clear()
+
+    # --- asyncio.Protocol -------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses; both set TCP_NODELAY.
+        self._transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        self._reader.feed(data)
+        while (reply := self._reader.gets()) is not False:
+            future = self._waiters.popleft()
+            if future.done():
+                continue  # the caller was cancelled; the reply is dropped in order
+            if isinstance(reply, hiredis.ReplyError):
+                future.set_exception(reply_error(str(reply)))
+            else:
+                future.set_result(reply)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._transport = None
+        error = RedisConnectionError(f"connection to Redis lost: {exc or 'closed'}")
+        while self._waiters:
+            future = self._waiters.popleft()
+            if not future.done():
+                future.set_exception(error)
+
+    def close(self) -> None:
+        self.closed = True
+        if self._transport is not None:
+            self._transport.close()
+
+
+class FastLane:
+    """Auto-pipelined commands to one node or to the primaries of a cluster."""
+
+    def __init__(self, url: str, cluster: bool) -> None:
+        self._endpoint = Endpoint.from_url(url)
+        self._cluster = cluster
+        self._connections: dict[Address, Connection] = {}
+        self._connecting: dict[Address, asyncio.Task[Connection]] = {}
+        self._slots: list[Address] = []
+        self._dedicated: set[Connection] = set()
+
+    async def execute(self, *args: Arg, key: str | bytes | None = None) -> Any:
+        """Send one command; ``key`` routes it in a cluster (defaults to the first arg)."""
+        address = await self._route(key if key is not None else _key_of(args))
+        for _ in range(_MAX_REDIRECTS):
+            conn = await self._connection(address)
+            try:
+                return await conn.execute(*args)
+            except Redirect as redirect:
+                if redirect.kind == "ASK":
+                    return await self._ask(redirect.address, args)
+                await self._refresh_slots()
+                address = redirect.address
+            except RedisConnectionError:
+                self._slots = []  # a failover may have moved the slot: look again next time
+                raise
+        raise RedisConnectionError(f"too many cluster redirections for {args[0]!r}")
+
+    async def evalsha(self, sha: str, keys: Sequence[str], args: Sequence[Arg]) -> Any:
+        return await self.execute("EVALSHA", sha, len(keys), *keys, *args, key=_first(keys))
+
+    def dedicated(self, key: str) -> Dedicated:
+        """A connection of its own (for blocking reads) to the node owning ``key``."""
+        return Dedicated(self, key)
+
+    async def _open_dedicated(self, key: str) -> Connection:
+        address = await self._route(key)
+        conn = await Connection.open(
+            self._endpoint.at(address) if self._cluster else self._endpoint
+        )
+        self._dedicated.add(conn)
+        return conn
+
+    def _forget(self, conn: Connection) -> None:
+        self._dedicated.discard(conn)
+        conn.close()
+
+    async def aclose(self) -> None:
+        for task in self._connecting.values():
+            task.cancel()
+        for conn in [*self._connections.values(), *self._dedicated]:
+            conn.close()
+        self._connections.clear()
+        self._dedicated.clear()
+
+    # --- routing ----------------------------------------------------------------------
+
+    async def _route(self, key: str | bytes) -> Address:
+        if not self._cluster:
+            return (self._endpoint.host, self._endpoint.port)
+        if not self._slots:
+            await self._refresh_slots()
+        return self._slots[key_slot(key.encode() if isinstance(key, str) else key)]
+
+    async def _ask(self, address: Address, args: tuple[Arg, ...]) -> Any:
+        """A slot being migrated: ask the importing node once, behind ASKING."""
+        target = await self._connection(address)
+        asking = target.execute("ASKING")
+        reply = target.execute(*args)
+        await asking
+        return await reply
+
+    async def _refresh_slots(self) -> None:
+        seed = next(iter(self._connections), (self._endpoint.host, self._endpoint.port))
+        conn = await self._connection(seed)
+        table: list[Address] = [seed] * 16384
+        for start, end, primary, *_replicas in await conn.execute("CLUSTER", "SLOTS"):
+            host = primary[0].decode() or seed[0]
+            table[start : end + 1] = [(host, int(primary[1]))] * (end - start + 1)
+        self._slots = table
+
+    def _endpoint_at(self, address: Address) -> Endpoint:
+        return self._endpoint.at(address) if self._cluster else self._endpoint
+
+    async def _connection(self, address: Address) -> Connection:
+        conn = self._connections.get(address)
+        if conn is not None and not conn.closed:
+            return conn
+        task = self._connecting.get(address)
+        if task is None:
+            task = asyncio.ensure_future(Connection.open(self._endpoint_at(address)))
+            self._connecting[address] = task
+            task.add_done_callback(lambda _t: self._connecting.pop(address, None))
+        conn = await asyncio.shield(task)
+        self._connections[address] = conn
+        return conn
+
+
+class Dedicated:
+    """A connection used by one caller at a time, reopened when it drops; blocking commands
+    wait here without delaying anyone else's."""
+
+    def __init__(self, lane: FastLane, key: str) -> None:
+        self._lane = lane
+        self._key = key
+        self._conn: Connection | None = None
+
+    async def execute(self, *args: Arg) -> Any:
+        if self._conn is None or self._conn.closed:
+            self._conn = await self._lane._open_dedicated(self._key)
+        try:
+            return await self._conn.execute(*args)
+        except Redirect:
+            self.close()  # the slot moved: the next call connects to its new owner
+            raise
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._lane._forget(self._conn)
+            self._conn = None
+
+
+def stream_entries(reply: Any) -> list[tuple[bytes, dict[bytes, bytes]]]:
+    """The entries of a one-stream ``XREAD``/``XREADGROUP`` reply (None when it timed out)."""
+    return entries_of(reply[0][1]) if reply else []
+
+
+def entries_of(raw: list[Any]) -> list[tuple[bytes, dict[bytes, bytes]]]:
+    """``[[id, [field, value, ...]], ...]`` as (id, {field: value}); a deleted entry's
+    fields are nil and it comes back with no fields."""
+    return [(entry_id, _pairs(fields)) for entry_id, fields in raw]
+
+
+def _pairs(flat: list[bytes] | None) -> dict[bytes, bytes]:
+    if not flat:
+        return {}
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+def _first(keys: Sequence[str]) -> str:
+    return keys[0] if keys else ""
+
+
+def _key_of(args: tuple[Arg, ...]) -> str | bytes:
+    """The key of a plain command: its first argument after the name."""
+    key = args[1] if len(args) > 1 else ""
+    return key if isinstance(key, str | bytes) else str(key)
