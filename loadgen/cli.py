@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import click
-import orjson
 
 from dispatcher.settings import DEV_API_KEY, DEV_API_SECRET
-from loadgen.options import DispatchOptions
+from loadgen.errors import DispatchCommandError
+
+POSITIVE = click.FloatRange(min=0, min_open=True)
 
 
 @click.group()
@@ -20,86 +22,38 @@ def main() -> None:
 @click.option("--url", default="http://127.0.0.1:7880", show_default=True, help="API node URL.")
 @click.option("--api-key", envvar="LIVEKIT_API_KEY", default=DEV_API_KEY, show_default=True)
 @click.option("--api-secret", envvar="LIVEKIT_API_SECRET", default=DEV_API_SECRET)
+@click.option("--redis-url", help="The deployment's Redis (agent fleet and results).")
+@click.option("--dev", is_flag=True, help="Start Redis and dispatcher dev here; ignores --url.")
 @click.option(
-    "--redis-url", required=True, help="The deployment's Redis (agent fleet and results)."
+    "--pin",
+    is_flag=True,
+    help="With --dev: Redis on CPU 0, everything else (loadgen included) on CPU 1.",
 )
-@click.option(
-    "--rate",
-    type=click.FloatRange(min=0, min_open=True),
-    default=500.0,
-    show_default=True,
-    help="Dispatches per second (open loop).",
-)
-@click.option(
-    "--duration",
-    type=click.FloatRange(min=0, min_open=True),
-    default=30.0,
-    show_default=True,
-    help="Seconds of sending.",
-)
-@click.option(
-    "--agents",
-    type=click.IntRange(min=1),
-    default=2,
-    show_default=True,
-    help="Simulated agent-server processes.",
-)
-@click.option(
-    "--capacity",
-    type=click.IntRange(min=1),
-    default=100,
-    show_default=True,
-    help="Job slots per agent server.",
-)
-@click.option(
-    "--hold",
-    type=click.FloatRange(min=0),
-    default=0.5,
-    show_default=True,
-    help="Seconds each job holds its slot.",
-)
+@click.option("--rate", type=POSITIVE, default=500.0, show_default=True, help="Dispatches/s.")
+@click.option("--duration", type=POSITIVE, default=30.0, show_default=True, help="Seconds.")
+@click.option("--agents", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--capacity", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--hold", type=click.FloatRange(min=0), default=0.5, show_default=True)
 @click.option("--agent-name", default="loadgen-agent", show_default=True)
 @click.option("--seed", type=int, default=None, help="Seed for room names (reproducible).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object, not the table.")
-def dispatch(
-    url: str,
-    api_key: str,
-    api_secret: str,
-    redis_url: str,
-    rate: float,
-    duration: float,
-    agents: int,
-    capacity: int,
-    hold: float,
-    agent_name: str,
-    seed: int | None,
-    as_json: bool,
-) -> None:
+@click.option("--plot", type=click.Path(dir_okay=False), help="Write a latency plot (PNG).")
+@click.option("--find-max", is_flag=True, help="Search for the knee instead of one run.")
+@click.option("--start-rate", type=POSITIVE, default=250.0, show_default=True)
+@click.option("--max-rate", type=POSITIVE, default=64000.0, show_default=True)
+@click.option("--step-duration", type=POSITIVE, default=10.0, show_default=True)
+@click.option("--progress/--no-progress", default=True, help="Live progress on stderr.")
+def dispatch(**params: Any) -> None:
     """Dispatch at a fixed rate to a simulated agent fleet; report dispatch times."""
     import uvloop
 
-    from loadgen.fleet import FleetError
-    from loadgen.report import format_table
-    from loadgen.run import RunError, run_dispatch
+    from loadgen.dispatch_cmd import run_command
 
-    options = DispatchOptions(
-        url=url,
-        api_key=api_key,
-        api_secret=api_secret,
-        redis_url=redis_url,
-        rate=rate,
-        duration=duration,
-        agents=agents,
-        capacity=capacity,
-        hold=hold,
-        agent_name=agent_name,
-        seed=seed,
-    )
     try:
-        report = uvloop.run(run_dispatch(options))
-    except (FleetError, RunError) as exc:
+        output = uvloop.run(run_command(params))
+    except DispatchCommandError as exc:
         sys.exit(f"error: {exc}")
-    click.echo(orjson.dumps(report).decode() if as_json else format_table(report))
+    click.echo(output)
 
 
 @main.command()

@@ -57,6 +57,7 @@ class AgentSummary:
     jobs: int  # entrypoints started, warm-up jobs included
     bad_metadata: int
     loop_errors: int  # unhandled exceptions in the agent's event loop (SDK or entrypoint)
+    cpu_s: float = 0.0  # the process's CPU time, start-up excluded
 
     @property
     def over_capacity(self) -> bool:
@@ -106,7 +107,7 @@ def make_server(config: AgentConfig, recorder: Recorder) -> AgentServer:
 
 def _record(ctx: JobContext, start: int, recorder: Recorder) -> None:
     try:
-        user_ns = start - decode_sent_ns(ctx.job.metadata)
+        sent_ns = decode_sent_ns(ctx.job.metadata)
     except ValueError:
         recorder.bad_metadata += 1
         return
@@ -114,8 +115,9 @@ def _record(ctx: JobContext, start: int, recorder: Recorder) -> None:
         job_id=str(ctx.job.id),
         dispatch_id=str(ctx.job.dispatch_id),
         server_ns=start - ctx.dispatch_received_ns,
-        user_ns=user_ns,
+        user_ns=start - sent_ns,
         attempt=ctx.spec.attempt,
+        sent_ns=sent_ns,
     )
     recorder.pending.append(result)
 
@@ -160,6 +162,7 @@ async def serve_agent(config: AgentConfig, ready: Event, stop: Event) -> AgentSu
     flusher = asyncio.create_task(_flush_loop(client, key, recorder))
     try:
         await server.start()
+        cpu_start = time.process_time()
         ready.set()
         await _wait_event(stop)
         await server.drain(DRAIN_TIMEOUT_S)
@@ -177,6 +180,7 @@ async def serve_agent(config: AgentConfig, ready: Event, stop: Event) -> AgentSu
         jobs=recorder.jobs,
         bad_metadata=recorder.bad_metadata,
         loop_errors=recorder.loop_errors,
+        cpu_s=time.process_time() - cpu_start,
     )
 
 

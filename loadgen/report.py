@@ -11,10 +11,12 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from loadgen.fleet import AgentSummary
-from loadgen.options import DispatchOptions
+from loadgen.hdr import IntervalHistograms, LatencyHistogram
 from loadgen.results import JobResult
-from loadgen.sender import OK, SendStats
-from loadgen.stats import PERCENTILES, summarize_ns
+from loadgen.run import StepData
+from loadgen.sender import OK
+from loadgen.stats import PERCENTILES
+from loadgen.sweep import backlog_bounded
 
 #: Top-level keys of the JSON report (documented in BENCHMARKS.md; tests hold us to them).
 REPORT_KEYS = (
@@ -31,6 +33,8 @@ REPORT_KEYS = (
     "duplicates",
     "unmatched",
     "retried",
+    "started_in_grace",
+    "backlog_bounded",
     "user_dispatch_ms",
     "server_share_ms",
     "api_response_ms",
@@ -38,8 +42,7 @@ REPORT_KEYS = (
     "agents",
     "over_capacity",
     "agent_errors",
-    "cpu_s",
-    "cpu_us_per_request",
+    "cpu",
 )
 
 
@@ -65,41 +68,89 @@ def result_accounting(accepted_ids: Sequence[str], results: Sequence[JobResult])
     }
 
 
+def histogram(values_ns: Iterable[int]) -> LatencyHistogram:
+    hist = LatencyHistogram()
+    hist.record_many(values_ns)
+    return hist
+
+
+def matched(step: StepData) -> list[JobResult]:
+    """This step's results: stragglers of an earlier step are left out of the latencies."""
+    accepted = set(step.stats.accepted_ids)
+    return [r for r in step.results if r.dispatch_id in accepted]
+
+
+def over_time(step: StepData, interval_s: float = 1.0) -> IntervalHistograms:
+    """User dispatch times bucketed by send time, for the over-time plot."""
+    series = IntervalHistograms(interval_s)
+    for r in matched(step):
+        series.record(max(0.0, (r.sent_ns - step.window_start_ns) / 1e9), r.user_ns)
+    return series
+
+
+def is_backlog_bounded(step: StepData) -> bool:
+    return backlog_bounded(
+        offered_rate=step.options.rate,
+        send_rate=step.stats.send_rate(),
+        accepted=step.stats.codes[OK],
+        started_within_grace=step.started_in_grace,
+    )
+
+
 def build_report(
-    options: DispatchOptions,
-    run_id: str,
-    stats: SendStats,
-    results: Sequence[JobResult],
-    agents: Sequence[AgentSummary],
+    step: StepData, run_id: str, agents: Sequence[AgentSummary] = ()
 ) -> dict[str, Any]:
     """The report as a JSON-ready dict with exactly ``REPORT_KEYS``."""
+    stats, results = step.stats, matched(step)
     errors = {code: n for code, n in sorted(stats.codes.items()) if code != OK}
     report: dict[str, Any] = {
         "run_id": run_id,
-        "config": options.as_dict(),
+        "config": step.options.as_dict(),
         "planned": stats.planned,
         "attempted": stats.attempted,
         "send_rate": round(stats.send_rate(), 2),
         "accepted": stats.codes[OK],
         "errors": errors,
         "error_total": sum(errors.values()),
-        **result_accounting(stats.accepted_ids, results),
-        "user_dispatch_ms": summarize_ns([r.user_ns for r in results]),
-        "server_share_ms": summarize_ns([r.server_ns for r in results]),
-        "api_response_ms": summarize_ns(stats.response_ns),
-        "send_lag_ms": summarize_ns(stats.lag_ns),
-        "agents": [_agent_dict(a) for a in agents],
+        **result_accounting(stats.accepted_ids, step.results),
+        "started_in_grace": step.started_in_grace,
+        "backlog_bounded": is_backlog_bounded(step),
+        "user_dispatch_ms": histogram(r.user_ns for r in results).summary_ms(),
+        "server_share_ms": histogram(r.server_ns for r in results).summary_ms(),
+        "api_response_ms": histogram(stats.response_ns).summary_ms(),
+        "send_lag_ms": histogram(stats.lag_ns).summary_ms(),
+        "agents": [agent_dict(a) for a in agents],
         "over_capacity": sum(1 for a in agents if a.over_capacity),
         "agent_errors": sum(a.loop_errors + a.bad_metadata for a in agents),
-        "cpu_s": round(stats.cpu_s, 3),
-        "cpu_us_per_request": round(stats.cpu_s / stats.attempted * 1e6, 1)
-        if stats.attempted
-        else None,
+        "cpu": cpu_report(step, agents),
     }
     return {key: report[key] for key in REPORT_KEYS}
 
 
-def _agent_dict(agent: AgentSummary) -> dict[str, Any]:
+def cpu_report(step: StepData, agents: Sequence[AgentSummary]) -> dict[str, float | None]:
+    """CPU per request or dispatch, in microseconds, for every process we can see."""
+    sent, accepted = step.stats.attempted, step.stats.codes[OK]
+    jobs = sum(a.jobs for a in agents)
+    figures: dict[str, float | None] = {
+        "loadgen_us_per_request": _per(step.stats.cpu_s, sent),
+        "redis_cpu_us_per_dispatch": _per(step.redis_cpu_s, accepted)
+        if step.redis_cpu_s is not None
+        else None,
+        "redis_command_us_per_dispatch": _per(step.redis_usec / 1e6, accepted)
+        if step.redis_usec is not None
+        else None,
+        "agents_us_per_job": _per(sum(a.cpu_s for a in agents), jobs) if agents else None,
+    }
+    for role, cpu_s in sorted(step.process_cpu_s.items()):
+        figures[f"{role}_process_us_per_dispatch"] = _per(cpu_s, accepted)
+    return figures
+
+
+def _per(cpu_s: float, count: int) -> float | None:
+    return round(cpu_s / count * 1e6, 1) if count else None
+
+
+def agent_dict(agent: AgentSummary) -> dict[str, Any]:
     return {
         "server_id": agent.server_id,
         "capacity": agent.capacity,
@@ -107,6 +158,7 @@ def _agent_dict(agent: AgentSummary) -> dict[str, Any]:
         "jobs": agent.jobs,
         "bad_metadata": agent.bad_metadata,
         "loop_errors": agent.loop_errors,
+        "cpu_s": round(agent.cpu_s, 3),
     }
 
 
@@ -129,6 +181,10 @@ def align(rows: Sequence[Sequence[str]]) -> list[str]:
     ]
 
 
+def _cpu_line(cpu: dict[str, float | None]) -> str:
+    return "   ".join(f"{name} {_fmt(value)}" for name, value in cpu.items())
+
+
 def _fmt(value: object) -> str:
     return "-" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
 
@@ -148,8 +204,9 @@ def format_table(report: dict[str, Any]) -> str:
         f"{report['duplicates']}   unmatched {report['unmatched']}   retried {report['retried']}",
         f"agents     peak running/capacity {peaks}   over-capacity {report['over_capacity']}"
         f"   errors {report['agent_errors']}",
-        f"loadgen    CPU {report['cpu_s']:.2f} s = {report['cpu_us_per_request'] or 0:.1f} "
-        "us/request (sender process)",
+        f"backlog    {report['started_in_grace']} started within the send window + grace, "
+        f"bounded: {'yes' if report['backlog_bounded'] else 'no'}",
+        f"CPU (us)   {_cpu_line(report['cpu'])}",
         "",
     ]
     rows = [["ms", "count", *(name for name, _ in PERCENTILES)]]

@@ -6,6 +6,7 @@ of jobs costs tens of Redis calls per second instead of one per job.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from typing import Any
 
@@ -22,6 +23,7 @@ class JobResult(msgspec.Struct, array_like=True, frozen=True):
     server_ns: int  # API node receipt -> entrypoint start: the dispatcher's share
     user_ns: int  # client send -> entrypoint start: what the user waits for
     attempt: int  # 0 for the first offer; > 0 when the job was placed again
+    sent_ns: int = 0  # the client's send time (unix ns), to place the job on the run's clock
 
 
 _ENCODER = msgspec.msgpack.Encoder()
@@ -47,19 +49,21 @@ class ResultReader:
         self._client = client
         self._key = results_key(run_id)
         self._next = 0
+        self._lock = asyncio.Lock()  # concurrent polls must not read the same range twice
         self.results: list[JobResult] = []
         self.dispatch_ids: set[str] = set()
 
     async def poll(self) -> int:
         """Read the batches pushed since the last poll; returns how many results arrived."""
-        raw: Any = await self._client.lrange(self._key, self._next, -1)
-        before = len(self.results)
-        for data in raw:
-            batch = decode_batch(data)
-            self.results.extend(batch)
-            self.dispatch_ids.update(r.dispatch_id for r in batch)
-        self._next += len(raw)
-        return len(self.results) - before
+        async with self._lock:
+            raw: Any = await self._client.lrange(self._key, self._next, -1)
+            before = len(self.results)
+            for data in raw:
+                batch = decode_batch(data)
+                self.results.extend(batch)
+                self.dispatch_ids.update(r.dispatch_id for r in batch)
+            self._next += len(raw)
+            return len(self.results) - before
 
     def discard(self) -> None:
         """Forget what was read so far (warm-up results) but keep the read position."""

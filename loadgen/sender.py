@@ -4,6 +4,9 @@ A closed loop (send, wait, send) slows down exactly when the server does and so 
 latency it should measure. Here every request is its own task; the schedule never waits on
 replies. In-flight requests are capped only as a safety valve, and a send that would exceed
 the cap is counted as an error ("client_overload") rather than delayed.
+
+Requests go through ``HttpClient``, a lean keep-alive client: the general-purpose one cost
+~250 us of CPU per request, which made the load generator the bottleneck (BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -14,11 +17,11 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-import aiohttp
 import orjson
 from google.protobuf.message import DecodeError
 from livekit.protocol.agent_dispatch import AgentDispatch
 
+from loadgen.httpclient import HttpClient, HttpError
 from loadgen.options import DispatchOptions
 from loadgen.payload import (
     CREATE_PATH,
@@ -27,6 +30,7 @@ from loadgen.payload import (
     request_body,
     room_name,
 )
+from loadgen.progress import Progress
 
 CONNECTION_LIMIT = 256
 REQUEST_TIMEOUT_S = 10.0
@@ -85,12 +89,16 @@ class Sender:
     """Issues the schedule over one keep-alive session and tallies the replies."""
 
     def __init__(
-        self, session: aiohttp.ClientSession, options: DispatchOptions, prefix: str
+        self,
+        client: HttpClient,
+        options: DispatchOptions,
+        prefix: str,
+        progress: Progress | None = None,
     ) -> None:
-        self._session = session
+        self._client = client
         self._options = options
         self._prefix = prefix
-        self._url = create_url(options)
+        self._progress = progress or Progress(options.rate)
         self._in_flight: set[asyncio.Task[None]] = set()
         self.stats = SendStats(planned=planned_count(options.rate, options.duration))
 
@@ -116,18 +124,22 @@ class Sender:
 
     def _launch(self, index: int) -> None:
         self.stats.attempted += 1
+        self._progress.sent()
         if len(self._in_flight) >= self._options.max_in_flight:
             self.stats.codes["client_overload"] += 1
+            self._progress.error("client_overload")
             return
         task = asyncio.create_task(self._send(index))
         self._in_flight.add(task)
         task.add_done_callback(self._in_flight.discard)
 
     async def _send(self, index: int) -> None:
-        reply = await post_dispatch(
-            self._session, self._url, self._options, room_name(self._prefix, index)
-        )
+        reply = await post_dispatch(self._client, self._options, room_name(self._prefix, index))
         self.stats.codes[reply.code] += 1
+        if reply.code == OK:
+            self._progress.accepted()
+        else:
+            self._progress.error(reply.code)
         if reply.elapsed_ns is not None:
             self.stats.response_ns.append(reply.elapsed_ns)
         if reply.dispatch_id is not None:
@@ -141,45 +153,34 @@ class Reply:
     elapsed_ns: int | None = None  # None when no HTTP response came back
 
 
-async def post_dispatch(
-    session: aiohttp.ClientSession, url: str, options: DispatchOptions, room: str
-) -> Reply:
+async def post_dispatch(client: HttpClient, options: DispatchOptions, room: str) -> Reply:
     """One CreateDispatch call; the send time goes into the metadata just before it."""
     sent_ns = time.time_ns()
     started = time.perf_counter_ns()
     body = request_body(options.agent_name, room, encode_metadata(sent_ns))
-    headers = {
-        "Authorization": authorization(options.api_key, options.api_secret, room),
-        "Content-Type": "application/protobuf",
-    }
+    headers = (
+        ("Authorization", authorization(options.api_key, options.api_secret, room)),
+        ("Content-Type", "application/protobuf"),
+    )
     try:
-        async with session.post(url, data=body, headers=headers) as response:
-            status, payload = response.status, await response.read()
-    except TimeoutError:
-        return Reply("timeout")
-    except aiohttp.ClientError as exc:
-        return Reply(f"client_error:{type(exc).__name__}")
+        status, payload = await client.post(CREATE_PATH, body, headers)
+    except HttpError as exc:
+        return Reply("timeout" if "timeout" in str(exc) else "connection_error")
     code, dispatch_id = classify(status, payload)
     return Reply(code, dispatch_id, time.perf_counter_ns() - started)
 
 
-def session(limit: int = CONNECTION_LIMIT) -> aiohttp.ClientSession:
-    """One keep-alive session: connections are reused, as a real API client would."""
-    connector = aiohttp.TCPConnector(limit=limit)
-    return aiohttp.ClientSession(
-        connector=connector, timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
-    )
+def http_client(options: DispatchOptions, limit: int = CONNECTION_LIMIT) -> HttpClient:
+    """Keep-alive connections to the API node, reused as a real API client would."""
+    return HttpClient(options.url, max_connections=limit, timeout_s=REQUEST_TIMEOUT_S)
 
 
-def create_url(options: DispatchOptions) -> str:
-    return options.url.rstrip("/") + CREATE_PATH
-
-
-async def send_all(options: DispatchOptions, prefix: str) -> SendStats:
-    """Run the schedule over one session; CPU time covers sending and reply handling only."""
-    async with session() as client_session:
-        sender = Sender(client_session, options, prefix)
-        cpu_before = time.process_time()
-        stats = await sender.run()
-        stats.cpu_s = time.process_time() - cpu_before
+async def send_all(
+    client: HttpClient, options: DispatchOptions, prefix: str, progress: Progress | None = None
+) -> SendStats:
+    """Run the schedule; CPU time covers sending and reply handling only."""
+    sender = Sender(client, options, prefix, progress)
+    cpu_before = time.process_time()
+    stats = await sender.run()
+    stats.cpu_s = time.process_time() - cpu_before
     return stats

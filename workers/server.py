@@ -298,10 +298,14 @@ class AgentServer:
         await self._finish(spec, status, error)
 
     async def _finish(self, spec: JobSpec, status: JobStatus, error: str) -> None:
+        # One write: the report is queued ahead of the release, and Redis runs them in order.
         batch = scripts.Batch()
         self._queue_report(batch, spec, status, error)
+        pool = self._pool
+        batch.script(
+            scripts.release, [pool.reservations(self.id), pool.jobs], [spec.job_id, self.id]
+        )
         await batch.run(self.client)
-        await self._release(spec)
 
     async def _reject(self, spec: JobSpec, *, terminate: bool, reason: str) -> None:
         event = JobRejected(

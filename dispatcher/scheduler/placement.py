@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 from dispatcher.wire import ServerStatus
 
+_RNG = random.Random()  # seeding a fresh generator per placement cost more than the choice
+
 
 @dataclass(slots=True)
 class ServerView:
@@ -50,15 +52,15 @@ def rank_candidates(
     rng: random.Random | None = None,
 ) -> list[str]:
     """Up to ``limit`` server ids in the order the reservation script should try them."""
-    rng = rng or random.Random()
+    rng = rng or _RNG
     pool = [s for s in servers if s.eligible(now_ms, load_threshold) and s.id not in exclude]
     if len(pool) <= 1:
         return [s.id for s in pool]
     first, second = rng.sample(pool, 2)
     best, other = (first, second) if _better(first, second) else (second, first)
     rest = [s for s in pool if s is not best and s is not other]
-    rng.shuffle(rest)
-    return [s.id for s in (best, other, *rest)][:limit]
+    tail = rng.sample(rest, min(len(rest), max(0, limit - 2)))
+    return [s.id for s in (best, other, *tail)][:limit]
 
 
 def _better(a: ServerView, b: ServerView) -> bool:

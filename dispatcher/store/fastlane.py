@@ -179,22 +179,52 @@ class FastLane:
         self._slots: list[Address] = []
         self._dedicated: set[Connection] = set()
 
+    def send(self, args: tuple[Arg, ...], key: str | bytes | None = None) -> asyncio.Future[Any]:
+        """Queue one command now, without a coroutine when the route is known (the common
+        case); the future fails with ``Redirect`` only when the slot has moved, which
+        ``finish`` follows."""
+        key = key if key is not None else _key_of(args)
+        conn = self._connections.get(self._known_route(key)) if self._ready(key) else None
+        if conn is not None and not conn.closed:
+            return conn.execute(*args)
+        return asyncio.ensure_future(self._execute(args, key))
+
+    async def finish(self, future: asyncio.Future[Any], args: tuple[Arg, ...]) -> Any:
+        """The reply of a ``send``, following a cluster redirection if there was one."""
+        try:
+            return await future
+        except Redirect as redirect:
+            return await self._follow(redirect, args)
+        except RedisConnectionError:
+            self._slots = []  # a failover may have moved the slot: look again next time
+            raise
+
     async def execute(self, *args: Arg, key: str | bytes | None = None) -> Any:
         """Send one command; ``key`` routes it in a cluster (defaults to the first arg)."""
-        address = await self._route(key if key is not None else _key_of(args))
+        return await self.finish(self.send(args, key), args)
+
+    async def _execute(self, args: tuple[Arg, ...], key: str | bytes) -> Any:
+        conn = await self._connection(await self._route(key))
+        return await conn.execute(*args)
+
+    async def _follow(self, redirect: Redirect, args: tuple[Arg, ...]) -> Any:
         for _ in range(_MAX_REDIRECTS):
-            conn = await self._connection(address)
             try:
-                return await conn.execute(*args)
-            except Redirect as redirect:
                 if redirect.kind == "ASK":
                     return await self._ask(redirect.address, args)
                 await self._refresh_slots()
-                address = redirect.address
-            except RedisConnectionError:
-                self._slots = []  # a failover may have moved the slot: look again next time
-                raise
+                return await (await self._connection(redirect.address)).execute(*args)
+            except Redirect as again:
+                redirect = again
         raise RedisConnectionError(f"too many cluster redirections for {args[0]!r}")
+
+    def _ready(self, key: str | bytes) -> bool:
+        return not self._cluster or bool(self._slots)
+
+    def _known_route(self, key: str | bytes) -> Address:
+        if not self._cluster:
+            return (self._endpoint.host, self._endpoint.port)
+        return self._slots[key_slot(key.encode() if isinstance(key, str) else key)]
 
     async def evalsha(self, sha: str, keys: Sequence[str], args: Sequence[Arg]) -> Any:
         return await self.execute("EVALSHA", sha, len(keys), *keys, *args, key=_first(keys))
@@ -226,11 +256,9 @@ class FastLane:
     # --- routing ----------------------------------------------------------------------
 
     async def _route(self, key: str | bytes) -> Address:
-        if not self._cluster:
-            return (self._endpoint.host, self._endpoint.port)
-        if not self._slots:
+        if not self._ready(key):
             await self._refresh_slots()
-        return self._slots[key_slot(key.encode() if isinstance(key, str) else key)]
+        return self._known_route(key)
 
     async def _ask(self, address: Address, args: tuple[Arg, ...]) -> Any:
         """A slot being migrated: ask the importing node once, behind ASKING."""

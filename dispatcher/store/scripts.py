@@ -15,6 +15,7 @@ from typing import Any
 from redis.exceptions import NoScriptError
 
 from dispatcher.store.client import Client
+from dispatcher.store.fastlane import Redirect
 
 ScriptArg = str | bytes | int | float
 
@@ -104,5 +105,13 @@ class Batch:
 
     async def _send(self, client: Client) -> list[Any]:
         fast = client.fast
-        calls = (fast.execute(*call, key=key) for call, key in self._calls)
-        return list(await asyncio.gather(*calls, return_exceptions=True))
+        futures = [fast.send(call, key) for call, key in self._calls]
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        for index, result in enumerate(results):
+            if isinstance(result, Redirect):  # rare: a slot moved; follow it, one by one
+                call = self._calls[index][0]
+                try:
+                    results[index] = await fast.finish(futures[index], call)
+                except Exception as exc:
+                    results[index] = exc
+        return list(results)

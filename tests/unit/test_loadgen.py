@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from typing import Any
 
 import orjson
 import pytest
@@ -28,6 +29,7 @@ from loadgen.report import (
     result_accounting,
 )
 from loadgen.results import JobResult, decode_batch, encode_batch
+from loadgen.run import StepData
 from loadgen.sender import SendStats, classify, planned_count, send_time
 from loadgen.stats import percentile, summarize_ns
 
@@ -180,7 +182,7 @@ def test_result_accounting_counts_duplicates_unmatched_and_retries() -> None:
     }
 
 
-def make_report() -> dict[str, object]:
+def make_report() -> dict[str, Any]:
     stats = SendStats(planned=4, attempted=4, first_send=10.0, last_send=10.006)
     stats.codes = Counter({"ok": 3, "resource_exhausted": 1})
     stats.accepted_ids = ["AD_1", "AD_2", "AD_3"]
@@ -189,10 +191,22 @@ def make_report() -> dict[str, object]:
     stats.cpu_s = 0.002
     results = [result("AD_1", 1.0), result("AD_2", 3.0)]
     agents = [
-        AgentSummary("AW_1", capacity=400, max_running=401, jobs=1, bad_metadata=0, loop_errors=2),
+        AgentSummary(
+            "AW_1", capacity=400, max_running=401, jobs=1, bad_metadata=0, loop_errors=2, cpu_s=0.1
+        ),
         AgentSummary("AW_2", capacity=400, max_running=12, jobs=1, bad_metadata=1, loop_errors=0),
     ]
-    return build_report(OPTIONS, "run1", stats, results, agents)
+    step = StepData(
+        options=OPTIONS,
+        stats=stats,
+        results=results,
+        started_in_grace=2,
+        window_start_ns=0,
+        redis_usec=300,
+        redis_cpu_s=0.00015,
+        process_cpu_s={"dispatcher": 0.003},
+    )
+    return build_report(step, "run1", agents)
 
 
 def test_report_has_the_documented_keys_and_is_json() -> None:
@@ -211,15 +225,18 @@ def test_report_figures() -> None:
     assert report["over_capacity"] == 1
     assert report["agent_errors"] == 3
     assert report["send_rate"] == pytest.approx(500.0)
-    assert report["cpu_us_per_request"] == pytest.approx(500.0)
-    assert report["user_dispatch_ms"] == {
-        "count": 2,
-        "p50": 1.0,
-        "p90": 3.0,
-        "p99": 3.0,
-        "p99.9": 3.0,
-        "max": 3.0,
+    assert report["cpu"] == {
+        "loadgen_us_per_request": 500.0,
+        "redis_cpu_us_per_dispatch": 50.0,
+        "redis_command_us_per_dispatch": 100.0,
+        "agents_us_per_job": 50000.0,
+        "dispatcher_process_us_per_dispatch": 1000.0,
     }
+    assert report["backlog_bounded"] is False  # one of three accepted jobs never started
+    user = report["user_dispatch_ms"]
+    assert user["count"] == 2
+    assert user["p50"] == pytest.approx(1.0, rel=1e-3)  # HDR: within 0.1 %
+    assert user["max"] == pytest.approx(3.0, rel=1e-3)
 
 
 def test_table_renders_every_latency_row() -> None:

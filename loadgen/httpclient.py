@@ -1,0 +1,607 @@
+"""A lean HTTP/1.1 client for one origin: keep-alive POSTs over a pool of asyncio connections.
+
+The load generator must offer far more requests per second than the system under test can
+take, from one core. A general-purpose client spends most of its CPU on features this job
+never uses (cookies, redirects, proxies, header multidicts, streaming readers), so this one
+does only what a load generator needs:
+
+* one request in flight per connection (no pipelining), over a pool of at most
+  ``max_connections`` connections; idle ones are reused most-recent first (the warmest, least
+  likely to have been closed by the server), and callers beyond the limit wait in FIFO order;
+* the request line and Host header are encoded once per path, and each request is one
+  ``transport.write``;
+* responses are parsed by a small incremental parser (Content-Length, chunked, or read until
+  close) fed whatever ``data_received`` hands over;
+* one deadline per request covers waiting for a connection, connecting and the response.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections import deque
+from collections.abc import Sequence
+from typing import Final, cast
+from urllib.parse import urlsplit
+
+__all__ = ["HttpClient", "HttpError", "ResponseParser"]
+
+MAX_HEAD_BYTES: Final = 64 * 1024
+MAX_BODY_BYTES: Final = 16 * 1024 * 1024
+_MAX_CHUNK_LINE: Final = 1024
+_WATCHDOG_TICK_S: Final = 0.25
+
+# The whole head in one C-speed match: status line, then ``name: value`` lines.
+_HEAD: Final = re.compile(
+    rb"HTTP/1\.([01]) ([0-9]{3})(?:[ \t][^\r\n]*)?"
+    rb"((?:\r\n[!#$%&'*+\-.^_`|~0-9A-Za-z]+[ \t]*:[^\r\n]*)*)"
+)
+# The only fields the client acts on: they decide framing and whether to reuse the connection.
+_FRAMING: Final = re.compile(
+    rb"\r\n(content-length|transfer-encoding|connection)[ \t]*:([^\r\n]*)", re.IGNORECASE
+)
+_FOLD: Final = re.compile(rb"\r\n[ \t]+")
+_HEX: Final = re.compile(rb"[0-9A-Fa-f]{1,15}")
+
+
+class HttpError(Exception):
+    """The request got no HTTP response: refused, reset, timed out or a malformed reply."""
+
+
+class _StaleConnection(HttpError):
+    """A reused connection closed by the peer before any byte of the response arrived."""
+
+
+# --- response parsing ---------------------------------------------------------------------
+
+_S_HEAD, _S_BODY, _S_CHUNK_SIZE, _S_CHUNK_DATA, _S_TRAILER, _S_UNTIL_CLOSE, _S_DONE = range(7)
+
+
+class ResponseParser:
+    """Incremental parser for one HTTP/1.x response at a time.
+
+    ``feed`` takes bytes in pieces of any size and returns True once the response is whole;
+    ``eof`` says the peer closed, which ends a read-until-close body. Malformed input raises
+    HttpError. ``reset`` readies it for the next response on the same connection.
+    """
+
+    __slots__ = ("_body", "_buf", "_remaining", "_state", "keep_alive", "status")
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self.reset()
+
+    def reset(self) -> None:
+        self._buf.clear()
+        self._body: bytes | bytearray = bytearray()
+        self._state = _S_HEAD
+        self._remaining = 0
+        self.status = 0
+        self.keep_alive = True
+
+    @property
+    def body(self) -> bytes:
+        return bytes(self._body)
+
+    @property
+    def started(self) -> bool:
+        """Whether any byte of the current response has arrived."""
+        return bool(self._buf) or self._state != _S_HEAD
+
+    @property
+    def trailing(self) -> bool:
+        """Bytes after a whole response: never legitimate without pipelining."""
+        return bool(self._buf)
+
+    def feed(self, data: bytes) -> bool:
+        if self._state == _S_HEAD and not self._buf:
+            end = data.find(b"\r\n\r\n")
+            if end >= 0:  # the usual case: a whole head, likely the whole response, at once
+                self._parse_head_bytes(data[:end])
+                data = data[end + 4 :]
+                if self._state == _S_BODY and len(data) == self._remaining:
+                    self._body, self._remaining, self._state = data, 0, _S_DONE
+                    return True
+        self._buf += data
+        while self._state != _S_DONE:
+            before = (self._state, len(self._buf))
+            self._step()
+            if (self._state, len(self._buf)) == before:  # no progress: needs more bytes
+                return False
+        return True
+
+    def eof(self) -> bool:
+        """The peer closed: True if that completes the response (read-until-close body)."""
+        if self._state == _S_UNTIL_CLOSE:
+            self._state = _S_DONE
+            self.keep_alive = False
+            return True
+        return False
+
+    def _step(self) -> None:
+        state = self._state
+        if state == _S_HEAD:
+            self._parse_head()
+        elif state == _S_BODY:
+            self._remaining -= self._take(min(self._remaining, len(self._buf)))
+            if not self._remaining:
+                self._state = _S_DONE
+        elif state == _S_CHUNK_SIZE:
+            self._parse_chunk_size()
+        elif state == _S_CHUNK_DATA:
+            self._read_chunk()
+        elif state == _S_TRAILER:
+            self._skip_trailer()
+        else:  # _S_UNTIL_CLOSE
+            self._take(len(self._buf))
+
+    def _parse_head(self) -> None:
+        buf = self._buf
+        end = buf.find(b"\r\n\r\n")
+        if end < 0:
+            if len(buf) > MAX_HEAD_BYTES:
+                raise HttpError(f"response head exceeds {MAX_HEAD_BYTES} bytes")
+            return
+        head = bytes(buf[:end])
+        del buf[: end + 4]
+        self._parse_head_bytes(head)
+
+    def _parse_head_bytes(self, head: bytes) -> None:
+        if b"\r\n " in head or b"\r\n\t" in head:  # obsolete line folding: unfold (RFC 9112)
+            head = _FOLD.sub(b" ", head)
+        match = _HEAD.fullmatch(head)
+        if match is None:
+            raise HttpError(f"malformed response head {head[:120]!r}")
+        status = int(match[2])
+        if status < 200:  # an interim response (100 Continue...): the real one follows
+            if status == 101:
+                raise HttpError("unexpected 101 Switching Protocols")
+            return
+        self.status = status
+        self._frame(status, match[1] == b"1", _FRAMING.findall(match[3]))
+
+    def _frame(self, status: int, http11: bool, fields: list[tuple[bytes, bytes]]) -> None:
+        """Decide how the body is delimited (RFC 9112 section 6.3) and if the connection
+        can carry another request."""
+        length, coding, connection = _framing_fields(fields)
+        if connection:
+            tokens = {t.strip() for t in connection.lower().split(b",")}
+            self.keep_alive = b"close" not in tokens if http11 else b"keep-alive" in tokens
+        else:
+            self.keep_alive = http11
+        if status in (204, 304):
+            self._state = _S_DONE
+        elif coding is not None:
+            if length is not None:  # ambiguous framing: do not trust this connection again
+                self.keep_alive = False
+            last = coding.rsplit(b",", 1)[-1].strip().lower()
+            self._state = _S_CHUNK_SIZE if last == b"chunked" else _S_UNTIL_CLOSE
+        elif length is not None:
+            self._remaining = _content_length(length)
+            self._state = _S_BODY if self._remaining else _S_DONE
+        else:
+            self._state = _S_UNTIL_CLOSE
+
+    def _parse_chunk_size(self) -> None:
+        buf = self._buf
+        end = buf.find(b"\r\n")
+        if end < 0:
+            if len(buf) > _MAX_CHUNK_LINE:
+                raise HttpError("chunk-size line too long")
+            return
+        line = bytes(buf[:end])
+        digits = line.split(b";", 1)[0].strip(b" \t")
+        if not _HEX.fullmatch(digits):
+            raise HttpError(f"bad chunk size line {line[:40]!r}")
+        del buf[: end + 2]
+        self._remaining = int(digits, 16)
+        self._state = _S_CHUNK_DATA if self._remaining else _S_TRAILER
+
+    def _read_chunk(self) -> None:
+        """The chunk's data, then the CRLF that ends it."""
+        if self._remaining:
+            self._remaining -= self._take(min(self._remaining, len(self._buf)))
+            if self._remaining:
+                return
+        buf = self._buf
+        if len(buf) < 2:
+            return
+        if buf[:2] != b"\r\n":
+            raise HttpError("chunk data not followed by CRLF")
+        del buf[:2]
+        self._state = _S_CHUNK_SIZE
+
+    def _skip_trailer(self) -> None:
+        """Trailer fields after the last chunk carry nothing this client needs."""
+        buf = self._buf
+        if buf[:2] == b"\r\n":
+            del buf[:2]
+            self._state = _S_DONE
+            return
+        end = buf.find(b"\r\n\r\n")
+        if end >= 0:
+            del buf[: end + 4]
+            self._state = _S_DONE
+        elif len(buf) > MAX_HEAD_BYTES:
+            raise HttpError(f"trailer section exceeds {MAX_HEAD_BYTES} bytes")
+
+    def _take(self, count: int) -> int:
+        """Move ``count`` buffered bytes into the body; returns ``count``."""
+        if len(self._body) + count > MAX_BODY_BYTES:
+            raise HttpError(f"response body exceeds {MAX_BODY_BYTES} bytes")
+        if count:
+            self._body += self._buf[:count]
+            del self._buf[:count]
+        return count
+
+
+def _framing_fields(
+    fields: list[tuple[bytes, bytes]],
+) -> tuple[bytes | None, bytes | None, bytes]:
+    """(Content-Length, Transfer-Encoding, Connection); repeated fields joined by commas."""
+    length: bytes | None = None
+    coding: bytes | None = None
+    connection = b""
+    for name, raw in fields:
+        key, value = name.lower(), raw.strip(b" \t")
+        if key == b"content-length":
+            length = value if length is None else length + b"," + value
+        elif key == b"transfer-encoding":
+            coding = value if coding is None else coding + b"," + value
+        else:
+            connection += b"," + value
+    return length, coding, connection
+
+
+def _content_length(value: bytes) -> int:
+    """Content-Length; repeated identical values (``5, 5``) are allowed, others are not."""
+    if not value.isdigit():
+        values = {v.strip(b" \t") for v in value.split(b",")}
+        if len(values) != 1:
+            raise HttpError(f"conflicting Content-Length {value[:80]!r}")
+        value = values.pop()
+        if not value.isdigit():
+            raise HttpError(f"bad Content-Length {value[:80]!r}")
+    length = int(value)
+    if length > MAX_BODY_BYTES:
+        raise HttpError(f"response body exceeds {MAX_BODY_BYTES} bytes")
+    return length
+
+
+# --- one connection -------------------------------------------------------------------------
+
+
+class _Connection(asyncio.Protocol):
+    """One keep-alive TCP connection carrying one request at a time."""
+
+    def __init__(self, client: HttpClient) -> None:
+        self._client = client
+        self._loop = asyncio.get_running_loop()
+        self._transport: asyncio.Transport | None = None
+        self._parser = ResponseParser()
+        self._waiter: asyncio.Future[tuple[int, bytes]] | None = None
+        self.deadline = 0.0
+        self.closed = False
+        self.idle = False  # in the client's idle stack
+        self.responses = 0
+
+    @property
+    def reusable(self) -> bool:
+        return not self.closed and self._waiter is None and self._parser.keep_alive
+
+    @property
+    def busy(self) -> bool:
+        return self._waiter is not None and not self._waiter.done()
+
+    # asyncio.Protocol callbacks
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it
+        self._transport = cast(asyncio.Transport, transport)
+        self._client._connections.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self._waiter is None:  # nothing asked: the peer is out of step with us
+            self._close()
+            return
+        try:
+            complete = self._parser.feed(data)
+        except HttpError as exc:
+            self._fail(exc)
+            return
+        if complete:
+            self._complete()
+
+    def eof_received(self) -> bool:
+        if self._waiter is not None and self._parser.eof():
+            self._complete()
+        self._close()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._close(exc)
+
+    # used by HttpClient
+
+    def send(self, data: bytes, deadline: float) -> asyncio.Future[tuple[int, bytes]]:
+        """Write one request; the future resolves to (status, body) or fails with HttpError."""
+        waiter = self._loop.create_future()
+        if self.closed or self._transport is None:
+            waiter.set_exception(self._lost_error(None))
+            return waiter
+        self._waiter = waiter
+        self.deadline = deadline
+        if self._client._watchdog is None:
+            self._client._arm_watchdog()
+        self._transport.write(data)
+        return waiter
+
+    def time_out(self) -> None:
+        self._fail(HttpError(f"timeout: no response within {self._client.timeout_s:g} s"))
+
+    def abort(self) -> None:
+        """Drop the connection at once (timeout, cancellation, or unusable after a reply)."""
+        if self._transport is not None and not self.closed:
+            self._transport.abort()
+        self._close()
+
+    # internals
+
+    def _complete(self) -> None:
+        parser, waiter = self._parser, self._waiter
+        assert waiter is not None
+        self._waiter = None
+        self.responses += 1
+        if not waiter.done():
+            waiter.set_result((parser.status, parser.body))
+        keep = parser.keep_alive and not parser.trailing  # trailing: out of step with us
+        parser.reset()
+        parser.keep_alive = keep
+        if not keep and self._transport is not None:
+            self._transport.close()
+
+    def _fail(self, exc: HttpError) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(exc)
+        self.abort()
+
+    def _close(self, exc: Exception | None = None) -> None:
+        """Mark closed and fail any pending request; tells the client if we were idle."""
+        if self.closed:
+            return
+        self.closed = True
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(self._lost_error(exc))
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.close()
+        self._client._connections.discard(self)
+        if self.idle:
+            self._client._idle_lost(self)
+
+    def _lost_error(self, exc: Exception | None) -> HttpError:
+        reason = f"connection lost: {exc}" if exc else "connection closed by server"
+        if self.responses and not self._parser.started:
+            # Nothing of the reply came back on a connection that had served before: the
+            # server closed it while idle, before it could read the request.
+            return _StaleConnection(f"{reason} (idle keep-alive connection)")
+        return HttpError(reason)
+
+
+# --- the client and its pool -----------------------------------------------------------------
+
+
+class HttpClient:
+    """POSTs to one ``http://host:port`` origin over a bounded pool of keep-alive connections.
+
+    ``post`` returns (status, body) for any HTTP response, whatever its status, and raises
+    HttpError when none came back. Callers must not pass Host, Content-Length or
+    Transfer-Encoding headers: the client writes those itself.
+    """
+
+    def __init__(self, url: str, *, max_connections: int = 256, timeout_s: float = 10.0) -> None:
+        self._host, self._port, authority = _origin(url)
+        if max_connections < 1:
+            raise ValueError("max_connections must be at least 1")
+        if timeout_s <= 0:
+            raise ValueError("timeout_s must be positive")
+        self._max = max_connections
+        self.timeout_s = timeout_s
+        self._host_line = f"Host: {authority}\r\n"
+        self._prefixes: dict[str, bytes] = {}
+        self._idle: list[_Connection] = []  # a stack: the most recently used is reused first
+        self._open = 0  # connection slots taken: connecting, idle or busy
+        self._waiters: deque[asyncio.Future[_Connection | None]] = deque()
+        self._connections: set[_Connection] = set()  # every live one
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._closed = False
+
+    @property
+    def open_connections(self) -> int:
+        """Connections open or being opened."""
+        return self._open
+
+    async def post(
+        self, path: str, body: bytes, headers: Sequence[tuple[str, str]]
+    ) -> tuple[int, bytes]:
+        """POST ``body`` to ``path``; (status, body) of the response."""
+        if self._closed:
+            raise HttpError("client is closed")
+        data = self._encode(path, body, headers)
+        deadline = asyncio.get_running_loop().time() + self.timeout_s
+        if self._idle:  # the common case, without a coroutine for _acquire
+            conn = self._idle.pop()
+            conn.idle = False
+        else:
+            conn = await self._acquire(deadline)
+        try:
+            reply = await conn.send(data, deadline)
+        except _StaleConnection:
+            pass  # keep the slot; retry once below on a new connection
+        except BaseException:
+            self._release(conn)
+            raise
+        else:
+            self._release(conn)
+            return reply
+        conn = await self._connect(deadline)
+        try:
+            return await conn.send(data, deadline)
+        finally:
+            self._release(conn)
+
+    async def aclose(self) -> None:
+        """Close every connection; requests in flight fail with HttpError."""
+        self._closed = True
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(HttpError("client closed"))
+        for conn in list(self._connections):
+            conn.abort()  # idle ones free their slot now, busy ones when their post returns
+        await asyncio.sleep(0)  # let the transports deliver connection_lost
+
+    # request encoding
+
+    def _encode(self, path: str, body: bytes, headers: Sequence[tuple[str, str]]) -> bytes:
+        prefix = self._prefixes.get(path)
+        if prefix is None:
+            prefix = self._prefix(path)
+        fields = "".join([f"{name}: {value}\r\n" for name, value in headers])
+        # Each line holds exactly one CR and one LF; more means a name or value smuggles one.
+        if fields.count("\n") != len(headers) or fields.count("\r") != len(headers):
+            raise ValueError("header names and values must not contain CR or LF")
+        tail = f"{fields}Content-Length: {len(body)}\r\n\r\n".encode("latin-1")
+        return b"".join((prefix, tail, body))
+
+    def _prefix(self, path: str) -> bytes:
+        if not path.startswith("/") or any(c in path for c in " \r\n"):
+            raise ValueError(f"bad request path {path!r}")
+        prefix = f"POST {path} HTTP/1.1\r\n{self._host_line}".encode("ascii")
+        if len(self._prefixes) < 64:  # paths are few; a caller that varies them gets no cache
+            self._prefixes[path] = prefix
+        return prefix
+
+    # timeouts: one coarse periodic check, not a timer per request (arming and cancelling a
+    # timer costs more than the rest of the request's bookkeeping)
+
+    def _arm_watchdog(self) -> None:
+        tick = min(_WATCHDOG_TICK_S, self.timeout_s / 8)
+        self._watchdog = asyncio.get_running_loop().call_later(tick, self._check_deadlines)
+
+    def _check_deadlines(self) -> None:
+        """Time out overdue requests; keeps ticking while any request is in flight."""
+        self._watchdog = None
+        now = asyncio.get_running_loop().time()
+        busy = False
+        for conn in list(self._connections):
+            if conn.busy:
+                if conn.deadline <= now:
+                    conn.time_out()
+                else:
+                    busy = True
+        if busy:
+            self._arm_watchdog()
+
+    # the pool: every open or opening connection holds one of ``max_connections`` slots
+
+    async def _acquire(self, deadline: float) -> _Connection:
+        """A connection to use: idle (LIFO), else a new one, else the next one freed (FIFO)."""
+        if self._idle:
+            conn = self._idle.pop()
+            conn.idle = False
+            return conn
+        if self._open < self._max:
+            self._open += 1
+            return await self._connect(deadline)
+        got = await self._wait_turn(deadline)
+        return got if got is not None else await self._connect(deadline)
+
+    async def _wait_turn(self, deadline: float) -> _Connection | None:
+        """Queue for a connection; None hands over a free slot to open a new one in."""
+        waiter: asyncio.Future[_Connection | None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await waiter
+        except BaseException as exc:
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                self._give_back(waiter.result())  # handed over just as we gave up
+            if isinstance(exc, TimeoutError):
+                raise HttpError(
+                    f"timeout: no free connection within {self.timeout_s:g} s"
+                ) from None
+            raise
+
+    async def _connect(self, deadline: float) -> _Connection:
+        """Open a connection in a slot the caller already holds; frees the slot on failure."""
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout_at(deadline):
+                _, conn = await loop.create_connection(
+                    lambda: _Connection(self), self._host, self._port
+                )
+        except TimeoutError:
+            self._free_slot()
+            raise HttpError(f"timeout connecting to {self._host}:{self._port}") from None
+        except OSError as exc:
+            self._free_slot()
+            raise HttpError(f"cannot connect to {self._host}:{self._port}: {exc}") from exc
+        except BaseException:
+            self._free_slot()
+            raise
+        if self._closed:
+            conn.abort()
+            self._free_slot()
+            raise HttpError("client closed")
+        return conn
+
+    def _release(self, conn: _Connection) -> None:
+        """A request is over: keep the connection if it can carry another, else free its slot."""
+        if conn.reusable and not self._closed:
+            self._give_back(conn)
+        else:
+            conn.abort()
+            self._free_slot()
+
+    def _give_back(self, conn: _Connection | None) -> None:
+        """Hand a live connection (or a bare slot, as None) to the next waiter, else keep
+        the connection idle (or free the slot)."""
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(conn)
+                return
+        if conn is None:
+            self._open -= 1
+        else:
+            conn.idle = True
+            self._idle.append(conn)
+
+    def _free_slot(self) -> None:
+        self._give_back(None)
+
+    def _idle_lost(self, conn: _Connection) -> None:
+        """An idle connection was closed by the server: forget it and free its slot."""
+        conn.idle = False
+        self._idle.remove(conn)
+        self._free_slot()
+
+
+def _origin(url: str) -> tuple[str, int, str]:
+    """(host, port, Host header value) of an ``http://host[:port]`` URL."""
+    parts = urlsplit(url)
+    if parts.scheme != "http":
+        raise ValueError(f"only http:// URLs are supported, not {url!r}")
+    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
+        raise ValueError(f"expected http://host:port with nothing after it, not {url!r}")
+    host = parts.hostname
+    if not host:
+        raise ValueError(f"no host in {url!r}")
+    port = parts.port or 80
+    authority = f"[{host}]" if ":" in host else host
+    return host, port, authority if port == 80 else f"{authority}:{port}"
