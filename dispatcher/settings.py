@@ -43,7 +43,8 @@ class SchedulerSettings(RedisSettings, kw_only=True, frozen=True):
     membership_ttl_ms: int = 5000
     lease_ttl_ms: int = 5000
     batch_size: int = 512
-    block_ms: int = 100
+    block_ms: int = 100  # read timeout of a partition with jobs: the timer resolution
+    idle_block_ms: int = 1000  # read timeout of a partition without jobs
     assign_timeout_ms: int = 5000
     terminate_grace_ms: int = 20000
     load_threshold: float = 0.7

@@ -25,6 +25,7 @@ def scheduler_settings(url: str, node_id: str, **overrides: object) -> config.Sc
         "lease_ttl_ms": 1500,
         "snapshot_interval_s": 0.1,
         "block_ms": 50,
+        "idle_block_ms": 200,
         **overrides,
     }
     return config.load(config.SchedulerSettings, fast, environ={})

@@ -75,7 +75,8 @@ class SchedulerNode:
         tasks = list(self._tasks.values())
         if not tasks:
             return
-        _, late = await asyncio.wait(tasks, timeout=self.settings.block_ms / 1000 + 2.0)
+        longest_read_s = max(self.settings.block_ms, self.settings.idle_block_ms) / 1000
+        _, late = await asyncio.wait(tasks, timeout=longest_read_s + 2.0)
         await _cancel(list(late))
 
     async def _heartbeat_loop(self) -> None:
@@ -133,6 +134,7 @@ class SchedulerNode:
             timeouts=self._timeouts,
             batch_size=s.batch_size,
             block_ms=s.block_ms,
+            idle_block_ms=s.idle_block_ms,
             load_threshold=s.load_threshold,
         )
         self.workers[partition] = worker

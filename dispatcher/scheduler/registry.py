@@ -50,6 +50,13 @@ class Registry:
             if server.id == server_id:
                 server.used += 1
 
+    def note_released(self, agent_name: str, server_id: str) -> None:
+        """Count a slot freed by a job that ended or was rejected: without it, a busy server
+        would look full until the next snapshot while its slots are in fact free."""
+        for server in self.servers(agent_name):
+            if server.id == server_id and server.used > 0:
+                server.used -= 1
+
     async def run(self) -> None:
         while True:
             try:
