@@ -19,6 +19,7 @@ from redis.exceptions import ResponseError
 
 from dispatcher.errors import OwnershipLost
 from dispatcher.scheduler import jobs
+from dispatcher.scheduler.mux import StreamMux
 from dispatcher.scheduler.placement import rank_candidates
 from dispatcher.scheduler.registry import Registry
 from dispatcher.scheduler.state import PartitionState
@@ -43,6 +44,8 @@ from dispatcher.wire import (
 log = logging.getLogger(__name__)
 Entry = tuple[bytes, dict[bytes, bytes]]
 _TRIM_EVERY_S = 5.0
+_STALE_CHECK_S = 5.0
+_STALE_AFTER_MS = 30_000
 _SLOT_FREED = (JobStatus.SUCCESS, JobStatus.FAILED)  # the release follows in the same write
 
 
@@ -60,6 +63,7 @@ class PartitionWorker:
         block_ms: int,
         load_threshold: float,
         idle_block_ms: int | None = None,
+        mux: StreamMux | None = None,
     ) -> None:
         self.partition = partition
         self.lease_value = lease_value
@@ -78,8 +82,10 @@ class PartitionWorker:
         self._dirty: dict[str, JobRecord] = {}
         self._effects: list[jobs.Terminate | jobs.Release] = []
         self._last_trim = time.monotonic()
+        self._last_stale_check = time.monotonic()
         self._last_id = b""
         self._reads = client.fast.dedicated(self._keys.events)  # blocking reads wait here
+        self._mux = mux  # single node: one read for all partitions; else read our own
 
     def stop(self) -> None:
         """Finish the current batch, then return from ``run``."""
@@ -90,9 +96,16 @@ class PartitionWorker:
             await self._ensure_group()
             await self._load()
             await self._catch_up()
+            if self._mux is not None:
+                self._mux.join(self._keys.events)
             while not self._stopping:
-                await self._turn(await self._read(">", self._block_for()))
+                stale = await self._stale_entries()
+                await self._turn(stale + await self._read_new())
+            if self._mux is not None:
+                await self._turn(await self._mux.leave(self._keys.events))
         finally:
+            if self._mux is not None:
+                await self._mux.leave(self._keys.events)
             self._reads.close()
 
     # --- start-up -------------------------------------------------------------------------
@@ -139,6 +152,27 @@ class PartitionWorker:
         long when the partition holds none (64 idle partitions polling 10 times a second
         cost more CPU at rest than anything else the scheduler does)."""
         return self._block_ms if self.state.records else self._idle_block_ms
+
+    async def _stale_entries(self) -> list[Entry]:
+        """Entries delivered long ago and never acked: read for a worker that was stopped
+        mid-read (a lost lease), or by a consumer that vanished after this node's catch-up.
+        Checked every few seconds; normally there are none."""
+        if time.monotonic() - self._last_stale_check < _STALE_CHECK_S:
+            return []
+        self._last_stale_check = time.monotonic()
+        reply: Any = await self._client.fast.execute(
+            "XAUTOCLAIM", self._keys.events, keys.CONSUMER_GROUP, self._consumer,
+            _STALE_AFTER_MS, "0-0", "COUNT", self._batch_size,
+        )  # fmt: skip
+        claimed = entries_of(reply[1])
+        if claimed:
+            log.warning("partition %d: claimed %d stale entries", self.partition, len(claimed))
+        return claimed
+
+    async def _read_new(self) -> list[Entry]:
+        if self._mux is not None:
+            return await self._mux.read(self._keys.events, self._block_for())
+        return await self._read(">", self._block_for())
 
     async def _read(self, start: str, block_ms: int | None) -> list[Entry]:
         group = ("GROUP", keys.CONSUMER_GROUP, self._consumer, "COUNT", self._batch_size)

@@ -82,6 +82,8 @@ async def _forever(ctx: JobContext) -> None:
 
 async def test_without_capacity_the_job_waits_pending_then_runs(stack: Stack) -> None:
     await stack.dispatch("wait-room")
+    await eventually(lambda: _is(stack, "wait-room", JS.JS_PENDING), what="the pending job")
+    await asyncio.sleep(0.3)  # several placement rounds with no server: still pending
     assert await stack.status("wait-room") == JS.JS_PENDING
     await stack.agent(_forever)
     await eventually(lambda: _is(stack, "wait-room", JS.JS_RUNNING), what="placement")
