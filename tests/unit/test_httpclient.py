@@ -87,6 +87,8 @@ MALFORMED: list[tuple[str, bytes]] = [
     ("not-http", b"SSH-2.0-OpenSSH\r\n\r\n"),
     ("http2-preface", b"HTTP/2 200\r\n\r\n"),
     ("short-status", b"HTTP/1.1 20 OK\r\n\r\n"),
+    ("status-below-100", b"HTTP/1.1 099 Odd\r\n\r\n"),
+    ("huge-length", b"HTTP/1.1 200 OK\r\nContent-Length: " + b"9" * 5000 + b"\r\n\r\n"),
     ("header-without-colon", b"HTTP/1.1 200 OK\r\nContent-Length 2\r\n\r\nok"),
     ("bad-length", b"HTTP/1.1 200 OK\r\nContent-Length: -2\r\n\r\n"),
     ("conflicting-lengths", b"HTTP/1.1 200 OK\r\nContent-Length: 2, 3\r\n\r\nok"),
