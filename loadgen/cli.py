@@ -57,6 +57,25 @@ def dispatch(**params: Any) -> None:
 
 
 @main.command()
+@click.option("--rate", type=POSITIVE, default=10000.0, show_default=True)
+@click.option("--duration", type=POSITIVE, default=10.0, show_default=True)
+@click.option("--pin", is_flag=True, help="Endpoint on CPU 0, loadgen on CPU 1.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def offer(rate: float, duration: float, pin: bool, as_json: bool) -> None:
+    """Offer dispatch requests to a trivial endpoint: the load generator's own ceiling."""
+    import orjson
+    import uvloop
+
+    from loadgen.offer import format_offer, run_offer
+
+    try:
+        report = uvloop.run(run_offer(rate, duration, pin))
+    except DispatchCommandError as exc:
+        sys.exit(f"error: {exc}")
+    click.echo(orjson.dumps(report).decode() if as_json else format_offer(report))
+
+
+@main.command()
 def connect() -> None:
     """Agent-server connection load (not implemented yet)."""
     click.echo("not implemented until the rooms issue")
