@@ -14,13 +14,12 @@ import logging
 
 from dispatcher.errors import OwnershipLost
 from dispatcher.scheduler import jobs
-from dispatcher.scheduler.mux import StreamMux
 from dispatcher.scheduler.ownership import owned_by
 from dispatcher.scheduler.partition import PartitionWorker
 from dispatcher.scheduler.registry import Registry
 from dispatcher.settings import SchedulerSettings, default_node_id
 from dispatcher.store import keys, scripts
-from dispatcher.store.client import Client, connect, is_cluster
+from dispatcher.store.client import Client, connect
 from dispatcher.store.meta import ensure_partitions
 
 log = logging.getLogger(__name__)
@@ -37,11 +36,6 @@ class SchedulerNode:
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._background: list[asyncio.Task[None]] = []
         self._timeouts = jobs.Timeouts(settings.assign_timeout_ms, settings.terminate_grace_ms)
-        self._mux = (
-            None
-            if is_cluster(client)
-            else StreamMux(client.fast, keys.CONSUMER_GROUP, self.node_id, settings.batch_size)
-        )
 
     @classmethod
     async def create(cls, settings: SchedulerSettings) -> SchedulerNode:
@@ -71,8 +65,6 @@ class SchedulerNode:
         partitions over cleanly."""
         await _cancel(self._background)
         await self._stop_workers()
-        if self._mux is not None:
-            await self._mux.aclose()
         await self.client.aclose()
 
     async def _stop_workers(self) -> None:
@@ -144,7 +136,6 @@ class SchedulerNode:
             block_ms=s.block_ms,
             idle_block_ms=s.idle_block_ms,
             load_threshold=s.load_threshold,
-            mux=self._mux,
         )
         self.workers[partition] = worker
         task = asyncio.create_task(self._run_partition(worker), name=f"partition-{partition}")

@@ -19,7 +19,6 @@ from redis.exceptions import ResponseError
 
 from dispatcher.errors import OwnershipLost
 from dispatcher.scheduler import jobs
-from dispatcher.scheduler.mux import StreamMux
 from dispatcher.scheduler.placement import rank_candidates
 from dispatcher.scheduler.registry import Registry
 from dispatcher.scheduler.state import PartitionState
@@ -63,7 +62,6 @@ class PartitionWorker:
         block_ms: int,
         load_threshold: float,
         idle_block_ms: int | None = None,
-        mux: StreamMux | None = None,
     ) -> None:
         self.partition = partition
         self.lease_value = lease_value
@@ -85,7 +83,6 @@ class PartitionWorker:
         self._last_stale_check = time.monotonic()
         self._last_id = b""
         self._reads = client.fast.dedicated(self._keys.events)  # blocking reads wait here
-        self._mux = mux  # single node: one read for all partitions; else read our own
 
     def stop(self) -> None:
         """Finish the current batch, then return from ``run``."""
@@ -96,16 +93,10 @@ class PartitionWorker:
             await self._ensure_group()
             await self._load()
             await self._catch_up()
-            if self._mux is not None:
-                self._mux.join(self._keys.events)
             while not self._stopping:
                 stale = await self._stale_entries()
-                await self._turn(stale + await self._read_new())
-            if self._mux is not None:
-                await self._turn(await self._mux.leave(self._keys.events))
+                await self._turn(stale + await self._read(">", self._block_for()))
         finally:
-            if self._mux is not None:
-                await self._mux.leave(self._keys.events)
             self._reads.close()
 
     # --- start-up -------------------------------------------------------------------------
@@ -168,11 +159,6 @@ class PartitionWorker:
         if claimed:
             log.warning("partition %d: claimed %d stale entries", self.partition, len(claimed))
         return claimed
-
-    async def _read_new(self) -> list[Entry]:
-        if self._mux is not None:
-            return await self._mux.read(self._keys.events, self._block_for())
-        return await self._read(">", self._block_for())
 
     async def _read(self, start: str, block_ms: int | None) -> list[Entry]:
         group = ("GROUP", keys.CONSUMER_GROUP, self._consumer, "COUNT", self._batch_size)
