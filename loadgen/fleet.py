@@ -217,6 +217,10 @@ class Fleet:
         for process in self._processes:
             process.start()
 
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in self._processes if p.pid is not None]
+
     def wait_ready(self, timeout_s: float) -> None:
         """Block until every server has registered; fail fast if one died instead."""
         deadline = time.monotonic() + timeout_s

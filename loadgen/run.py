@@ -104,6 +104,11 @@ class DispatchSession:
     ) -> None:
         await self._close()
 
+    @property
+    def agent_pids(self) -> list[int]:
+        """The simulated agent servers' processes (once the session has started)."""
+        return self._fleet.pids
+
     async def _close(self) -> None:
         self.agents = await asyncio.to_thread(self._fleet.stop)
         if self._http is not None:

@@ -1,0 +1,68 @@
+"""What a bench run prints and writes: the text report, the JSON file and the sweep plot."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from loadgen.bench.ceiling import ceiling_lines
+from loadgen.bench.render import acceptance_lines, render_table, table_dict
+from loadgen.bench.suite import BenchRun
+from loadgen.bench.systems import OURS
+from loadgen.bench.table import Table, sweep_points
+from loadgen.plot import plot_sweep
+
+
+def report_text(run: BenchRun, table: Table) -> str:
+    """The table, the acceptance lines, the Redis ceiling, and what did not run."""
+    config = run.config
+    pinning = (
+        f"Redis on CPU {config.redis_cpus}, the rest on CPU {config.cpus}"
+        if config.cpus
+        else "not pinned"
+    )
+    head = (
+        f"peers table: {config.repeats} repeat(s), knee steps {config.step_duration_s:g} s "
+        f"from {config.start_rate:g}/s, fixed steps {config.fixed_duration_s:g} s, {pinning}"
+    )
+    lines = [head, "", render_table(table), "", *acceptance_lines(table)]
+    if run.ceiling is not None:
+        ours = next((row for row in table.rows if row.system == OURS), None)
+        redis_us = ours.redis_cpu_us_low.median if ours and ours.redis_cpu_us_low else None
+        lines += ["", *ceiling_lines(run.ceiling, redis_us, table.low_rate)]
+    failed = [s for s in run.steps if s.failure is not None]
+    if run.failures or failed:
+        lines += ["", "did not run:"]
+        lines += [f"  {_where(f['system'], f['repeat'])}: {f['error']}" for f in run.failures]
+        lines += [
+            f"  {s.system} repeat {s.repeat} {s.phase} step at {s.rate:g}/s: {s.failure}"
+            for s in failed
+        ]
+    lines.append(f"\nran {run.elapsed_s / 60:.1f} min")
+    return "\n".join(lines)
+
+
+def _where(system: str, repeat: int | None) -> str:
+    return system if repeat is None else f"{system} repeat {repeat}"
+
+
+def report_json(run: BenchRun, table: Table) -> dict[str, Any]:
+    return {
+        **dataclasses.asdict(run),
+        "table": table_dict(table),
+        "table_text": render_table(table),
+    }
+
+
+def write_json(path: str | Path, run: BenchRun, table: Table) -> None:
+    Path(path).write_bytes(orjson.dumps(report_json(run, table), option=orjson.OPT_INDENT_2))
+
+
+def write_plot(path: str | Path, run: BenchRun) -> None:
+    title = "dispatch time against offered rate (knee searches, median over repeats)"
+    points = sweep_points(run.steps)
+    ordered = {s.label: points[s.label] for s in run.config.systems if s.label in points}
+    plot_sweep(ordered, path, title, run.config.criteria)

@@ -1,0 +1,262 @@
+"""The run: peers' knee searches, the best peer, then per repeat ours and the fixed steps.
+
+Every step is logged as it ends and handed to ``checkpoint`` (the CLI rewrites its JSON
+file), so an interrupted run keeps what it measured. A step that cannot run (a peer that
+does not start) is recorded as failed and the run goes on; so does a knee search or a
+repeat of ours that fails. A step may take at most ``step_timeout_s``: nothing hangs the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import importlib.metadata
+import os
+import platform
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from dispatcher.localredis import LocalRedis
+from dispatcher.store.client import Client, connect
+from loadgen.bench.ceiling import Ceiling, CeilingError, measure_ceiling
+from loadgen.bench.records import (
+    FIXED,
+    KNEE,
+    KneeRecord,
+    StepRecord,
+    failed_record,
+    judged,
+    knee_record,
+    outcome,
+)
+from loadgen.bench.render import fmt_ms, fmt_us
+from loadgen.bench.systems import System
+from loadgen.bench.table import HIGH_RATE, LOW_RATE, fixed_rates, peer_knee
+from loadgen.bench.targets import IDLE_CPU_SHARE, OursTarget, PeerTarget, Target, ours_target
+from loadgen.sweep import KneeCriteria, StepOutcome, find_knee
+
+Log = Callable[[str], None]
+Checkpoint = Callable[["BenchRun"], None]
+
+STEP_TIMEOUT_MARGIN_S = 180.0  # start-up, warm-up, result wait and teardown of one step
+PACKAGES = ("agent-dispatcher", "redis", "taskiq", "taskiq-redis", "celery", "kombu", "arq")
+
+
+@dataclass(frozen=True, slots=True)
+class BenchConfig:
+    systems: tuple[System, ...]
+    repeats: int
+    step_duration_s: float
+    fixed_duration_s: float
+    start_rate: float
+    max_rate: float
+    cpus: str | None  # every process but Redis; None: not pinned
+    redis_cpus: str | None
+    ceiling: bool
+    criteria: KneeCriteria = field(default_factory=KneeCriteria)
+    low_rate: float = LOW_RATE
+    high_rate: float = HIGH_RATE
+
+
+@dataclass
+class BenchRun:
+    """Everything the run measured, in the order it ran."""
+
+    config: BenchConfig
+    environment: dict[str, Any]
+    steps: list[StepRecord] = field(default_factory=list)
+    knees: list[KneeRecord] = field(default_factory=list)
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    ceiling: Ceiling | None = None
+    peer_knee_rate: float | None = None
+    elapsed_s: float = 0.0
+
+
+def step_timeout_s(duration_s: float) -> float:
+    return 2 * duration_s + STEP_TIMEOUT_MARGIN_S
+
+
+def cpu_set(spec: str) -> set[int]:
+    """CPU ids from taskset's list syntax: ``1``, ``0,2``, ``2-3``."""
+    cpus: set[int] = set()
+    for part in spec.split(","):
+        low, dash, high = part.strip().partition("-")
+        if not low.isdigit() or (dash and not high.isdigit()):
+            raise ValueError(f"not a CPU list: {spec!r}")
+        cpus.update(range(int(low), int(high or low) + 1))
+    return cpus
+
+
+async def run_bench(
+    config: BenchConfig, log: Log, checkpoint: Checkpoint = lambda run: None
+) -> BenchRun:
+    redis = await asyncio.to_thread(LocalRedis, config.redis_cpus)
+    try:
+        client = await connect(redis.url)
+        try:
+            run = BenchRun(config, await environment(client))
+            await _Suite(config, run, redis, client, log, checkpoint).run()
+        finally:
+            await client.aclose()
+    finally:
+        await asyncio.to_thread(redis.stop)
+    return run
+
+
+async def environment(client: Client) -> dict[str, Any]:
+    server = await client.info("server")
+    versions: dict[str, str | None] = {}
+    for package in PACKAGES:
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            versions[package] = None
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "redis_server": server.get("redis_version"),
+        "packages": versions,
+    }
+
+
+class _Suite:
+    def __init__(
+        self,
+        config: BenchConfig,
+        run: BenchRun,
+        redis: LocalRedis,
+        client: Client,
+        log: Log,
+        checkpoint: Checkpoint,
+    ) -> None:
+        self._config, self._run, self._redis, self._client = config, run, redis, client
+        self._started = time.monotonic()
+        self._log_line, self._checkpoint = log, checkpoint
+
+    def _log(self, text: str) -> None:
+        elapsed = int(time.monotonic() - self._started)
+        self._log_line(f"[{elapsed // 60:3d}:{elapsed % 60:02d}] {text}")
+
+    async def run(self) -> None:
+        config = self._config
+        if config.ceiling:
+            await self._ceiling()
+        peers = [s for s in config.systems if s.is_peer]
+        for repeat in range(1, config.repeats + 1):
+            for system in peers:
+                self._log(f"{system.label}, repeat {repeat}: knee search")
+                await self._guarded(system, repeat, self._knee_search(self._peer(system), repeat))
+        best, self._run.peer_knee_rate = peer_knee(config.systems, self._run.knees)
+        rates = fixed_rates(config.low_rate, self._run.peer_knee_rate, config.high_rate)
+        self._log(f"best peer: {best or 'none'}; fixed-rate steps at {_rates(rates)}")
+        for repeat in range(1, config.repeats + 1):
+            for system in config.systems:
+                if system.is_peer:
+                    steps = self._fixed_steps(self._peer(system), repeat, rates)
+                    await self._guarded(system, repeat, steps)
+                else:
+                    self._log(f"{system.label}, repeat {repeat}: knee search, fixed-rate steps")
+                    await self._guarded(system, repeat, self._ours(system, repeat, rates))
+        self._run.elapsed_s = round(time.monotonic() - self._started, 1)
+
+    async def _guarded(self, system: System, repeat: int, work: Awaitable[None]) -> None:
+        try:
+            await work
+        except Exception as exc:  # one knee search or repeat lost, not the whole run
+            self._failed(system.label, repeat, f"{type(exc).__name__}: {exc}")
+
+    async def _ceiling(self) -> None:
+        self._log("redis-benchmark XADD")
+        try:
+            self._run.ceiling = await measure_ceiling(
+                self._client, self._redis.port, self._config.cpus
+            )
+        except (CeilingError, OSError) as exc:
+            self._failed("redis-benchmark", None, f"{type(exc).__name__}: {exc}")
+
+    def _peer(self, system: System) -> PeerTarget:
+        return PeerTarget(system, self._redis.url, self._client, self._config.cpus)
+
+    async def _ours(self, system: System, repeat: int, rates: list[float]) -> None:
+        async with ours_target(system, self._redis, self._client, self._config.cpus) as ours:
+            await self._knee_search(ours, repeat)
+            await self._fixed_steps(ours, repeat, rates)
+
+    async def _knee_search(self, target: Target, repeat: int) -> None:
+        config = self._config
+
+        async def measure(rate: float) -> StepOutcome:
+            step = await self._step(target, rate, config.step_duration_s, KNEE, repeat)
+            return outcome(step)
+
+        knee = await find_knee(
+            measure, start=config.start_rate, criteria=config.criteria, max_rate=config.max_rate
+        )
+        self._run.knees.append(knee_record(target.system.label, repeat, knee))
+        rate = f"{knee.knee_rate:g}/s" if knee.knee_rate else "none"
+        self._log(f"{target.system.label}, repeat {repeat}: knee {rate} ({knee.stopped})")
+
+    async def _fixed_steps(self, target: Target, repeat: int, rates: list[float]) -> None:
+        for rate in rates:
+            await self._step(target, rate, self._config.fixed_duration_s, FIXED, repeat)
+
+    async def _step(
+        self, target: Target, rate: float, duration_s: float, phase: str, repeat: int
+    ) -> StepRecord:
+        started = time.monotonic()
+        timeout = step_timeout_s(duration_s)
+        try:
+            step = await asyncio.wait_for(target.step(rate, duration_s, phase, repeat), timeout)
+        except TimeoutError:
+            step = failed_record(
+                system=target.system.label,
+                repeat=repeat,
+                phase=phase,
+                rate=rate,
+                duration_s=duration_s,
+                failure=f"step did not end within {timeout:g} s",
+            )
+        step = dataclasses.replace(
+            judged(step, self._config.criteria), wall_s=round(time.monotonic() - started, 1)
+        )
+        self._run.steps.append(step)
+        self._run.elapsed_s = round(time.monotonic() - self._started, 1)
+        self._log(step_line(step, target))
+        self._checkpoint(self._run)
+        if step.failure is not None and isinstance(target, OursTarget):
+            raise RuntimeError(step.failure)  # the session is in an unknown state
+        return step
+
+    def _failed(self, system: str, repeat: int | None, error: str) -> None:
+        self._run.failures.append({"system": system, "repeat": repeat, "error": error})
+        where = system if repeat is None else f"{system}, repeat {repeat}"
+        self._log(f"{where}: FAILED: {error}")
+
+
+def step_line(step: StepRecord, target: Target | None = None) -> str:
+    """One step for the live log."""
+    head = f"{step.system} r{step.repeat} {step.phase} {step.rate:g}/s"
+    if step.failure is not None:
+        return f"{head}: FAILED: {step.failure}"
+    latency = "/".join(
+        "-" if v is None else fmt_ms(v) for v in (step.p50_ms, step.p99_ms, step.max_ms)
+    )
+    cpu = "/".join(
+        "-" if v is None else fmt_us(v) for v in (step.process_cpu_us, step.redis_cpu_us)
+    )
+    verdict = "pass" if step.passed else f"FAIL: {step.reason}"
+    settle = ""
+    if isinstance(target, OursTarget) and target.last_settle_share > IDLE_CPU_SHARE:
+        settle = f", not idle before the step ({target.last_settle_share:.0%} CPU)"
+    return (
+        f"{head}: sent {step.send_rate:.0f}/s, p50/p99/max {latency} ms, lost {step.lost}, "
+        f"errors {step.errors}, cpu/redis {cpu} us, {step.wall_s:.0f} s: {verdict}{settle}"
+    )
+
+
+def _rates(rates: list[float]) -> str:
+    return ", ".join(f"{r:g}/s" for r in rates)
