@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from typing import Final, cast
 from urllib.parse import urlsplit
 
-__all__ = ["HttpClient", "HttpError", "ResponseParser"]
+__all__ = ["HttpClient", "HttpError", "HttpTimeout", "ResponseParser"]
 
 MAX_HEAD_BYTES: Final = 64 * 1024
 MAX_BODY_BYTES: Final = 16 * 1024 * 1024
@@ -48,6 +48,10 @@ _HEX: Final = re.compile(rb"[0-9A-Fa-f]{1,15}")
 
 class HttpError(Exception):
     """The request got no HTTP response: refused, reset, timed out or a malformed reply."""
+
+
+class HttpTimeout(HttpError):
+    """No connection or no whole response within the request's timeout."""
 
 
 class _StaleConnection(HttpError):
@@ -341,7 +345,7 @@ class _Connection(asyncio.Protocol):
         return waiter
 
     def time_out(self) -> None:
-        self._fail(HttpError(f"timeout: no response within {self._client.timeout_s:g} s"))
+        self._fail(HttpTimeout(f"timeout: no response within {self._client.timeout_s:g} s"))
 
     def abort(self) -> None:
         """Drop the connection at once (timeout, cancellation, or unusable after a reply)."""
@@ -537,7 +541,7 @@ class HttpClient:
             if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
                 self._give_back(waiter.result())  # handed over just as we gave up
             if isinstance(exc, TimeoutError):
-                raise HttpError(
+                raise HttpTimeout(
                     f"timeout: no free connection within {self.timeout_s:g} s"
                 ) from None
             raise
@@ -552,7 +556,7 @@ class HttpClient:
                 )
         except TimeoutError:
             self._free_slot()
-            raise HttpError(f"timeout connecting to {self._host}:{self._port}") from None
+            raise HttpTimeout(f"timeout connecting to {self._host}:{self._port}") from None
         except OSError as exc:
             self._free_slot()
             raise HttpError(f"cannot connect to {self._host}:{self._port}: {exc}") from exc

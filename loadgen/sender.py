@@ -21,7 +21,7 @@ import orjson
 from google.protobuf.message import DecodeError
 from livekit.protocol.agent_dispatch import AgentDispatch
 
-from loadgen.httpclient import HttpClient, HttpError
+from loadgen.httpclient import HttpClient, HttpError, HttpTimeout
 from loadgen.options import DispatchOptions
 from loadgen.payload import (
     CREATE_PATH,
@@ -164,8 +164,10 @@ async def post_dispatch(client: HttpClient, options: DispatchOptions, room: str)
     )
     try:
         status, payload = await client.post(CREATE_PATH, body, headers)
-    except HttpError as exc:
-        return Reply("timeout" if "timeout" in str(exc) else "connection_error")
+    except HttpTimeout:
+        return Reply("timeout")
+    except HttpError:
+        return Reply("connection_error")
     code, dispatch_id = classify(status, payload)
     return Reply(code, dispatch_id, time.perf_counter_ns() - started)
 
