@@ -65,7 +65,7 @@ async def run_find_max(
         report = build_report(step, session.run_id)
         reports.append(report)
         result = outcome(report)
-        log(_step_line(report))
+        log(_step_line(report) + "\n")
         return result
 
     knee = await find_knee(measure, start=start, criteria=criteria, max_rate=max_rate)
