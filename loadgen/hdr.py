@@ -1,6 +1,6 @@
 """Latency histograms: bounded memory per run, mergeable across processes.
 
-Exact percentiles (``loadgen.stats``) need every value in one place. These histograms
+Exact percentiles would need every value in one place. These histograms
 record nanosecond values from 1 us to 120 s at 3 significant digits (HdrHistogram), so each
 agent process can record its own share, send a few hundred bytes to the parent, and the
 parent merges them into the same percentiles a single histogram would give.
@@ -8,8 +8,7 @@ parent merges them into the same percentiles a single histogram would give.
 Accuracy: a reported percentile is the upper edge of the bucket holding the value at that
 rank, at most 0.1 % above it (below 1 ms: at most 0.5 us above), and never outside the
 exact minimum and maximum, which are kept as recorded. Ranks follow HdrHistogram
-(round(p/100 * count)), so they can differ by one from the nearest-rank figures of
-``loadgen.stats``.
+(round(p/100 * count)), so they can differ by one from nearest-rank figures.
 
 Nothing is dropped: values below 1 us are recorded as 1 us, values above 120 s as 120 s
 and are also counted in ``overflow``, so a report can say that its maximum is a floor.
@@ -25,7 +24,14 @@ import msgspec
 from hdrh.codec import HdrCookieException, HdrLengthException
 from hdrh.histogram import HdrHistogram
 
-from loadgen.stats import PERCENTILES
+#: The percentiles every report shows, by name.
+PERCENTILES: tuple[tuple[str, float], ...] = (
+    ("p50", 50.0),
+    ("p90", 90.0),
+    ("p99", 99.0),
+    ("p99.9", 99.9),
+    ("max", 100.0),
+)
 
 LOWEST_NS = 1_000
 HIGHEST_NS = 120_000_000_000
@@ -73,7 +79,7 @@ class LatencyHistogram:
     """Nanosecond latencies; read back in milliseconds.
 
     The readers (``percentile_ms``, ``min_ms``, ``max_ms``, ``mean_ms``) raise ValueError
-    on an empty histogram, as ``loadgen.stats.percentile`` does; ``summary_ms`` gives None
+    on an empty histogram, as an exact percentile would; ``summary_ms`` gives None
     figures instead. Each instance holds about 160 KB of counters.
     """
 
@@ -122,7 +128,7 @@ class LatencyHistogram:
         return _ms(min(max(self._hdr.get_mean_value(), low), high))
 
     def summary_ms(self) -> dict[str, float | int | None]:
-        """Same shape as ``loadgen.stats.summarize_ns``: count plus p50..max in ms."""
+        """count plus p50..max in ms; None figures when nothing was recorded."""
         summary: dict[str, float | int | None] = {"count": self.count}
         for name, p in PERCENTILES:
             summary[name] = round(self.percentile_ms(p), 3) if self.count else None

@@ -11,11 +11,10 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from loadgen.fleet import AgentSummary
-from loadgen.hdr import IntervalHistograms, LatencyHistogram
+from loadgen.hdr import PERCENTILES, IntervalHistograms, LatencyHistogram
 from loadgen.results import JobResult
 from loadgen.run import StepData
 from loadgen.sender import OK
-from loadgen.stats import PERCENTILES
 from loadgen.sweep import backlog_bounded
 
 #: Top-level keys of the JSON report (documented in BENCHMARKS.md; tests hold us to them).

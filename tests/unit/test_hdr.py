@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 import random
 from concurrent.futures import ProcessPoolExecutor
@@ -9,10 +10,19 @@ from concurrent.futures import ProcessPoolExecutor
 import pytest
 
 from loadgen.hdr import HIGHEST_NS, LOWEST_NS, IntervalHistograms, LatencyHistogram
-from loadgen.stats import summarize_ns
 
 MS = 1_000_000
 PERCENTILES = (0.0, 50.0, 90.0, 99.0, 99.9, 100.0)
+
+
+def summarize_ns(values: list[int]) -> dict[str, float | int | None]:
+    """The exact reference: nearest-rank percentiles over every value, in ms."""
+    ordered = sorted(values)
+    summary: dict[str, float | int | None] = {"count": len(ordered)}
+    for name, p in (("p50", 50), ("p90", 90), ("p99", 99), ("p99.9", 99.9), ("max", 100)):
+        rank = max(1, math.ceil(p / 100 * len(ordered) - 1e-9))
+        summary[name] = round(ordered[rank - 1] / 1e6, 3) if ordered else None
+    return summary
 
 
 def latencies(seed: int, n: int) -> list[int]:

@@ -31,7 +31,6 @@ from loadgen.report import (
 from loadgen.results import JobResult, decode_batch, encode_batch
 from loadgen.run import StepData
 from loadgen.sender import SendStats, classify, planned_count, send_time
-from loadgen.stats import percentile, summarize_ns
 
 OPTIONS = DispatchOptions(
     url="http://127.0.0.1:7880",
@@ -56,42 +55,6 @@ def result(dispatch_id: str, user_ms: float = 2.0, attempt: int = 0) -> JobResul
         user_ns=int(user_ms * 1e6),
         attempt=attempt,
     )
-
-
-# --- percentiles ------------------------------------------------------------------------
-
-
-def test_percentile_nearest_rank_on_1_to_100() -> None:
-    values = list(range(1, 101))
-    assert percentile(values, 50) == 50
-    assert percentile(values, 90) == 90
-    assert percentile(values, 99) == 99
-    assert percentile(values, 99.9) == 100
-    assert percentile(values, 100) == 100
-    assert percentile(values, 0) == 1
-
-
-def test_percentile_on_1000_values_is_exact() -> None:
-    values = list(range(1, 1001))
-    assert percentile(values, 99.9) == 999  # 0.999 * 1000 is not rounded up to 1000
-    assert percentile(values, 50) == 500
-
-
-def test_percentile_single_value_and_errors() -> None:
-    assert percentile([7], 50) == 7
-    assert percentile([7], 99.9) == 7
-    with pytest.raises(ValueError):
-        percentile([], 50)
-    with pytest.raises(ValueError):
-        percentile([1, 2], 101)
-
-
-def test_summarize_ns_reports_ms_and_handles_empty() -> None:
-    summary = summarize_ns([3_000_000, 1_000_000, 2_000_000])
-    assert summary == {"count": 3, "p50": 2.0, "p90": 3.0, "p99": 3.0, "p99.9": 3.0, "max": 3.0}
-    empty = summarize_ns([])
-    assert empty["count"] == 0
-    assert empty["p99"] is None
 
 
 # --- schedule -----------------------------------------------------------------------------
