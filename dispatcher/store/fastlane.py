@@ -184,7 +184,7 @@ class FastLane:
         case); the future fails with ``Redirect`` only when the slot has moved, which
         ``finish`` follows."""
         key = key if key is not None else _key_of(args)
-        conn = self._connections.get(self._known_route(key)) if self._ready(key) else None
+        conn = self._connections.get(self._known_route(key)) if self._routable() else None
         if conn is not None and not conn.closed:
             return conn.execute(*args)
         return asyncio.ensure_future(self._execute(args, key))
@@ -218,7 +218,8 @@ class FastLane:
                 redirect = again
         raise RedisConnectionError(f"too many cluster redirections for {args[0]!r}")
 
-    def _ready(self, key: str | bytes) -> bool:
+    def _routable(self) -> bool:
+        """Whether a key's node is known without asking Redis (a cluster's slot map)."""
         return not self._cluster or bool(self._slots)
 
     def _known_route(self, key: str | bytes) -> Address:
@@ -233,15 +234,12 @@ class FastLane:
         """A connection of its own (for blocking reads) to the node owning ``key``."""
         return Dedicated(self, key)
 
-    async def _open_dedicated(self, key: str) -> Connection:
-        address = await self._route(key)
-        conn = await Connection.open(
-            self._endpoint.at(address) if self._cluster else self._endpoint
-        )
+    async def open_dedicated(self, key: str) -> Connection:
+        conn = await Connection.open(self._endpoint_at(await self._route(key)))
         self._dedicated.add(conn)
         return conn
 
-    def _forget(self, conn: Connection) -> None:
+    def forget(self, conn: Connection) -> None:
         self._dedicated.discard(conn)
         conn.close()
 
@@ -256,7 +254,7 @@ class FastLane:
     # --- routing ----------------------------------------------------------------------
 
     async def _route(self, key: str | bytes) -> Address:
-        if not self._ready(key):
+        if not self._routable():
             await self._refresh_slots()
         return self._known_route(key)
 
@@ -305,7 +303,7 @@ class Dedicated:
 
     async def execute(self, *args: Arg) -> Any:
         if self._conn is None or self._conn.closed:
-            self._conn = await self._lane._open_dedicated(self._key)
+            self._conn = await self._lane.open_dedicated(self._key)
         try:
             return await self._conn.execute(*args)
         except Redirect:
@@ -314,7 +312,7 @@ class Dedicated:
 
     def close(self) -> None:
         if self._conn is not None:
-            self._lane._forget(self._conn)
+            self._lane.forget(self._conn)
             self._conn = None
 
 
