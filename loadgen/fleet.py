@@ -238,6 +238,8 @@ class Fleet:
         deadline = time.monotonic() + timeout_s
         summaries = self._collect(deadline)
         for process in self._processes:
+            if process.pid is None:
+                continue  # never started (the start itself failed)
             process.join(max(0.1, deadline - time.monotonic()))
             if process.is_alive():
                 process.kill()
