@@ -253,7 +253,7 @@ class Fleet:
             try:
                 summaries.append(self._summaries.get(timeout=0.2))
             except queue.Empty:
-                if all(p.exitcode is not None for p in self._processes):
+                if all(p.exitcode is not None or p.pid is None for p in self._processes):
                     break
         with contextlib.suppress(queue.Empty):
             while len(summaries) < len(self._processes):
