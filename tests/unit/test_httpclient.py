@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 
 from loadgen.httpclient import (
-    MAX_HEAD_BYTES,
     HttpClient,
     HttpError,
     HttpTimeout,
@@ -19,6 +18,7 @@ from loadgen.httpclient import (
     _origin,
     _StaleConnection,
 )
+from loadgen.httpparse import MAX_HEAD_BYTES
 
 CL_OK = b"HTTP/1.1 200 OK\r\nContent-Type: application/protobuf\r\nContent-Length: 5\r\n\r\nhello"
 
