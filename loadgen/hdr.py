@@ -103,6 +103,13 @@ class LatencyHistogram:
         for ns in values:
             self.record(ns)
 
+    @classmethod
+    def of(cls, values: Iterable[int]) -> LatencyHistogram:
+        """A histogram of ``values`` (ns)."""
+        histogram = cls()
+        histogram.record_many(values)
+        return histogram
+
     @property
     def count(self) -> int:
         return int(self._hdr.get_total_count())

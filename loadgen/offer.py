@@ -73,18 +73,12 @@ async def run_offer(rate: float, duration: float, pin: bool) -> dict[str, Any]:
         "send_rate": round(stats.send_rate(), 1),
         "accepted": stats.codes[OK],
         "errors": errors,
-        "response_ms": _summary(stats.response_ns),
-        "send_lag_ms": _summary(stats.lag_ns),
+        "response_ms": LatencyHistogram.of(stats.response_ns).summary_ms(),
+        "send_lag_ms": LatencyHistogram.of(stats.lag_ns).summary_ms(),
         "cpu_us_per_request": round(stats.cpu_s / stats.attempted * 1e6, 1)
         if stats.attempted
         else None,
     }
-
-
-def _summary(values: list[int]) -> dict[str, float | int | None]:
-    hist = LatencyHistogram()
-    hist.record_many(values)
-    return hist.summary_ms()
 
 
 def format_offer(report: dict[str, Any]) -> str:

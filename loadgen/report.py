@@ -67,12 +67,6 @@ def result_accounting(accepted_ids: Sequence[str], results: Sequence[JobResult])
     }
 
 
-def histogram(values_ns: Iterable[int]) -> LatencyHistogram:
-    hist = LatencyHistogram()
-    hist.record_many(values_ns)
-    return hist
-
-
 def matched(step: StepData) -> list[JobResult]:
     """This step's results: stragglers of an earlier step are left out of the latencies."""
     accepted = set(step.stats.accepted_ids)
@@ -114,10 +108,10 @@ def build_report(
         **result_accounting(stats.accepted_ids, step.results),
         "started_in_grace": step.started_in_grace,
         "backlog_bounded": is_backlog_bounded(step),
-        "user_dispatch_ms": histogram(r.user_ns for r in results).summary_ms(),
-        "server_share_ms": histogram(r.server_ns for r in results).summary_ms(),
-        "api_response_ms": histogram(stats.response_ns).summary_ms(),
-        "send_lag_ms": histogram(stats.lag_ns).summary_ms(),
+        "user_dispatch_ms": LatencyHistogram.of(r.user_ns for r in results).summary_ms(),
+        "server_share_ms": LatencyHistogram.of(r.server_ns for r in results).summary_ms(),
+        "api_response_ms": LatencyHistogram.of(stats.response_ns).summary_ms(),
+        "send_lag_ms": LatencyHistogram.of(stats.lag_ns).summary_ms(),
         "agents": [agent_dict(a) for a in agents],
         "over_capacity": sum(1 for a in agents if a.over_capacity),
         "agent_errors": sum(a.loop_errors + a.bad_metadata for a in agents),

@@ -7,7 +7,8 @@ of jobs costs tens of Redis calls per second instead of one per job.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
 import msgspec
@@ -72,3 +73,26 @@ class ResultReader:
 
     async def delete(self) -> None:
         await self._client.delete(self._key)
+
+
+POLL_INTERVAL_S = 0.05
+
+
+async def wait_for_results(
+    reader: ResultReader,
+    dispatch_ids: Collection[str],
+    timeout_s: float,
+    check: Callable[[], None] = lambda: None,
+) -> bool:
+    """Poll until every id has a result (True) or ``timeout_s`` passed (False); ``check``
+    runs between polls and may raise to give up early (a worker that died)."""
+    deadline = time.monotonic() + timeout_s
+    wanted = set(dispatch_ids)
+    while True:
+        await reader.poll()
+        if wanted <= reader.dispatch_ids:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        check()
+        await asyncio.sleep(POLL_INTERVAL_S)

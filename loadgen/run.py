@@ -26,11 +26,10 @@ from loadgen.httpclient import HttpClient
 from loadgen.options import DispatchOptions
 from loadgen.payload import room_prefix
 from loadgen.progress import Progress, report_every
-from loadgen.results import JobResult, ResultReader
+from loadgen.results import POLL_INTERVAL_S, JobResult, ResultReader, wait_for_results
 from loadgen.sender import OK, SendStats, http_client, post_dispatch, send_all
 from loadgen.sweep import BACKLOG_GRACE_S
 
-POLL_INTERVAL_S = 0.05
 PROGRESS_INTERVAL_S = 1.0
 
 
@@ -204,18 +203,3 @@ async def _feed_starts(progress: Progress, reader: ResultReader) -> None:
         for result in reader.results[seen:]:
             progress.completed(result.user_ns)
         seen = len(reader.results)
-
-
-async def wait_for_results(
-    reader: ResultReader, accepted_ids: Iterable[str], timeout_s: float
-) -> bool:
-    """Poll until every accepted dispatch has a result (True), or the timeout passes."""
-    deadline = time.monotonic() + timeout_s
-    accepted = set(accepted_ids)
-    while True:
-        await reader.poll()
-        if accepted <= reader.dispatch_ids:
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        await asyncio.sleep(POLL_INTERVAL_S)

@@ -12,8 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from loadgen.hdr import LatencyHistogram
 from loadgen.peers import StepResult
-from loadgen.report import histogram
 from loadgen.sweep import BACKLOG_GRACE_S, KneeCriteria, KneeResult, StepOutcome, passes
 from loadgen.sweep import backlog_bounded as is_bounded
 
@@ -147,7 +147,7 @@ def peer_record(
     result: StepResult, *, system: str, repeat: int, phase: str, redis_cpu_s: float
 ) -> StepRecord:
     """A peer's step; its CPU is the worker's and the enqueuer's together."""
-    summary = histogram(result.latencies_ns).summary_ms()
+    summary = LatencyHistogram.of(result.latencies_ns).summary_ms()
     return StepRecord(
         system=system,
         repeat=repeat,

@@ -13,8 +13,6 @@ from __future__ import annotations
 import asyncio
 import secrets
 import tempfile
-import time
-from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,11 +23,10 @@ from loadgen.peers.processes import EnqueuerProcess, PeerError, WorkerProcess, p
 from loadgen.peers.recording import FLUSH_INTERVAL_S
 from loadgen.peers.schedule import EnqueueStats
 from loadgen.report import result_accounting
-from loadgen.results import JobResult, ResultReader
+from loadgen.results import JobResult, ResultReader, wait_for_results
 
 READY_TIMEOUT_S = 30.0  # enqueuer start-up and warm-up sends (imports, connecting)
 WARMUP_TIMEOUT_S = 30.0  # until the worker has started every warm-up job
-POLL_INTERVAL_S = 0.05
 SCHEDULE_MARGIN_S = 30.0  # beyond duration_s for the enqueuer's last enqueues to return
 LAST_FLUSH_WAIT_S = 3 * FLUSH_INTERVAL_S
 
@@ -121,7 +118,7 @@ class _Step:
             await enqueuer.go()
             stats = await enqueuer.stats(duration_s + SCHEDULE_MARGIN_S)
             accepted = accepted_keys(self.run_id, stats)
-            complete = await wait_started(reader, accepted, result_wait_s)
+            complete = await wait_for_results(reader, accepted, result_wait_s)
             after = await _sample(client, worker)
             if not complete:
                 await _collect_last_flush(reader)
@@ -150,31 +147,11 @@ class _Step:
     async def _wait_warm(self, reader: ResultReader, worker: WorkerProcess) -> None:
         """Until every warm-up job started; then forget their results."""
         keys = [warmup_key(self.run_id, i) for i in range(WARMUP_JOBS)]
-        if not await wait_started(reader, keys, WARMUP_TIMEOUT_S, worker.check_alive):
+        if not await wait_for_results(reader, keys, WARMUP_TIMEOUT_S, worker.check_alive):
             raise PeerError(
                 f"{self._peer} worker did not start its warm-up jobs in {WARMUP_TIMEOUT_S:g} s"
             )
         reader.discard()
-
-
-async def wait_started(
-    reader: ResultReader,
-    keys: Collection[str],
-    timeout_s: float,
-    check: Callable[[], None] = lambda: None,
-) -> bool:
-    """Poll the results until every key has one (True) or ``timeout_s`` passed (False);
-    ``check`` runs between polls and may raise to give up early."""
-    deadline = time.monotonic() + timeout_s
-    wanted = set(keys)
-    while True:
-        await reader.poll()
-        if wanted <= reader.dispatch_ids:
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        check()
-        await asyncio.sleep(POLL_INTERVAL_S)
 
 
 async def _collect_last_flush(reader: ResultReader) -> None:
