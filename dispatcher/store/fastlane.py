@@ -103,11 +103,15 @@ class Connection(asyncio.Protocol):
     @classmethod
     async def open(cls, endpoint: Endpoint) -> Connection:
         loop = asyncio.get_running_loop()
-        _, conn = await asyncio.wait_for(
-            loop.create_connection(cls, endpoint.host, endpoint.port, ssl=endpoint.tls or None),
-            _CONNECT_TIMEOUT_S,
-        )
-        await conn.handshake(endpoint)
+        async with asyncio.timeout(_CONNECT_TIMEOUT_S):
+            _, conn = await loop.create_connection(
+                cls, endpoint.host, endpoint.port, ssl=endpoint.tls or None
+            )
+            try:
+                await conn.handshake(endpoint)
+            except BaseException:  # cancelled or refused: the socket must not outlive it
+                conn.close()
+                raise
         return conn
 
     async def handshake(self, endpoint: Endpoint) -> None:
@@ -178,6 +182,7 @@ class FastLane:
         self._connecting: dict[Address, asyncio.Task[Connection]] = {}
         self._slots: list[Address] = []
         self._dedicated: set[Connection] = set()
+        self._closed = False
 
     def send(self, args: tuple[Arg, ...], key: str | bytes | None = None) -> asyncio.Future[Any]:
         """Queue one command now, without a coroutine when the route is known (the common
@@ -235,7 +240,7 @@ class FastLane:
         return Dedicated(self, key)
 
     async def open_dedicated(self, key: str) -> Connection:
-        conn = await Connection.open(self._endpoint_at(await self._route(key)))
+        conn = self._adopt(await Connection.open(self._endpoint_at(await self._route(key))))
         self._dedicated.add(conn)
         return conn
 
@@ -244,6 +249,7 @@ class FastLane:
         conn.close()
 
     async def aclose(self) -> None:
+        self._closed = True
         for task in self._connecting.values():
             task.cancel()
         for conn in [*self._connections.values(), *self._dedicated]:
@@ -284,11 +290,23 @@ class FastLane:
             return conn
         task = self._connecting.get(address)
         if task is None:
-            task = asyncio.ensure_future(Connection.open(self._endpoint_at(address)))
+            task = asyncio.ensure_future(self._open(address))
             self._connecting[address] = task
             task.add_done_callback(lambda _t: self._connecting.pop(address, None))
-        conn = await asyncio.shield(task)
+        return await asyncio.shield(task)
+
+    async def _open(self, address: Address) -> Connection:
+        # Registered by the task itself, so a connection whose waiters were all cancelled
+        # is still owned (and closed by ``aclose``) rather than left to the collector.
+        conn = self._adopt(await Connection.open(self._endpoint_at(address)))
         self._connections[address] = conn
+        return conn
+
+    def _adopt(self, conn: Connection) -> Connection:
+        """A connection that finished opening; one that outlived ``aclose`` is shut."""
+        if self._closed:
+            conn.close()
+            raise RedisConnectionError("the Redis client is closed")
         return conn
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 
 from dispatcher.store.client import connect
@@ -68,3 +69,48 @@ async def test_a_blocking_read_does_not_hold_up_other_commands(
     finally:
         reads.close()
         await client.aclose()
+
+
+async def _clients(probe: FastLane) -> int:
+    """Connections the server holds, the probe's own included."""
+    info = (await probe.execute("INFO", "clients")).decode()
+    return int(info.split("connected_clients:")[1].split()[0])
+
+
+async def _settles_at(probe: FastLane, expected: int) -> None:
+    for _ in range(100):
+        if await _clients(probe) == expected:
+            return
+        await asyncio.sleep(0.02)
+    assert await _clients(probe) == expected
+
+
+async def test_a_connection_whose_callers_all_left_is_still_closed(
+    redis_single_target: RedisTarget,
+) -> None:
+    probe = FastLane(redis_single_target.url, cluster=False)
+    baseline = await _clients(probe)
+    lane = FastLane(redis_single_target.url, cluster=False)
+    caller = asyncio.ensure_future(lane.execute("PING"))
+    while not lane._connecting:
+        await asyncio.sleep(0)  # until the connect is under way
+    caller.cancel()
+    await _settles_at(probe, baseline + 1)  # it finished connecting with no one waiting
+    await lane.aclose()
+    await _settles_at(probe, baseline)
+    await probe.aclose()
+
+
+async def test_a_dedicated_connection_opened_after_close_is_shut(
+    redis_single_target: RedisTarget,
+) -> None:
+    probe = FastLane(redis_single_target.url, cluster=False)
+    baseline = await _clients(probe)
+    lane = FastLane(redis_single_target.url, cluster=False)
+    read = asyncio.ensure_future(lane.dedicated("s").execute("PING"))
+    await asyncio.sleep(0)  # the connect is under way
+    await lane.aclose()
+    with pytest.raises(RedisConnectionError, match="closed"):
+        await read
+    await _settles_at(probe, baseline)
+    await probe.aclose()
