@@ -13,7 +13,7 @@ import click
 import uvloop
 
 from dispatcher import settings as config
-from dispatcher.client_cli import dispatch_group, token_group
+from dispatcher.client_cli import dispatch_group, join_command, room_group, token_group
 from dispatcher.errors import ConfigError
 
 
@@ -117,6 +117,8 @@ def _load(role: type[config.S], overrides: dict[str, Any]) -> config.S:
 
 main.add_command(dispatch_group)
 main.add_command(token_group)
+main.add_command(room_group)
+main.add_command(join_command)
 
 
 if __name__ == "__main__":

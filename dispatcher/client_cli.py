@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, TypeVar
 
+import aiohttp
 import click
 from google.protobuf import json_format
 from livekit import api
@@ -147,3 +149,96 @@ def _duration(text: str) -> timedelta:
         return timedelta(seconds=float(value) * units[unit])
     except (ValueError, IndexError) as exc:
         raise click.BadParameter(f"{text!r} is not a duration like 30m or 6h") from exc
+
+
+@click.group("room")
+def room_group() -> None:
+    """Create, list and delete rooms."""
+
+
+@room_group.command("create")
+@url_option
+@key_option
+@secret_option
+@click.argument("name")
+@click.option("--agent", "agents", multiple=True, help="Dispatch this agent (repeatable)")
+@click.option("--agent-metadata", default="", help="Metadata for every --agent dispatch")
+@click.option("--empty-timeout", type=int, default=0, help="Seconds; 0 = server default")
+@click.option("--departure-timeout", type=int, default=0, help="Seconds; 0 = server default")
+@click.option("--max-participants", type=int, default=0)
+@click.option("--metadata", default="")
+def room_create(
+    url: str,
+    api_key: str,
+    api_secret: str,
+    name: str,
+    agents: tuple[str, ...],
+    agent_metadata: str,
+    empty_timeout: int,
+    departure_timeout: int,
+    max_participants: int,
+    metadata: str,
+) -> None:
+    """Create a room (an existing room is returned unchanged). Without --agent it gets the
+    automatic dispatch."""
+    request = api.CreateRoomRequest(
+        name=name,
+        empty_timeout=empty_timeout,
+        departure_timeout=departure_timeout,
+        max_participants=max_participants,
+        metadata=metadata,
+        agents=[api.RoomAgentDispatch(agent_name=a, metadata=agent_metadata) for a in agents],
+    )
+    _print(_call(url, api_key, api_secret, lambda c: c.room.create_room(request)))
+
+
+@room_group.command("list")
+@url_option
+@key_option
+@secret_option
+@click.argument("names", nargs=-1)
+def room_list(url: str, api_key: str, api_secret: str, names: tuple[str, ...]) -> None:
+    """List rooms (all, or the NAMES given)."""
+    request = api.ListRoomsRequest(names=list(names))
+    _print(_call(url, api_key, api_secret, lambda c: c.room.list_rooms(request)))
+
+
+@room_group.command("delete")
+@url_option
+@key_option
+@secret_option
+@click.argument("name")
+def room_delete(url: str, api_key: str, api_secret: str, name: str) -> None:
+    """Delete a room: its jobs end and its dispatches are marked deleted."""
+    request = api.DeleteRoomRequest(room=name)
+    _call(url, api_key, api_secret, lambda c: c.room.delete_room(request))
+    click.echo(f"room {name} deleted")
+
+
+@click.command("join")
+@url_option
+@click.option("--token", required=True, envvar="LIVEKIT_TOKEN", help="[env LIVEKIT_TOKEN]")
+@click.option("--leave", is_flag=True, help="Leave the room instead of joining it")
+def join_command(url: str, token: str, leave: bool) -> None:
+    """Connect as the token's participant and print what the join did (room created or
+    not, dispatches created)."""
+    method = "Leave" if leave else "Join"
+    status, body = asyncio.run(_post_participant(url, method, token))
+    if status != 200:
+        click.echo(f"error: {body.get('code')}: {body.get('msg')}", err=True)
+        sys.exit(1)
+    click.echo(json.dumps(body, indent=2))
+
+
+async def _post_participant(url: str, method: str, token: str) -> tuple[int, dict[str, Any]]:
+    base = url.replace("wss://", "https://", 1).replace("ws://", "http://", 1).rstrip("/")
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    try:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(f"{base}/twirp/dispatcher.Participant/{method}", headers=headers) as r,
+        ):
+            return r.status, await r.json(content_type=None)
+    except (aiohttp.ClientError, OSError) as exc:
+        click.echo(f"error: cannot reach {url}: {exc}", err=True)
+        sys.exit(1)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import msgspec
 
@@ -24,6 +24,7 @@ DEV_API_SECRET = "secretsecretsecretsecretsecret12"
 class RedisSettings(msgspec.Struct, kw_only=True, frozen=True):
     redis_url: str = "redis://127.0.0.1:6379"
     partitions: int = DEFAULT_PARTITIONS
+    room_retention_s: int = 3600  # how long a closed room's dispatch records stay listable
 
 
 class ApiSettings(RedisSettings, kw_only=True, frozen=True):
@@ -35,6 +36,9 @@ class ApiSettings(RedisSettings, kw_only=True, frozen=True):
     max_metadata_bytes: int = 512 * 1024
     max_body_bytes: int = 10 * 1024 * 1024
     idempotency_ttl_s: int = 600
+    # A join token's roomConfig agents on a room that already exists: "ignore" them (as the
+    # reference, and say so), or "ensure" each agent the room has no live dispatch of.
+    token_agents: Literal["ignore", "ensure"] = "ignore"
 
 
 class SchedulerSettings(RedisSettings, kw_only=True, frozen=True):

@@ -50,6 +50,22 @@ class RoomRecord(msgspec.Struct, kw_only=True, frozen=True):
     name: str
     sid: str
     created_at: int  # unix ns
+    empty_timeout: int = 0  # s: closes this long after creation if nobody joined
+    departure_timeout: int = 0  # s: closes this long after the last participant left
+    max_participants: int = 0  # 0 = no limit
+    metadata: str = ""
+
+
+class ParticipantRecord(msgspec.Struct, kw_only=True, frozen=True):
+    """A participant present in a room (one per identity; a reconnect keeps the sid)."""
+
+    sid: str
+    identity: str
+    name: str = ""
+    kind: str = ""  # the token's ``kind``: "" / "standard", "agent", "sip", "egress", ...
+    metadata: str = ""
+    attributes: dict[str, str] = {}
+    joined_at: int = 0  # unix ns
 
 
 class DispatchRecord(msgspec.Struct, kw_only=True, frozen=True):
@@ -121,7 +137,32 @@ class JobRejected(msgspec.Struct, tag="rejected", kw_only=True, frozen=True):
     reason: str = ""
 
 
-Event = DispatchCreated | DispatchDeleted | JobReport | JobRejected
+class RoomDeleted(msgspec.Struct, tag="room_deleted", kw_only=True, frozen=True):
+    room: str
+    sid: str
+    at: int
+
+
+class ParticipantJoined(msgspec.Struct, tag="joined", kw_only=True, frozen=True):
+    room: str
+    participant: ParticipantRecord
+
+
+class ParticipantLeft(msgspec.Struct, tag="left", kw_only=True, frozen=True):
+    room: str
+    identity: str
+    at: int
+
+
+Event = (
+    DispatchCreated
+    | DispatchDeleted
+    | JobReport
+    | JobRejected
+    | RoomDeleted
+    | ParticipantJoined
+    | ParticipantLeft
+)
 
 
 # --- agent-server inbox messages ---------------------------------------------------------------
@@ -168,6 +209,15 @@ class JobRecord(msgspec.Struct, kw_only=True, frozen=True):
     rejected_by: tuple[str, ...] = ()
 
 
+class RoomLife(msgspec.Struct, kw_only=True, frozen=True):
+    """The lease holder's view of a room's lifetime: who is present and when it closes."""
+
+    room: RoomRecord
+    present: frozenset[str] = frozenset()  # identities of participants in the room
+    joined_ever: bool = False
+    emptied_at: int = 0  # unix ns when the last participant left
+
+
 class ServerInfo(msgspec.Struct, kw_only=True, frozen=True):
     """An agent server's self-description, stored at registration."""
 
@@ -187,5 +237,7 @@ event_decoder = msgspec.msgpack.Decoder(Event)
 inbox_decoder = msgspec.msgpack.Decoder(InboxMessage)
 dispatch_decoder = msgspec.msgpack.Decoder(DispatchRecord)
 room_decoder = msgspec.msgpack.Decoder(RoomRecord)
+participant_decoder = msgspec.msgpack.Decoder(ParticipantRecord)
+life_decoder = msgspec.msgpack.Decoder(RoomLife)
 job_decoder = msgspec.msgpack.Decoder(JobRecord)
 server_info_decoder = msgspec.msgpack.Decoder(ServerInfo)

@@ -26,6 +26,31 @@ class Authorizer:
         except AuthError as exc:
             raise TwirpError.unauthenticated(str(exc)) from exc
 
+    def grant(self, request: web.Request, name: str) -> Claims:
+        """Calls that need one ``video`` grant for any room (``room_create``, ``room_list``)."""
+        claims = self.claims(request)
+        if not getattr(claims.video, name):
+            camel = "".join(w.capitalize() if i else w for i, w in enumerate(name.split("_")))
+            raise TwirpError.unauthenticated(f"{_DENIED}: token lacks the {camel} grant")
+        return claims
+
+    def room_join(self, request: web.Request) -> Claims:
+        """A participant's own token: ``video.roomJoin`` for ``video.room``, with an identity;
+        a ``?room=`` the caller names must be the token's."""
+        claims = self.claims(request)
+        if not claims.video.room_join:
+            raise TwirpError.unauthenticated(f"{_DENIED}: token lacks the roomJoin grant")
+        if not claims.video.room:
+            raise TwirpError.unauthenticated(f"{_DENIED}: token names no room")
+        if not claims.sub:
+            raise TwirpError.unauthenticated(f"{_DENIED}: token has no identity (sub)")
+        asked = request.query.get("room")
+        if asked is not None and asked != claims.video.room:
+            raise TwirpError.unauthenticated(
+                f"{_DENIED}: token is for room {claims.video.room!r}, not {asked!r}"
+            )
+        return claims
+
     def room_admin(self, request: web.Request, room: str) -> Claims:
         """Dispatch calls need ``video.roomAdmin`` for exactly the request's room."""
         claims = self.claims(request)

@@ -10,6 +10,8 @@ from aiohttp import web
 from dispatcher.api.access import Authorizer
 from dispatcher.api.auth import TokenVerifier
 from dispatcher.api.dispatch_service import DispatchService
+from dispatcher.api.participant_service import ParticipantService
+from dispatcher.api.room_service import Rooms, RoomService
 from dispatcher.api.twirp import TwirpRouter
 from dispatcher.api.validation import Limits
 from dispatcher.settings import ApiSettings, api_key_pairs
@@ -29,6 +31,10 @@ def create_app(settings: ApiSettings, client: Client, api_keys: dict[str, str]) 
         client, authorizer, settings.partitions, limits, settings.idempotency_ttl_s
     )
     dispatches.twirp().install(app)
+    rooms = Rooms(client, settings.partitions, settings.room_retention_s)
+    RoomService(rooms, authorizer, limits).twirp().install(app)
+    ensure = settings.token_agents == "ensure"
+    ParticipantService(rooms, authorizer, limits, ensure).twirp().install(app)
 
     async def healthz(_: web.Request) -> web.Response:
         return web.Response(text="ok")

@@ -19,6 +19,7 @@ from dispatcher.api.twirp import TwirpError, TwirpService
 from dispatcher.api.validation import Limits, check_dispatch_request, require
 from dispatcher.convert import dispatch_message
 from dispatcher.partitions import partition_of
+from dispatcher.rooms import RoomSpec, new_room
 from dispatcher.store import keys, scripts
 from dispatcher.store.client import Client
 from dispatcher.wire import (
@@ -26,7 +27,6 @@ from dispatcher.wire import (
     DispatchDeleted,
     DispatchRecord,
     RestartPolicy,
-    RoomRecord,
     dispatch_decoder,
     encode,
     job_decoder,
@@ -78,17 +78,18 @@ class DispatchService:
             attributes=dict(req.attributes),
             created_at=received,
         )
-        room_sid = ids.derived_id("RM_", req.room)
-        event = DispatchCreated(dispatch=record, room_sid=room_sid, received_ns=received)
-        room = RoomRecord(name=req.room, sid=room_sid, created_at=received)
+        # The room this call creates if there is none; an existing room keeps its own sid,
+        # which the lease holder puts in the job.
+        room = new_room(req.room, RoomSpec(), received)
+        event = DispatchCreated(dispatch=record, room_sid=room.sid, received_ns=received)
         k = self._keys(req.room)
         request_id = _request_id(request)
         ttl = self._idempotency_ttl_s if request_id else 0
         idem_key = k.idempotency(request_id) if request_id else k.events
         _, stored = await scripts.create_dispatch(
             self._client,
-            [k.rooms, k.room(req.room), k.events, idem_key],
-            [req.room, record.id, encode(record), encode(event), encode(room), ttl],
+            [k.rooms, *k.room_keys(req.room), k.events, idem_key],
+            [req.room, record.id, encode(record), encode(event), encode(room), ttl, req.agent_name],
         )
         return dispatch_message(dispatch_decoder.decode(stored), None)
 
@@ -139,8 +140,8 @@ class DispatchService:
         event = DispatchDeleted(room=current.room, dispatch_id=current.id, deleted_at=now)
         result = await scripts.delete_dispatch(
             self._client,
-            [k.room(current.room), k.events],
-            [current.id, raw, encode(deleted), encode(event)],
+            [k.room(current.room), k.events, k.room_info(current.room)],
+            [current.id, raw, encode(deleted), encode(event), current.agent_name],
         )
         if result[0] == -1:
             raise TwirpError.not_found("dispatch ID not found")

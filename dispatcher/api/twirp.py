@@ -221,8 +221,8 @@ def _parse_json(body: bytes, message: Message) -> None:
 
 @dataclass(frozen=True, slots=True)
 class _Method:
-    request_type: type[Message]
-    handler: Callable[[Any, web.Request], Awaitable[Message]]
+    request_type: type[Message] | None  # None: a raw method that reads the request itself
+    handler: Callable[[Any, web.Request], Awaitable[Any]]
 
 
 class TwirpService:
@@ -242,6 +242,15 @@ class TwirpService:
         if method in self.methods:
             raise ValueError(f"{self.name}/{method} is already registered")
         self.methods[method] = _Method(request_type, handler)
+
+    def add_raw(
+        self, method: str, handler: Callable[[None, web.Request], Awaitable[web.Response]]
+    ) -> None:
+        """Serve a method whose handler reads the request and builds the response itself
+        (our own JSON services); errors still go out as Twirp errors."""
+        if method in self.methods:
+            raise ValueError(f"{self.name}/{method} is already registered")
+        self.methods[method] = _Method(None, handler)
 
     def install(self, app: web.Application) -> TwirpRouter:
         """Register into the app's router, creating and installing it if needed."""
@@ -277,6 +286,9 @@ class TwirpRouter:
     async def handle(self, request: web.Request) -> web.Response:
         try:
             method = self._route(request)
+            if method.request_type is None:
+                response: web.Response = await method.handler(None, request)
+                return response
             message, is_json = await read_message(
                 request, method.request_type, max_body_size=self.max_body_size
             )

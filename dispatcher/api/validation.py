@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from livekit.protocol import agent_dispatch as pb
 
 from dispatcher.api.twirp import TwirpError
+from dispatcher.rooms import RoomSpec
 
 MAX_NAME_BYTES = 256
 MAX_DEPLOYMENT_BYTES = 64
@@ -30,17 +31,39 @@ def check_dispatch_request(req: pb.CreateAgentDispatchRequest, limits: Limits) -
     # An explicit dispatch must name its agent; unnamed (automatic) agents are sent at room
     # creation, never by CreateDispatch.
     require(req.agent_name, "agent_name")
-    size = len(req.metadata.encode())
-    if size > limits.max_metadata_bytes:
-        raise TwirpError.invalid_argument(
-            f"metadata size exceeds limits ({size} > {limits.max_metadata_bytes} bytes)"
-        )
-    attributes = sum(len(k.encode()) + len(v.encode()) for k, v in req.attributes.items())
+    check_agent(req, limits)
+
+
+def check_agent(
+    agent: pb.CreateAgentDispatchRequest | pb.RoomAgentDispatch, limits: Limits, where: str = ""
+) -> None:
+    """Sizes and deployment of one dispatch request or ``RoomAgentDispatch`` entry."""
+    if len(agent.agent_name.encode()) > MAX_NAME_BYTES:
+        raise TwirpError.invalid_argument(f"{where}agent_name exceeds {MAX_NAME_BYTES} bytes")
+    if any(not c.isprintable() for c in agent.agent_name):
+        raise TwirpError.invalid_argument(f"{where}agent_name must not contain control characters")
+    check_metadata(agent.metadata, limits, f"{where}metadata")
+    attributes = sum(len(k.encode()) + len(v.encode()) for k, v in agent.attributes.items())
     if attributes > limits.max_attributes_bytes:
         raise TwirpError.invalid_argument(
-            f"attribute size exceeds limits ({attributes} > {limits.max_attributes_bytes} bytes)"
+            f"{where}attribute size exceeds limits "
+            f"({attributes} > {limits.max_attributes_bytes} bytes)"
         )
-    check_deployment(req.deployment)
+    check_deployment(agent.deployment)
+
+
+def check_metadata(metadata: str, limits: Limits, field: str = "metadata") -> None:
+    size = len(metadata.encode())
+    if size > limits.max_metadata_bytes:
+        raise TwirpError.invalid_argument(
+            f"{field} size exceeds limits ({size} > {limits.max_metadata_bytes} bytes)"
+        )
+
+
+def check_room_spec(spec: RoomSpec, limits: Limits) -> None:
+    check_metadata(spec.metadata, limits)
+    for index, agent in enumerate(spec.agents):
+        check_agent(agent, limits, f"agents[{index}].")
 
 
 def check_deployment(deployment: str) -> None:

@@ -65,7 +65,11 @@ class Timeouts:
     terminate_grace_ms: int = 20000
 
 
-def created(event: DispatchCreated, partition: int, now: int) -> Step:
+def created(
+    event: DispatchCreated, partition: int, now: int, room_sid: str | None = None
+) -> Step:
+    """A new dispatch's job; ``room_sid`` is the room's as its lease holder knows it (the
+    event's may be that of a room this dispatch did not end up creating)."""
     d = event.dispatch
     spec = JobSpec(
         job_id=ids.job_id(d.id, 0),
@@ -73,7 +77,7 @@ def created(event: DispatchCreated, partition: int, now: int) -> Step:
         attempt=0,
         partition=partition,
         room=d.room,
-        room_sid=event.room_sid,
+        room_sid=room_sid or event.room_sid,
         agent_name=d.agent_name,
         metadata=d.metadata,
         deployment=d.deployment,
@@ -110,15 +114,24 @@ def on_rejected(record: JobRecord, event: JobRejected, now: int) -> Step:
     return _retry(record, now, f"rejected by {event.server_id}: {event.reason}")
 
 
-def on_deleted(record: JobRecord, now: int) -> Step:
-    reason = JobReason.DISPATCH_DELETED
+def on_deleted(
+    record: JobRecord,
+    now: int,
+    reason: JobReason = JobReason.DISPATCH_DELETED,
+    why: str = "dispatch deleted",
+) -> Step:
     if record.phase == "pending":
-        return Step(_ended(record, now, JobStatus.FAILED, "dispatch deleted", reason))
+        return Step(_ended(record, now, JobStatus.FAILED, why, reason))
     if record.phase not in ("assigned", "running"):
         return Step(record)
     current = msgspec.structs.replace(record.current, reason=reason, updated_at=now)
     record = msgspec.structs.replace(record, phase="terminating", current=current)
-    return Step(record, [_terminate(record, "dispatch deleted")])
+    return Step(record, [_terminate(record, why)])
+
+
+def on_room_closed(record: JobRecord, now: int) -> Step:
+    """The room closed (timeouts) or was deleted: its jobs end as the dispatch's would."""
+    return on_deleted(record, now, JobReason.ROOM_CLOSED, "room closed")
 
 
 def on_timer(record: JobRecord, now: int) -> Step:

@@ -136,6 +136,7 @@ class SchedulerNode:
             block_ms=s.block_ms,
             idle_block_ms=s.idle_block_ms,
             load_threshold=s.load_threshold,
+            room_retention_s=s.room_retention_s,
         )
         self.workers[partition] = worker
         task = asyncio.create_task(self._run_partition(worker), name=f"partition-{partition}")

@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable
 from typing import Any
 
 import msgspec
 from redis.exceptions import ResponseError
 
 from dispatcher.errors import OwnershipLost
-from dispatcher.scheduler import jobs
+from dispatcher.rooms import DEFAULT_DEPARTURE_TIMEOUT_S, DEFAULT_EMPTY_TIMEOUT_S
+from dispatcher.scheduler import jobs, rooms
 from dispatcher.scheduler.placement import rank_candidates
 from dispatcher.scheduler.registry import Registry
 from dispatcher.scheduler.state import PartitionState
@@ -34,10 +36,17 @@ from dispatcher.wire import (
     JobRejected,
     JobReport,
     JobStatus,
+    ParticipantJoined,
+    ParticipantLeft,
+    RoomDeleted,
+    RoomLife,
+    RoomRecord,
     Termination,
     encode,
     event_decoder,
     job_decoder,
+    life_decoder,
+    room_decoder,
 )
 
 log = logging.getLogger(__name__)
@@ -46,6 +55,7 @@ _TRIM_EVERY_S = 5.0
 _STALE_CHECK_S = 5.0
 _STALE_AFTER_MS = 30_000
 _SLOT_FREED = (JobStatus.SUCCESS, JobStatus.FAILED)  # the release follows in the same write
+_CLOSE_RETRY_NS = 1_000_000_000  # a deferred room close is looked at again after this
 
 
 class PartitionWorker:
@@ -62,6 +72,7 @@ class PartitionWorker:
         block_ms: int,
         load_threshold: float,
         idle_block_ms: int | None = None,
+        room_retention_s: int = 3600,
     ) -> None:
         self.partition = partition
         self.lease_value = lease_value
@@ -73,11 +84,13 @@ class PartitionWorker:
         self._block_ms = block_ms
         self._idle_block_ms = idle_block_ms or block_ms
         self._load_threshold = load_threshold
+        self._room_retention_s = room_retention_s
         self.state = PartitionState(timeouts)
         self._stopping = False
         self._placed_version = -1  # registry snapshot last used for placement
         self._checked_version = -1  # registry snapshot last used to look for lost servers
         self._dirty: dict[str, JobRecord] = {}
+        self._dirty_rooms: dict[str, RoomLife | None] = {}  # None: forget the room's life
         self._effects: list[jobs.Terminate | jobs.Release] = []
         self._last_trim = time.monotonic()
         self._last_stale_check = time.monotonic()
@@ -111,6 +124,9 @@ class PartitionWorker:
                 raise
 
     async def _load(self) -> None:
+        lives: list[bytes] = await self._client.fast.execute("HVALS", self._keys.life)
+        for raw_life in lives:
+            self.state.put_room(life_decoder.decode(raw_life))
         members: set[bytes] = await self._client.smembers(self._keys.active)  # type: ignore[assignment]
         ids = sorted(m.decode() for m in members)
         if not ids:
@@ -136,7 +152,14 @@ class PartitionWorker:
                 break
         while entries := await self._read(">", None):
             await self._turn(entries, place=False)
+        self._end_jobs_of_gone_rooms(time.time_ns())
         await self._turn([])
+
+    def _end_jobs_of_gone_rooms(self, now: int) -> None:
+        """Jobs of a room that closed while its closer crashed before committing them."""
+        for record in list(self.state.records.values()):
+            if record.spec.room not in self.state.rooms:
+                self._step(jobs.on_room_closed(record, now))
 
     def _block_for(self) -> int:
         """How long a read may wait: short while jobs need timers and placement retries,
@@ -171,10 +194,13 @@ class PartitionWorker:
     async def _turn(self, entries: list[Entry], place: bool = True) -> None:
         now = time.time_ns()
         for _entry_id, fields in entries:
+            if (room := fields.get(b"r")) is not None:  # this entry's call created the room
+                self._room_created(room_decoder.decode(room))
             if (event := _decode(fields)) is not None:
                 self._apply(event, now)
         for record in list(self.state.due(now)):
             self._step(jobs.on_timer(record, now))
+        await self._close_rooms(now)
         self._check_servers(now)
         if place:
             await self._place(now)
@@ -187,7 +213,11 @@ class PartitionWorker:
     def _apply(self, event: Event, now: int) -> None:
         if isinstance(event, DispatchCreated):
             if event.dispatch.id not in self.state.records:
-                self._step(jobs.created(event, self.partition, now))
+                life = self._life(event)
+                self._step(jobs.created(event, self.partition, now, life.room.sid))
+            return
+        if isinstance(event, RoomDeleted | ParticipantJoined | ParticipantLeft):
+            self._apply_to_room(event, now)
             return
         record = self.state.records.get(event.dispatch_id)
         if record is None:
@@ -203,6 +233,69 @@ class PartitionWorker:
             self._step(jobs.on_rejected(record, event, now))
         elif isinstance(event, DispatchDeleted):
             self._step(jobs.on_deleted(record, now))
+
+    # --- rooms ----------------------------------------------------------------------------
+
+    def _room_created(self, room: RoomRecord) -> None:
+        self._put_room(rooms.created(room))
+
+    def _put_room(self, life: RoomLife) -> None:
+        self.state.put_room(life)
+        self._dirty_rooms[life.room.name] = life
+
+    def _life(self, event: DispatchCreated) -> RoomLife:
+        """The room of a new dispatch. Every call that creates a room says so in its entry;
+        should one not, the room gets a life of its own rather than none."""
+        name = event.dispatch.room
+        if (life := self.state.rooms.get(name)) is None:
+            log.warning("partition %d: dispatch for unknown room %r", self.partition, name)
+            room = RoomRecord(
+                name=name,
+                sid=event.room_sid,
+                created_at=event.received_ns,
+                empty_timeout=DEFAULT_EMPTY_TIMEOUT_S,
+                departure_timeout=DEFAULT_DEPARTURE_TIMEOUT_S,
+            )
+            life = rooms.created(room)
+            self._put_room(life)
+        return life
+
+    def _apply_to_room(
+        self, event: RoomDeleted | ParticipantJoined | ParticipantLeft, now: int
+    ) -> None:
+        life = self.state.rooms.get(event.room)
+        if life is None:
+            return
+        if isinstance(event, RoomDeleted):
+            if event.sid == life.room.sid:
+                self._room_gone(event.room, now)
+        elif isinstance(event, ParticipantJoined):
+            self._put_room(rooms.joined(life, event.participant))
+        else:
+            self._put_room(rooms.left(life, event.identity, now))
+
+    def _room_gone(self, room: str, now: int) -> None:
+        self.state.forget_room(room)
+        self._dirty_rooms[room] = None
+        for record in self.state.in_room(room):
+            self._step(jobs.on_room_closed(record, now))
+
+    async def _close_rooms(self, now: int) -> None:
+        for room in self.state.rooms_due(now):
+            k = self._keys
+            closed = await self._fenced(
+                scripts.close_room(
+                    self._client,
+                    [k.lease, k.events, k.rooms, *k.room_keys(room), k.life],
+                    [self.lease_value, keys.CONSUMER_GROUP, room, self._room_retention_s],
+                )
+            )
+            if closed:
+                log.info("partition %d: room %r closed (timeout)", self.partition, room)
+                self._room_gone(room, now)
+                self._dirty_rooms.pop(room, None)  # the close already forgot its life
+            else:
+                self.state.recheck_room(room, now + _CLOSE_RETRY_NS)
 
     def _step(self, step: jobs.Step) -> None:
         self._record(step.record)
@@ -264,19 +357,29 @@ class PartitionWorker:
     # --- commit and effects ---------------------------------------------------------------
 
     async def _commit(self, acks: list[bytes]) -> None:
-        if not acks and not self._dirty:
+        if not acks and not self._dirty and not self._dirty_rooms:
             return
         args: list[str | bytes | int] = [self.lease_value, keys.CONSUMER_GROUP, len(acks), *acks]
+        args.append(len(self._dirty))
         for dispatch_id, record in self._dirty.items():
             args += [dispatch_id, encode(record), 0 if record.phase == "ended" else 1]
+        for room, life in self._dirty_rooms.items():
+            args += [room, encode(life) if life is not None else b""]
         k = self._keys
+        await self._fenced(
+            scripts.commit(self._client, [k.lease, k.jobs, k.active, k.events, k.life], args)
+        )
+        self._dirty.clear()
+        self._dirty_rooms.clear()
+
+    async def _fenced(self, call: Awaitable[Any]) -> Any:
+        """A script that checks the lease: "FENCED" means another node now owns us."""
         try:
-            await scripts.commit(self._client, [k.lease, k.jobs, k.active, k.events], args)
+            return await call
         except ResponseError as exc:
             if "FENCED" in str(exc):
                 raise OwnershipLost(f"partition {self.partition}: lease lost") from exc
             raise
-        self._dirty.clear()
 
     async def _send_effects(self) -> None:
         if not self._effects:

@@ -8,8 +8,8 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterator
 
-from dispatcher.scheduler import jobs
-from dispatcher.wire import JobRecord
+from dispatcher.scheduler import jobs, rooms
+from dispatcher.wire import JobRecord, RoomLife
 
 ServerKey = tuple[str, str]  # (agent name, server id)
 
@@ -21,6 +21,9 @@ class PartitionState:
         self.waiting: dict[str, None] = {}  # dispatch ids to place, oldest first
         self._timers: list[tuple[int, str]] = []  # (due ns, dispatch id), lazily invalidated
         self._by_server: dict[ServerKey, set[str]] = {}
+        self.rooms: dict[str, RoomLife] = {}
+        self._room_timers: list[tuple[int, str]] = []  # (close due ns, room), lazily invalidated
+        self._by_room: dict[str, set[str]] = {}
 
     def __len__(self) -> int:
         return len(self.records)
@@ -36,6 +39,7 @@ class PartitionState:
             self.records.pop(dispatch_id, None)
             return True
         self.records[dispatch_id] = record
+        self._by_room.setdefault(record.spec.room, set()).add(dispatch_id)
         if record.phase == "pending":
             self.waiting[dispatch_id] = None
         if (server := jobs.server_of(record)) is not None:
@@ -58,9 +62,41 @@ class PartitionState:
     def on_server(self, key: ServerKey) -> list[JobRecord]:
         return [self.records[d] for d in self._by_server.get(key, ())]
 
+    def in_room(self, room: str) -> list[JobRecord]:
+        return [self.records[d] for d in self._by_room.get(room, ())]
+
+    # --- rooms ------------------------------------------------------------------------------
+
+    def put_room(self, life: RoomLife) -> None:
+        self.rooms[life.room.name] = life
+        if (due := rooms.close_due(life)) is not None:
+            heapq.heappush(self._room_timers, (due, life.room.name))
+
+    def forget_room(self, room: str) -> None:
+        self.rooms.pop(room, None)
+
+    def recheck_room(self, room: str, at: int) -> None:
+        """Look at a room whose close was deferred again at ``at``."""
+        heapq.heappush(self._room_timers, (at, room))
+
+    def rooms_due(self, now: int) -> list[str]:
+        """Rooms whose close time has come; entries made stale by a join are skipped."""
+        due_rooms: list[str] = []
+        while self._room_timers and self._room_timers[0][0] <= now:
+            due, room = heapq.heappop(self._room_timers)
+            life = self.rooms.get(room)
+            close_at = rooms.close_due(life) if life is not None else None
+            if close_at is not None and close_at <= due and room not in due_rooms:
+                due_rooms.append(room)
+        return due_rooms
+
     def _unindex(self, dispatch_id: str) -> None:
         old = self.records.get(dispatch_id)
         self.waiting.pop(dispatch_id, None)
+        if old is not None and (in_room := self._by_room.get(old.spec.room)) is not None:
+            in_room.discard(dispatch_id)
+            if not in_room:
+                del self._by_room[old.spec.room]
         if old is None or (server := jobs.server_of(old)) is None:
             return
         key = (old.spec.agent_name, server)

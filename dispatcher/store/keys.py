@@ -18,7 +18,13 @@ Partition keys (``T`` = ``{pNN}``); writer in brackets:
 ``dsp:T:lease``                 string ``<node>/<token>`` with a TTL [scheduler].
 ``dsp:T:fence``                 counter; every lease acquisition takes the next token.
 ``dsp:T:rooms``                 hash room -> RoomRecord [API].
-``dsp:T:room:<room>``           hash dispatch id -> DispatchRecord [API].
+``dsp:T:room:<room>``           hash dispatch id -> DispatchRecord [API]; kept for the
+                                retention window after the room closes, then expires.
+``dsp:T:part:<room>``           hash identity -> ParticipantRecord [API].
+``dsp:T:rinfo:<room>``          hash ``max`` -> max participants, ``a:<agent name>`` ->
+                                id of the room's dispatch of that agent [API]; what the
+                                room scripts must know without decoding records.
+``dsp:T:life``                  hash room -> RoomLife: presence and close timers [lease holder].
 ``dsp:T:idem:<request id>``     string dispatch id, expires with the idempotency window [API].
 ``dsp:T:jobs``                  hash dispatch id -> JobRecord [lease holder].
 ``dsp:T:active``                set of dispatch ids whose job has not ended [lease holder].
@@ -58,9 +64,20 @@ class PartitionKeys:
     rooms: str
     jobs: str
     active: str
+    life: str
 
     def room(self, room: str) -> str:
         return f"dsp:{partition_tag(self.partition)}:room:{room}"
+
+    def participants(self, room: str) -> str:
+        return f"dsp:{partition_tag(self.partition)}:part:{room}"
+
+    def room_info(self, room: str) -> str:
+        return f"dsp:{partition_tag(self.partition)}:rinfo:{room}"
+
+    def room_keys(self, room: str) -> list[str]:
+        """A room's own keys, in the order the room scripts expect."""
+        return [self.room(room), self.room_info(room), self.participants(room)]
 
     def idempotency(self, request_id: str) -> str:
         return f"dsp:{partition_tag(self.partition)}:idem:{request_id}"
@@ -76,6 +93,7 @@ def partition_keys(partition: int) -> PartitionKeys:
         rooms=base + "rooms",
         jobs=base + "jobs",
         active=base + "active",
+        life=base + "life",
     )
 
 

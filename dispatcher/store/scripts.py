@@ -20,10 +20,23 @@ from dispatcher.store.fastlane import Redirect
 ScriptArg = str | bytes | int | float
 
 
+_INCLUDE = "--@include "
+
+
+def _source(name: str) -> str:
+    """A script's text with each ``--@include <name>`` line replaced by that file."""
+    text = resources.files("dispatcher.store").joinpath(f"lua/{name}.lua").read_text()
+    lines = [
+        _source(line.removeprefix(_INCLUDE).strip()) if line.startswith(_INCLUDE) else line
+        for line in text.splitlines()
+    ]
+    return "\n".join(lines) + "\n"
+
+
 class Script:
     def __init__(self, name: str) -> None:
         self.name = name
-        self.source = resources.files("dispatcher.store").joinpath(f"lua/{name}.lua").read_text()
+        self.source = _source(name)
         self.sha = hashlib.sha1(self.source.encode()).hexdigest()
 
     async def __call__(
@@ -49,6 +62,11 @@ release = Script("release")
 heartbeat = Script("heartbeat")
 deregister = Script("deregister")
 pool_scan = Script("pool_scan")
+open_room = Script("open_room")
+leave_room = Script("leave_room")
+delete_room = Script("delete_room")
+close_room = Script("close_room")
+list_rooms = Script("list_rooms")
 
 ALL = (
     create_dispatch,
@@ -64,6 +82,11 @@ ALL = (
     heartbeat,
     deregister,
     pool_scan,
+    open_room,
+    leave_room,
+    delete_room,
+    close_room,
+    list_rooms,
 )
 
 

@@ -1,0 +1,205 @@
+"""``livekit.RoomService`` (CreateRoom, ListRooms, DeleteRoom) and ``Rooms``, the one way
+API nodes create rooms and let participants in.
+
+A room lives in its partition: its record in ``rooms``, its dispatches, its index and its
+participants under keys of the same hash tag, so creating it with its dispatches, or letting
+a participant in, is one script call. The partition's lease holder learns of every change
+from the events those scripts append, and closes the room when its timeouts pass.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import msgspec
+from aiohttp import web
+from livekit.protocol import models
+from livekit.protocol import room as room_pb
+
+from dispatcher.api.access import Authorizer
+from dispatcher.api.twirp import TwirpError, TwirpService
+from dispatcher.api.validation import Limits, check_room_spec, require
+from dispatcher.partitions import partition_of
+from dispatcher.rooms import RoomSpec, dispatch_args, new_room, room_dispatches, room_message
+from dispatcher.store import keys, scripts
+from dispatcher.store.client import Client
+from dispatcher.wire import (
+    DispatchRecord,
+    ParticipantRecord,
+    RoomDeleted,
+    RoomRecord,
+    dispatch_decoder,
+    encode,
+    participant_decoder,
+    room_decoder,
+)
+
+SERVICE = "livekit.RoomService"
+_DELETE_ATTEMPTS = 5
+
+
+class Joined:
+    """How ``Rooms.open`` treated the participant."""
+
+    NONE, NEW, PRESENT, ROOM_FULL = 0, 1, 2, -1
+
+
+@dataclass(slots=True)
+class Opened:
+    created: bool
+    room: RoomRecord
+    dispatches: list[DispatchRecord] = field(default_factory=list)  # created by this call
+    joined: int = Joined.NONE
+    participant: ParticipantRecord | None = None
+
+
+class Rooms:
+    """Room scripts on the right partition, with records built by ``dispatcher.rooms``."""
+
+    def __init__(self, client: Client, partitions: int, retention_s: int) -> None:
+        self.client = client
+        self._partitions = partitions
+        self._retention_s = retention_s
+
+    def keys_of(self, room: str) -> keys.PartitionKeys:
+        return keys.partition_keys(partition_of(room, self._partitions))
+
+    async def open(
+        self,
+        name: str,
+        spec: RoomSpec,
+        *,
+        ensure: bool = False,
+        participant: ParticipantRecord | None = None,
+        joined_event: bytes = b"",
+    ) -> Opened:
+        """Create the room with ``spec`` unless it exists, then let ``participant`` in.
+
+        ``spec.agents`` become dispatches only when this call creates the room, or with
+        ``ensure`` for each agent the existing room has no live dispatch of."""
+        now = time.time_ns()
+        room = new_room(name, spec, now)
+        dispatches = room_dispatches(room, spec, now)
+        if ensure and not spec.agents:
+            ensure = False  # nothing to ensure: the automatic dispatch is for new rooms only
+        k = self.keys_of(name)
+        person: list[str | bytes] = ["", b"", b""]
+        if participant is not None:
+            person = [participant.identity, encode(participant), joined_event]
+        reply = await scripts.open_room(
+            self.client,
+            [k.rooms, *k.room_keys(name), k.events],
+            [
+                name,
+                encode(room),
+                int(ensure),
+                len(dispatches),
+                *dispatch_args(room, dispatches),
+                *person,
+                spec.max_participants,
+            ],
+        )
+        created, stored, made, joined, stored_participant = reply
+        made_ids = {m.decode() for m in made}
+        return Opened(
+            created=bool(created),
+            room=room_decoder.decode(stored),
+            dispatches=[d for d in dispatches if d.id in made_ids],
+            joined=int(joined),
+            participant=participant_decoder.decode(stored_participant)
+            if stored_participant
+            else None,
+        )
+
+    async def list(self, names: list[str]) -> list[tuple[RoomRecord, int]]:
+        """Rooms (all when ``names`` is empty) with their participant counts."""
+        by_partition: dict[int, list[str]] = {}
+        if names:
+            for name in names:
+                by_partition.setdefault(partition_of(name, self._partitions), []).append(name)
+        else:
+            by_partition = {p: [] for p in range(self._partitions)}
+        batch = scripts.Batch()
+        for partition, wanted in by_partition.items():
+            k = keys.partition_keys(partition)
+            batch.script(scripts.list_rooms, [k.rooms], [k.participants(""), *wanted])
+        rooms: list[tuple[RoomRecord, int]] = []
+        for result in await batch.run(self.client):
+            if isinstance(result, Exception):
+                raise result
+            rooms += [
+                (room_decoder.decode(result[i]), result[i + 1]) for i in range(0, len(result), 2)
+            ]
+        rooms.sort(key=lambda pair: (pair[0].created_at, pair[0].name))
+        return rooms
+
+    async def delete(self, name: str) -> bool:
+        """Delete the room, marking its dispatches deleted; False when there is none."""
+        k = self.keys_of(name)
+        for _ in range(_DELETE_ATTEMPTS):
+            raw_room = await self.client.fast.execute("HGET", k.rooms, name)
+            if raw_room is None:
+                return False
+            flat: list[bytes] = await self.client.fast.execute("HGETALL", k.room(name))
+            now = time.time_ns()
+            marks: list[str | bytes] = []
+            for dispatch_id, record in zip(flat[::2], flat[1::2], strict=True):
+                marks += [dispatch_id, record, encode(_deleted(record, now))]
+            event = RoomDeleted(room=name, sid=room_decoder.decode(raw_room).sid, at=now)
+            result = await scripts.delete_room(
+                self.client,
+                [k.rooms, *k.room_keys(name), k.events],
+                [name, self._retention_s, encode(event), len(flat) // 2, *marks],
+            )
+            if result != 0:
+                return bool(result == 1)
+        raise TwirpError("aborted", "room changed concurrently; retry the call")
+
+
+def _deleted(raw: bytes, now: int) -> DispatchRecord:
+    record = dispatch_decoder.decode(raw)
+    return record if record.deleted_at else msgspec.structs.replace(record, deleted_at=now)
+
+
+class RoomService:
+    def __init__(self, rooms: Rooms, authorizer: Authorizer, limits: Limits) -> None:
+        self._rooms = rooms
+        self._auth = authorizer
+        self._limits = limits
+
+    def twirp(self) -> TwirpService:
+        service = TwirpService(SERVICE)
+        service.add("CreateRoom", room_pb.CreateRoomRequest, self.create)
+        service.add("ListRooms", room_pb.ListRoomsRequest, self.list)
+        service.add("DeleteRoom", room_pb.DeleteRoomRequest, self.delete)
+        return service
+
+    async def create(self, req: room_pb.CreateRoomRequest, request: web.Request) -> models.Room:
+        self._auth.grant(request, "room_create")
+        require(req.name, "name")
+        spec = RoomSpec.of(req)
+        check_room_spec(spec, self._limits)
+        opened = await self._rooms.open(req.name, spec)
+        return room_message(opened.room)
+
+    async def list(
+        self, req: room_pb.ListRoomsRequest, request: web.Request
+    ) -> room_pb.ListRoomsResponse:
+        self._auth.grant(request, "room_list")
+        for name in req.names:
+            require(name, "names[]")
+        response = room_pb.ListRoomsResponse()
+        rooms = await self._rooms.list(list(dict.fromkeys(req.names)))
+        response.rooms.extend(room_message(room, count) for room, count in rooms)
+        return response
+
+    async def delete(
+        self, req: room_pb.DeleteRoomRequest, request: web.Request
+    ) -> room_pb.DeleteRoomResponse:
+        # As the reference: DeleteRoom needs roomCreate, not roomAdmin.
+        self._auth.grant(request, "room_create")
+        require(req.room, "room")
+        if not await self._rooms.delete(req.room):
+            raise TwirpError.not_found(f"room {req.room!r} does not exist")
+        return room_pb.DeleteRoomResponse()
