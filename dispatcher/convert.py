@@ -6,7 +6,8 @@ from typing import Any
 
 from livekit.protocol import agent, agent_dispatch, models
 
-from dispatcher.wire import DispatchRecord, JobAttempt, JobRecord, JobSpec
+from dispatcher.rooms import participant_kind
+from dispatcher.wire import DispatchRecord, JobAttempt, JobRecord, JobSpec, ParticipantRecord
 
 
 def dispatch_message(record: DispatchRecord, job: JobRecord | None) -> agent_dispatch.AgentDispatch:
@@ -28,7 +29,7 @@ def dispatch_message(record: DispatchRecord, job: JobRecord | None) -> agent_dis
 
 def job_from_spec(spec: JobSpec) -> agent.Job:
     """The LiveKit ``Job`` of a spec, without state (an agent reads it as ``ctx.job``)."""
-    return agent.Job(
+    job = agent.Job(
         id=spec.job_id,
         dispatch_id=spec.dispatch_id,
         type=_enum(spec.job_type),
@@ -37,6 +38,24 @@ def job_from_spec(spec: JobSpec) -> agent.Job:
         metadata=spec.metadata,
         deployment=spec.deployment,
         attributes=spec.attributes,
+    )
+    if (person := spec.participant) is not None:
+        job.participant.CopyFrom(participant_message(person))
+        job.state.participant_identity = person.identity
+    return job
+
+
+def participant_message(person: ParticipantRecord) -> models.ParticipantInfo:
+    return models.ParticipantInfo(
+        sid=person.sid,
+        identity=person.identity,
+        name=person.name,
+        kind=_enum(participant_kind(person.kind)),
+        metadata=person.metadata,
+        attributes=person.attributes,
+        joined_at=person.joined_at // 1_000_000_000,
+        joined_at_ms=person.joined_at // 1_000_000,
+        state=_enum(models.ParticipantInfo.ACTIVE),
     )
 
 

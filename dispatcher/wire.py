@@ -37,6 +37,14 @@ class RestartPolicy(enum.IntEnum):
     NEVER = 1
 
 
+class JobType(enum.IntEnum):
+    """LiveKit's ``JobType``: one job per room, per publishing participant, or per participant."""
+
+    ROOM = 0
+    PUBLISHER = 1
+    PARTICIPANT = 2
+
+
 class ServerStatus(enum.IntEnum):
     AVAILABLE = 0
     FULL = 1
@@ -96,6 +104,29 @@ class JobSpec(msgspec.Struct, kw_only=True, frozen=True):
     deployment: str = ""
     attributes: dict[str, str] = {}
     received_ns: int = 0  # when the API node received the dispatch (unix ns)
+    key: str = ""  # the job's own key when it is not the dispatch id (participant jobs)
+    participant: ParticipantRecord | None = None  # whom a participant/publisher job is for
+
+    @property
+    def job_key(self) -> str:
+        """What the job is stored and looked up by: its dispatch for a room job, else the
+        dispatch plus job type plus participant."""
+        return self.key or self.dispatch_id
+
+    @property
+    def pool(self) -> str:
+        """The agent-server pool serving this job."""
+        return pool_name(self.agent_name, self.job_type)
+
+
+_POOL_TYPE_SEPARATOR = "\x1f"  # cannot occur in an agent name (control characters refused)
+
+
+def pool_name(agent_name: str, job_type: int) -> str:
+    """Servers of one agent name and job type form a pool; room servers keep the bare name."""
+    if job_type == JobType.ROOM:
+        return agent_name
+    return f"{agent_name}{_POOL_TYPE_SEPARATOR}{JobType(job_type).name.lower()}"
 
 
 # --- partition stream events ------------------------------------------------------------------
@@ -120,10 +151,15 @@ class JobReport(msgspec.Struct, tag="report", kw_only=True, frozen=True):
     job_id: str
     attempt: int
     server_id: str
-    agent_name: str
+    agent_name: str  # the server's pool (see ``pool_name``)
     status: JobStatus
     error: str = ""
     at: int = 0  # unix ns
+    key: str = ""  # ``JobSpec.key``
+
+    @property
+    def job_key(self) -> str:
+        return self.key or self.dispatch_id
 
 
 class JobRejected(msgspec.Struct, tag="rejected", kw_only=True, frozen=True):
@@ -135,6 +171,18 @@ class JobRejected(msgspec.Struct, tag="rejected", kw_only=True, frozen=True):
     server_id: str
     terminate: bool = False
     reason: str = ""
+    key: str = ""  # ``JobSpec.key``
+
+    @property
+    def job_key(self) -> str:
+        return self.key or self.dispatch_id
+
+
+class ParticipantPublished(msgspec.Struct, tag="published", kw_only=True, frozen=True):
+    """A participant's first published track (publisher jobs start here)."""
+
+    room: str
+    identity: str
 
 
 class RoomDeleted(msgspec.Struct, tag="room_deleted", kw_only=True, frozen=True):
@@ -162,6 +210,7 @@ Event = (
     | RoomDeleted
     | ParticipantJoined
     | ParticipantLeft
+    | ParticipantPublished
 )
 
 
@@ -213,7 +262,9 @@ class RoomLife(msgspec.Struct, kw_only=True, frozen=True):
     """The lease holder's view of a room's lifetime: who is present and when it closes."""
 
     room: RoomRecord
-    present: frozenset[str] = frozenset()  # identities of participants in the room
+    present: tuple[ParticipantRecord, ...] = ()  # in the room; agents and egress excluded
+    publishers: frozenset[str] = frozenset()  # identities that have published
+    dispatches: tuple[DispatchRecord, ...] = ()  # live: participant jobs come from these
     joined_ever: bool = False
     emptied_at: int = 0  # unix ns when the last participant left
 

@@ -11,7 +11,7 @@ from dispatcher import settings as config
 from dispatcher.api.app import ApiNode
 from dispatcher.localredis import free_port
 from dispatcher.scheduler.node import SchedulerNode
-from workers import AgentServer, JobContext, JobRequest
+from workers import AgentServer, JobContext, JobRequest, JobType
 
 API_KEY, API_SECRET = config.DEV_API_KEY, config.DEV_API_SECRET
 
@@ -60,11 +60,12 @@ async def start_agent(
     entry: Callable[[JobContext], Awaitable[None]],
     capacity: int = 5,
     on_request: Callable[[JobRequest], Awaitable[None]] | None = None,
+    job_type: JobType = JobType.ROOM,
 ) -> AgentServer:
     server = AgentServer(
         redis_url=url, capacity=capacity, heartbeat_interval_s=0.2, heartbeat_ttl_ms=1000
     )
-    server.rtc_session(agent_name=agent_name, on_request=on_request)(entry)
+    server.rtc_session(agent_name=agent_name, on_request=on_request, job_type=job_type)(entry)
     await server.start()
     return server
 

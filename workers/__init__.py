@@ -10,8 +10,9 @@ if __name__ == "__main__":
     server.run()          # python my_agent.py start
 """
 
+from dispatcher.wire import JobType
 from workers.context import JobContext, JobRequest, RoomInfo
 from workers.runner import run_server
 from workers.server import AgentServer
 
-__all__ = ["AgentServer", "JobContext", "JobRequest", "RoomInfo", "run_server"]
+__all__ = ["AgentServer", "JobContext", "JobRequest", "JobType", "RoomInfo", "run_server"]

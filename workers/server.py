@@ -29,11 +29,13 @@ from dispatcher.wire import (
     JobReport,
     JobSpec,
     JobStatus,
+    JobType,
     ServerInfo,
     ServerStatus,
     Termination,
     encode,
     inbox_decoder,
+    pool_name,
 )
 from workers.context import JobContext, JobRequest, RoomInfo, job_message
 
@@ -73,6 +75,7 @@ class AgentServer:
         self.drain_timeout_s = drain_timeout_s
         self.id = ids.worker_id()
         self.agent_name = ""
+        self.job_type = JobType.ROOM
         self.running: dict[str, asyncio.Task[None]] = {}
         self.draining = False
         self._entrypoint: Entrypoint | None = None
@@ -83,15 +86,24 @@ class AgentServer:
         self._pool = keys.pool_keys("")
 
     def rtc_session(
-        self, *, agent_name: str = "", on_request: RequestHandler | None = None
+        self,
+        *,
+        agent_name: str = "",
+        on_request: RequestHandler | None = None,
+        job_type: JobType = JobType.ROOM,
     ) -> Callable[[Entrypoint], Entrypoint]:
-        """Register the entrypoint for room jobs of ``agent_name`` ("" = automatic dispatch)."""
+        """Register the entrypoint for jobs of ``agent_name`` ("" = automatic dispatch):
+        one per room (the default), one per participant that joins, or one per participant
+        at its first publish (``JobType.PARTICIPANT``, ``JobType.PUBLISHER``)."""
+        if any(not c.isprintable() for c in agent_name):
+            raise ValueError("agent_name must not contain control characters")
 
         def register(entrypoint: Entrypoint) -> Entrypoint:
             self.agent_name = agent_name
+            self.job_type = JobType(job_type)
             self._entrypoint = entrypoint
             self._on_request = on_request
-            self._pool = keys.pool_keys(agent_name)
+            self._pool = keys.pool_keys(pool_name(agent_name, job_type))
             return entrypoint
 
         return register
@@ -109,7 +121,7 @@ class AgentServer:
             raise RuntimeError("no entrypoint: decorate one with @server.rtc_session(...)")
         self._client = await connect(self.redis_url)
         await scripts.load_all(self._client)
-        await self._client.sadd(keys.POOLS, self.agent_name)
+        await self._client.sadd(keys.POOLS, self._pool.agent_name)
         await self.heartbeat()
         self._tasks = [
             asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
@@ -166,6 +178,7 @@ class AgentServer:
         info = ServerInfo(
             id=self.id,
             agent_name=self.agent_name,
+            job_type=int(self.job_type),
             version=self.version,
             labels=self.labels,
             capacity=self.capacity,
@@ -315,6 +328,7 @@ class AgentServer:
             server_id=self.id,
             terminate=terminate,
             reason=reason,
+            key=spec.key,
         )
         events = keys.partition_keys(spec.partition).events
         await self.client.fast.execute("XADD", events, "*", "e", encode(event))
@@ -334,10 +348,11 @@ class AgentServer:
             job_id=spec.job_id,
             attempt=spec.attempt,
             server_id=self.id,
-            agent_name=self.agent_name,
+            agent_name=self._pool.agent_name,
             status=status,
             error=error,
             at=time.time_ns(),
+            key=spec.key,
         )
         batch.command("XADD", keys.partition_keys(spec.partition).events, "*", "e", encode(report))
 

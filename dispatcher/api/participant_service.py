@@ -1,5 +1,6 @@
-"""``dispatcher.Participant``: participants connect (Join) and disconnect (Leave) with their
-own access token and nothing else, the load "connections per second" measures.
+"""``dispatcher.Participant``: participants connect (Join), publish (Publish) and disconnect
+(Leave) with their own access token and nothing else, the load "connections per second"
+measures.
 
 Join needs ``video.roomJoin`` for ``video.room`` and an identity (``sub``). The join that
 creates the room applies the token's ``roomConfig`` (timeouts, agents) exactly once, however
@@ -27,7 +28,13 @@ from dispatcher.api.twirp import TwirpError, TwirpService
 from dispatcher.api.validation import Limits, check_room_spec
 from dispatcher.rooms import RoomSpec
 from dispatcher.store import scripts
-from dispatcher.wire import ParticipantJoined, ParticipantLeft, ParticipantRecord, encode
+from dispatcher.wire import (
+    ParticipantJoined,
+    ParticipantLeft,
+    ParticipantPublished,
+    ParticipantRecord,
+    encode,
+)
 
 SERVICE = "dispatcher.Participant"
 TokenAgents = Literal["applied", "ignored", "ensured", "none"]
@@ -65,6 +72,12 @@ class LeaveReply(msgspec.Struct):
     left: bool
 
 
+class PublishReply(msgspec.Struct):
+    room: str
+    identity: str
+    first: bool  # the participant's first publish in this session
+
+
 _json = msgspec.json.Encoder()
 
 
@@ -81,6 +94,7 @@ class ParticipantService:
         service = TwirpService(SERVICE)
         service.add_raw("Join", self.join)
         service.add_raw("Leave", self.leave)
+        service.add_raw("Publish", self.publish)
         return service
 
     async def join(self, _: None, request: web.Request) -> web.Response:
@@ -114,11 +128,28 @@ class ParticipantService:
         k = self._rooms.keys_of(name)
         event = ParticipantLeft(room=name, identity=identity, at=time.time_ns())
         left = await scripts.leave_room(
-            self._rooms.client, [k.participants(name), k.events], [identity, encode(event)]
+            self._rooms.client,
+            [k.participants(name), k.room_info(name), k.events],
+            [identity, encode(event)],
         )
         if not left:
-            raise TwirpError.not_found(f"participant {identity!r} is not in room {name!r}")
+            raise _not_in_room(identity, name)
         return _reply(LeaveReply(room=name, identity=identity, left=True))
+
+    async def publish(self, _: None, request: web.Request) -> web.Response:
+        """The participant publishes a track; its first publish starts publisher jobs."""
+        claims = self._auth.room_join(request)
+        name, identity = claims.video.room, claims.sub
+        k = self._rooms.keys_of(name)
+        event = ParticipantPublished(room=name, identity=identity)
+        first = await scripts.publish(
+            self._rooms.client,
+            [k.participants(name), k.room_info(name), k.events],
+            [identity, encode(event)],
+        )
+        if first == -1:
+            raise _not_in_room(identity, name)
+        return _reply(PublishReply(room=name, identity=identity, first=first == 1))
 
     def _room_spec(self, claims: Claims) -> RoomSpec:
         if claims.room_config is None:
@@ -179,6 +210,10 @@ def _token_agents_outcome(opened: Opened, spec: RoomSpec, ensure: bool) -> tuple
         f"room exists: the token's {wanted} agent dispatch(es) were not applied "
         "(roomConfig applies only when a join creates the room)"
     )
+
+
+def _not_in_room(identity: str, room: str) -> TwirpError:
+    return TwirpError.not_found(f"participant {identity!r} is not in room {room!r}")
 
 
 def _reply(body: msgspec.Struct) -> web.Response:

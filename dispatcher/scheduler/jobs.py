@@ -16,6 +16,7 @@ import msgspec
 from dispatcher import ids
 from dispatcher.wire import (
     DispatchCreated,
+    DispatchRecord,
     JobAttempt,
     JobReason,
     JobRecord,
@@ -23,6 +24,8 @@ from dispatcher.wire import (
     JobReport,
     JobSpec,
     JobStatus,
+    JobType,
+    ParticipantRecord,
     RestartPolicy,
 )
 
@@ -32,12 +35,12 @@ _ENDED = (JobStatus.SUCCESS, JobStatus.FAILED, JobStatus.CANCELLED)
 
 @dataclass(frozen=True, slots=True)
 class Place:
-    dispatch_id: str
+    job_key: str
 
 
 @dataclass(frozen=True, slots=True)
 class Terminate:
-    agent_name: str
+    pool: str
     server_id: str
     job_id: str
     reason: str
@@ -45,7 +48,7 @@ class Terminate:
 
 @dataclass(frozen=True, slots=True)
 class Release:
-    agent_name: str
+    pool: str
     server_id: str
     job_id: str
 
@@ -65,28 +68,55 @@ class Timeouts:
     terminate_grace_ms: int = 20000
 
 
-def created(
-    event: DispatchCreated, partition: int, now: int, room_sid: str | None = None
-) -> Step:
-    """A new dispatch's job; ``room_sid`` is the room's as its lease holder knows it (the
-    event's may be that of a room this dispatch did not end up creating)."""
+def created(event: DispatchCreated, partition: int, now: int, room_sid: str | None = None) -> Step:
+    """A new dispatch's room job; ``room_sid`` is the room's as its lease holder knows it
+    (the event's may be that of a room this dispatch did not end up creating)."""
     d = event.dispatch
+    return _new_job(d, room_sid or event.room_sid, partition, now, event.received_ns)
+
+
+def for_participant(
+    dispatch: DispatchRecord,
+    room_sid: str,
+    participant: ParticipantRecord,
+    job_type: JobType,
+    partition: int,
+    now: int,
+) -> Step:
+    """A participant or publisher job: one per dispatch, job type and participant."""
+    key = f"{dispatch.id}/{job_type.name.lower()}/{participant.identity}"
+    return _new_job(dispatch, room_sid, partition, now, now, key, job_type, participant)
+
+
+def _new_job(
+    d: DispatchRecord,
+    room_sid: str,
+    partition: int,
+    now: int,
+    received_ns: int,
+    key: str = "",
+    job_type: JobType = JobType.ROOM,
+    participant: ParticipantRecord | None = None,
+) -> Step:
     spec = JobSpec(
-        job_id=ids.job_id(d.id, 0),
+        job_id=ids.job_id(key or d.id, 0),
         dispatch_id=d.id,
         attempt=0,
         partition=partition,
         room=d.room,
-        room_sid=room_sid or event.room_sid,
+        room_sid=room_sid,
         agent_name=d.agent_name,
         metadata=d.metadata,
+        job_type=job_type,
         deployment=d.deployment,
         attributes=d.attributes,
-        received_ns=event.received_ns,
+        received_ns=received_ns,
+        key=key,
+        participant=participant,
     )
     current = JobAttempt(job_id=spec.job_id, updated_at=now)
     record = JobRecord(spec=spec, phase="pending", current=current, restart_policy=d.restart_policy)
-    return Step(record, [Place(d.id)])
+    return Step(record, [Place(spec.job_key)])
 
 
 def placed(record: JobRecord, server_id: str, now: int) -> JobRecord:
@@ -127,6 +157,11 @@ def on_deleted(
     current = msgspec.structs.replace(record.current, reason=reason, updated_at=now)
     record = msgspec.structs.replace(record, phase="terminating", current=current)
     return Step(record, [_terminate(record, why)])
+
+
+def on_participant_left(record: JobRecord, now: int) -> Step:
+    """A participant or publisher job ends with its participant."""
+    return on_deleted(record, now, JobReason.UNSPECIFIED, "participant left")
 
 
 def on_room_closed(record: JobRecord, now: int) -> Step:
@@ -214,13 +249,13 @@ def _retry(record: JobRecord, now: int, error: str) -> Step:
     past = _ended(record, now, JobStatus.FAILED, error, JobReason.RETRYING).current
     attempt = record.spec.attempt + 1
     spec = msgspec.structs.replace(
-        record.spec, attempt=attempt, job_id=ids.job_id(record.spec.dispatch_id, attempt)
+        record.spec, attempt=attempt, job_id=ids.job_id(record.spec.job_key, attempt)
     )
     current = JobAttempt(job_id=spec.job_id, updated_at=now, reason=JobReason.RETRYING)
     record = msgspec.structs.replace(
         record, spec=spec, phase="pending", current=current, past=(*record.past, past)
     )
-    return Step(record, [Place(spec.dispatch_id)])
+    return Step(record, [Place(spec.job_key)])
 
 
 def _stray(record: JobRecord, report: JobReport) -> Step:
@@ -230,12 +265,12 @@ def _stray(record: JobRecord, report: JobReport) -> Step:
 
 def _terminate(record: JobRecord, reason: str) -> Terminate:
     c = record.current
-    return Terminate(record.spec.agent_name, c.server_id, c.job_id, reason)
+    return Terminate(record.spec.pool, c.server_id, c.job_id, reason)
 
 
 def _release(record: JobRecord) -> Release:
     c = record.current
-    return Release(record.spec.agent_name, c.server_id, c.job_id)
+    return Release(record.spec.pool, c.server_id, c.job_id)
 
 
 def stray_report(report: JobReport) -> list[Terminate]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
@@ -33,11 +33,13 @@ from dispatcher.wire import (
     DispatchDeleted,
     Event,
     JobRecord,
-    JobRejected,
     JobReport,
     JobStatus,
+    JobType,
     ParticipantJoined,
     ParticipantLeft,
+    ParticipantPublished,
+    ParticipantRecord,
     RoomDeleted,
     RoomLife,
     RoomRecord,
@@ -56,6 +58,12 @@ _STALE_CHECK_S = 5.0
 _STALE_AFTER_MS = 30_000
 _SLOT_FREED = (JobStatus.SUCCESS, JobStatus.FAILED)  # the release follows in the same write
 _CLOSE_RETRY_NS = 1_000_000_000  # a deferred room close is looked at again after this
+RoomEvent = (
+    RoomDeleted | DispatchDeleted | ParticipantJoined | ParticipantLeft | ParticipantPublished
+)
+_ROOM_EVENTS = (
+    RoomDeleted, DispatchDeleted, ParticipantJoined, ParticipantLeft, ParticipantPublished
+)  # fmt: skip
 
 
 class PartitionWorker:
@@ -212,29 +220,28 @@ class PartitionWorker:
 
     def _apply(self, event: Event, now: int) -> None:
         if isinstance(event, DispatchCreated):
-            if event.dispatch.id not in self.state.records:
-                life = self._life(event)
-                self._step(jobs.created(event, self.partition, now, life.room.sid))
+            self._dispatch_created(event, now)
             return
-        if isinstance(event, RoomDeleted | ParticipantJoined | ParticipantLeft):
+        if isinstance(event, _ROOM_EVENTS):
             self._apply_to_room(event, now)
             return
-        record = self.state.records.get(event.dispatch_id)
+        record = self.state.records.get(event.job_key)
         if record is None:
             if isinstance(event, JobReport):
                 self._effects.extend(jobs.stray_report(event))
             return
         if isinstance(event, JobReport):
             if event.status in _SLOT_FREED:
-                self._registry.note_released(record.spec.agent_name, event.server_id)
+                self._registry.note_released(record.spec.pool, event.server_id)
             self._step(jobs.on_report(record, event, now))
-        elif isinstance(event, JobRejected):
-            self._registry.note_released(record.spec.agent_name, event.server_id)
+        else:
+            self._registry.note_released(record.spec.pool, event.server_id)
             self._step(jobs.on_rejected(record, event, now))
-        elif isinstance(event, DispatchDeleted):
-            self._step(jobs.on_deleted(record, now))
 
     # --- rooms ----------------------------------------------------------------------------
+
+    def _has_pool(self, pool: str) -> bool:
+        return bool(self._registry.servers(pool))
 
     def _room_created(self, room: RoomRecord) -> None:
         self._put_room(rooms.created(room))
@@ -242,6 +249,15 @@ class PartitionWorker:
     def _put_room(self, life: RoomLife) -> None:
         self.state.put_room(life)
         self._dirty_rooms[life.room.name] = life
+
+    def _dispatch_created(self, event: DispatchCreated, now: int) -> None:
+        life = self._life(event)
+        dispatch = event.dispatch
+        if any(d.id == dispatch.id for d in life.dispatches):
+            return  # read again: its jobs exist
+        self._put_room(rooms.with_dispatch(life, dispatch))
+        for step in rooms.jobs_for_dispatch(life, dispatch, self._has_pool, self.partition, now):
+            self._step(step)
 
     def _life(self, event: DispatchCreated) -> RoomLife:
         """The room of a new dispatch. Every call that creates a room says so in its entry;
@@ -260,25 +276,71 @@ class PartitionWorker:
             self._put_room(life)
         return life
 
-    def _apply_to_room(
-        self, event: RoomDeleted | ParticipantJoined | ParticipantLeft, now: int
-    ) -> None:
+    def _apply_to_room(self, event: RoomEvent, now: int) -> None:
         life = self.state.rooms.get(event.room)
         if life is None:
             return
         if isinstance(event, RoomDeleted):
             if event.sid == life.room.sid:
                 self._room_gone(event.room, now)
+        elif isinstance(event, DispatchDeleted):
+            self._put_room(rooms.without_dispatch(life, event.dispatch_id))
+            self._end_jobs(event.room, now, jobs.on_deleted, dispatch_id=event.dispatch_id)
         elif isinstance(event, ParticipantJoined):
-            self._put_room(rooms.joined(life, event.participant))
+            self._joined(life, event.participant, now)
+        elif isinstance(event, ParticipantPublished):
+            self._published(life, event.identity, now)
         else:
             self._put_room(rooms.left(life, event.identity, now))
+            self._end_jobs(event.room, now, jobs.on_participant_left, identity=event.identity)
+
+    def _joined(self, life: RoomLife, person: ParticipantRecord, now: int) -> None:
+        after = rooms.joined(life, person)
+        if after is life:
+            return  # present already, or an agent: no participant jobs
+        self._put_room(after)
+        self._start(rooms.jobs_for_participant(
+            after, person, JobType.PARTICIPANT, self._has_pool, self.partition, now
+        ))  # fmt: skip
+
+    def _published(self, life: RoomLife, identity: str, now: int) -> None:
+        after = rooms.published(life, identity)
+        person = rooms.participant(after, identity)
+        if after is life or person is None:
+            return
+        self._put_room(after)
+        self._start(rooms.jobs_for_participant(
+            after, person, JobType.PUBLISHER, self._has_pool, self.partition, now
+        ))  # fmt: skip
+
+    def _start(self, steps: list[jobs.Step]) -> None:
+        for step in steps:
+            if step.record.spec.job_key not in self.state.records:
+                self._step(step)
+
+    def _end_jobs(
+        self,
+        room: str,
+        now: int,
+        end: Callable[[JobRecord, int], jobs.Step],
+        *,
+        dispatch_id: str | None = None,
+        identity: str | None = None,
+    ) -> None:
+        """End the room's jobs of one dispatch, or of one participant."""
+        for record in self.state.in_room(room):
+            spec = record.spec
+            if dispatch_id is not None and spec.dispatch_id != dispatch_id:
+                continue
+            person = spec.participant
+            if identity is not None and (person is None or person.identity != identity):
+                continue
+            self._step(end(record, now))
 
     def _room_gone(self, room: str, now: int) -> None:
         self.state.forget_room(room)
         self._dirty_rooms[room] = None
-        for record in self.state.in_room(room):
-            self._step(jobs.on_room_closed(record, now))
+        self._end_jobs(room, now, jobs.on_room_closed)
 
     async def _close_rooms(self, now: int) -> None:
         for room in self.state.rooms_due(now):
@@ -304,15 +366,15 @@ class PartitionWorker:
 
     def _record(self, record: JobRecord) -> None:
         if self.state.put(record):
-            self._dirty[record.spec.dispatch_id] = record
+            self._dirty[record.spec.job_key] = record
 
     def _check_servers(self, now: int) -> None:
         if self._registry.version == self._checked_version:
             return
         self._checked_version = self._registry.version
-        for agent_name, server_id in self.state.servers():
-            if self._registry.is_lost(agent_name, server_id):
-                for record in self.state.on_server((agent_name, server_id)):
+        for pool, server_id in self.state.servers():
+            if self._registry.is_lost(pool, server_id):
+                for record in self.state.on_server((pool, server_id)):
                     self._step(jobs.on_server_lost(record, now))
 
     # --- placement ------------------------------------------------------------------------
@@ -323,8 +385,8 @@ class PartitionWorker:
             return
         self._placed_version = self._registry.version
         batch, order = scripts.Batch(), []
-        for dispatch_id in self.state.waiting:
-            record = self.state.records[dispatch_id]
+        for key in self.state.waiting:
+            record = self.state.records[key]
             if (call := self._reservation(record)) is not None:
                 batch.script(scripts.reserve, *call)
                 order.append(record)
@@ -333,14 +395,14 @@ class PartitionWorker:
 
     def _reservation(self, record: JobRecord) -> tuple[list[str], list[Any]] | None:
         spec = record.spec
-        servers = self._registry.servers(spec.agent_name)
+        servers = self._registry.servers(spec.pool)
         now_ms = self._registry.now_ms()
         ranked = rank_candidates(servers, now_ms, self._load_threshold, record.rejected_by)
         if not ranked and record.rejected_by:
             ranked = rank_candidates(servers, now_ms, self._load_threshold)
         if not ranked:
             return None
-        pool = keys.pool_keys(spec.agent_name)
+        pool = keys.pool_keys(spec.pool)
         call_keys = [pool.jobs, *(k for sid in ranked for k in pool.server_keys(sid))]
         timeout_ms = self.state.timeouts.assign_ms
         args = [spec.job_id, timeout_ms, self._load_threshold, encode(Assignment(job=spec))]
@@ -351,7 +413,7 @@ class PartitionWorker:
             log.warning("partition %d: reserve failed: %s", self.partition, result)
         elif result is not None:
             server_id = result.decode()
-            self._registry.note_reserved(record.spec.agent_name, server_id)
+            self._registry.note_reserved(record.spec.pool, server_id)
             self._record(jobs.placed(record, server_id, now))
 
     # --- commit and effects ---------------------------------------------------------------
@@ -361,8 +423,8 @@ class PartitionWorker:
             return
         args: list[str | bytes | int] = [self.lease_value, keys.CONSUMER_GROUP, len(acks), *acks]
         args.append(len(self._dirty))
-        for dispatch_id, record in self._dirty.items():
-            args += [dispatch_id, encode(record), 0 if record.phase == "ended" else 1]
+        for key, record in self._dirty.items():
+            args += [key, encode(record), 0 if record.phase == "ended" else 1]
         for room, life in self._dirty_rooms.items():
             args += [room, encode(life) if life is not None else b""]
         k = self._keys
@@ -386,7 +448,7 @@ class PartitionWorker:
             return
         batch = scripts.Batch()
         for effect in self._effects:
-            pool = keys.pool_keys(effect.agent_name)
+            pool = keys.pool_keys(effect.pool)
             if isinstance(effect, jobs.Terminate):
                 message = encode(Termination(job_id=effect.job_id, reason=effect.reason))
                 inbox = pool.inbox(effect.server_id)

@@ -11,15 +11,15 @@ from collections.abc import Iterator
 from dispatcher.scheduler import jobs, rooms
 from dispatcher.wire import JobRecord, RoomLife
 
-ServerKey = tuple[str, str]  # (agent name, server id)
+ServerKey = tuple[str, str]  # (pool, server id)
 
 
 class PartitionState:
     def __init__(self, timeouts: jobs.Timeouts) -> None:
         self.timeouts = timeouts
-        self.records: dict[str, JobRecord] = {}
-        self.waiting: dict[str, None] = {}  # dispatch ids to place, oldest first
-        self._timers: list[tuple[int, str]] = []  # (due ns, dispatch id), lazily invalidated
+        self.records: dict[str, JobRecord] = {}  # by job key
+        self.waiting: dict[str, None] = {}  # job keys to place, oldest first
+        self._timers: list[tuple[int, str]] = []  # (due ns, job key), lazily invalidated
         self._by_server: dict[ServerKey, set[str]] = {}
         self.rooms: dict[str, RoomLife] = {}
         self._room_timers: list[tuple[int, str]] = []  # (close due ns, room), lazily invalidated
@@ -31,28 +31,28 @@ class PartitionState:
     def put(self, record: JobRecord) -> bool:
         """Store a record and keep every index in step with it; False when nothing changed
         (the record keeps its place in line and its timer is not armed twice)."""
-        dispatch_id = record.spec.dispatch_id
-        if self.records.get(dispatch_id) == record:
+        key = record.spec.job_key
+        if self.records.get(key) == record:
             return False
-        self._unindex(dispatch_id)
+        self._unindex(key)
         if record.phase == "ended":
-            self.records.pop(dispatch_id, None)
+            self.records.pop(key, None)
             return True
-        self.records[dispatch_id] = record
-        self._by_room.setdefault(record.spec.room, set()).add(dispatch_id)
+        self.records[key] = record
+        self._by_room.setdefault(record.spec.room, set()).add(key)
         if record.phase == "pending":
-            self.waiting[dispatch_id] = None
+            self.waiting[key] = None
         if (server := jobs.server_of(record)) is not None:
-            self._by_server.setdefault((record.spec.agent_name, server), set()).add(dispatch_id)
+            self._by_server.setdefault((record.spec.pool, server), set()).add(key)
         if (due := jobs.due_at(record, self.timeouts)) is not None:
-            heapq.heappush(self._timers, (due, dispatch_id))
+            heapq.heappush(self._timers, (due, key))
         return True
 
     def due(self, now: int) -> Iterator[JobRecord]:
         """Records whose timer is due; stale heap entries are skipped."""
         while self._timers and self._timers[0][0] <= now:
-            due, dispatch_id = heapq.heappop(self._timers)
-            record = self.records.get(dispatch_id)
+            due, key = heapq.heappop(self._timers)
+            record = self.records.get(key)
             if record is not None and jobs.due_at(record, self.timeouts) == due:
                 yield record
 
@@ -90,18 +90,18 @@ class PartitionState:
                 due_rooms.append(room)
         return due_rooms
 
-    def _unindex(self, dispatch_id: str) -> None:
-        old = self.records.get(dispatch_id)
-        self.waiting.pop(dispatch_id, None)
+    def _unindex(self, key: str) -> None:
+        old = self.records.get(key)
+        self.waiting.pop(key, None)
         if old is not None and (in_room := self._by_room.get(old.spec.room)) is not None:
-            in_room.discard(dispatch_id)
+            in_room.discard(key)
             if not in_room:
                 del self._by_room[old.spec.room]
         if old is None or (server := jobs.server_of(old)) is None:
             return
-        key = (old.spec.agent_name, server)
-        held = self._by_server.get(key)
+        server_key = (old.spec.pool, server)
+        held = self._by_server.get(server_key)
         if held is not None:
-            held.discard(dispatch_id)
+            held.discard(key)
             if not held:
-                del self._by_server[key]
+                del self._by_server[server_key]

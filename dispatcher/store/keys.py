@@ -22,7 +22,8 @@ Partition keys (``T`` = ``{pNN}``); writer in brackets:
                                 retention window after the room closes, then expires.
 ``dsp:T:part:<room>``           hash identity -> ParticipantRecord [API].
 ``dsp:T:rinfo:<room>``          hash ``max`` -> max participants, ``a:<agent name>`` ->
-                                id of the room's dispatch of that agent [API]; what the
+                                id of the room's dispatch of that agent, ``p:<identity>``
+                                -> 1 once that participant published [API]; what the
                                 room scripts must know without decoding records.
 ``dsp:T:life``                  hash room -> RoomLife: presence and close timers [lease holder].
 ``dsp:T:idem:<request id>``     string dispatch id, expires with the idempotency window [API].

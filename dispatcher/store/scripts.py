@@ -64,6 +64,7 @@ deregister = Script("deregister")
 pool_scan = Script("pool_scan")
 open_room = Script("open_room")
 leave_room = Script("leave_room")
+publish = Script("publish")
 delete_room = Script("delete_room")
 close_room = Script("close_room")
 list_rooms = Script("list_rooms")
@@ -84,6 +85,7 @@ ALL = (
     pool_scan,
     open_room,
     leave_room,
+    publish,
     delete_room,
     close_room,
     list_rooms,
