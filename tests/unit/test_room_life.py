@@ -47,9 +47,9 @@ def _has(*pools: str) -> rooms.HasPool:
 
 
 def _types(steps: list[jobs.Step]) -> list[tuple[int, str | None]]:
+    specs = [s.record.spec for s in steps]
     return [
-        (s.record.spec.job_type, s.record.spec.participant and s.record.spec.participant.identity)
-        for s in steps
+        (spec.job_type, spec.participant.identity if spec.participant else None) for spec in specs
     ]
 
 
