@@ -188,6 +188,17 @@ def on_timer(record: JobRecord, now: int) -> Step:
     return Step(record)
 
 
+def on_confirmed(record: JobRecord, now: int) -> Step:
+    """The assignment timer fired but the server had already confirmed the job: it is
+    starting, and its RUNNING report has not been read yet."""
+    if record.phase != "assigned":
+        return Step(record)
+    current = msgspec.structs.replace(
+        record.current, status=JobStatus.RUNNING, started_at=now, updated_at=now
+    )
+    return Step(msgspec.structs.replace(record, phase="running", current=current))
+
+
 def on_server_lost(record: JobRecord, now: int) -> Step:
     if record.phase not in ("assigned", "running", "terminating"):
         return Step(record)

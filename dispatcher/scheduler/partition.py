@@ -206,8 +206,8 @@ class PartitionWorker:
                 self._room_created(room_decoder.decode(room))
             if (event := _decode(fields)) is not None:
                 self._apply(event, now)
-        for record in list(self.state.due(now)):
-            self._step(jobs.on_timer(record, now))
+        if due := list(self.state.due(now)):
+            await self._timers_fired(due, now)
         await self._close_rooms(now)
         self._check_servers(now)
         if place:
@@ -237,6 +237,26 @@ class PartitionWorker:
         else:
             self._registry.note_released(record.spec.pool, event.server_id)
             self._step(jobs.on_rejected(record, event, now))
+
+    async def _timers_fired(self, due: list[JobRecord], now: int) -> None:
+        """Assignments that timed out are revoked first: one whose server confirmed it in
+        the meantime is starting, and re-placing it would run it twice."""
+        assigned = [r for r in due if r.phase == "assigned"]
+        batch = scripts.Batch()
+        for record in assigned:
+            c, pool = record.current, keys.pool_keys(record.spec.pool)
+            call_keys = [pool.reservations(c.server_id), pool.jobs]
+            batch.script(scripts.revoke, call_keys, [c.job_id, c.server_id])
+        confirmed = {
+            r.spec.job_key
+            for r, revoked in zip(assigned, await batch.run(self._client), strict=True)
+            if revoked == 0
+        }
+        for record in due:
+            if record.spec.job_key in confirmed:
+                self._step(jobs.on_confirmed(record, now))
+            else:
+                self._step(jobs.on_timer(record, now))
 
     # --- rooms ----------------------------------------------------------------------------
 

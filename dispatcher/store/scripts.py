@@ -59,6 +59,7 @@ membership = Script("membership")
 reserve = Script("reserve")
 confirm = Script("confirm")
 release = Script("release")
+revoke = Script("revoke")
 heartbeat = Script("heartbeat")
 deregister = Script("deregister")
 pool_scan = Script("pool_scan")
@@ -80,6 +81,7 @@ ALL = (
     reserve,
     confirm,
     release,
+    revoke,
     heartbeat,
     deregister,
     pool_scan,

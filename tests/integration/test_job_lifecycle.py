@@ -130,6 +130,34 @@ async def test_a_silent_server_times_out_and_the_job_moves_on(stack: Stack) -> N
         assert jobs[0].state.status == JS.JS_FAILED and "did not start" in jobs[0].state.error
 
 
+async def test_a_job_its_server_confirmed_is_not_placed_again_when_its_report_is_late(
+    stack: Stack,
+) -> None:
+    ran: list[str] = []
+
+    async def record(ctx: JobContext) -> None:
+        ran.append(ctx.job.id)
+        await asyncio.Event().wait()
+
+    async with silent_server(stack.url, "AW_slow"):
+        await stack.dispatch("late-room")
+        await eventually(lambda: _worker_is(stack, "late-room", "AW_slow"), what="assignment")
+        job_id = (await stack.jobs("late-room"))[-1].id
+        # The server starts the job (confirms its slot) but its RUNNING report is slow to come.
+        client = await connect(stack.url)
+        try:
+            res = keys.pool_keys("life").reservations("AW_slow")
+            assert await scripts.confirm(client, [res], [job_id]) == 1
+        finally:
+            await client.aclose()
+        await stack.agent(record)
+        await eventually(lambda: _is(stack, "late-room", JS.JS_RUNNING), what="running")
+        await asyncio.sleep(1.5)  # past the 1 s assignment timeout
+        jobs = await stack.jobs("late-room")
+        assert [(j.id, j.state.worker_id) for j in jobs] == [(job_id, "AW_slow")]
+        assert ran == []
+
+
 async def test_the_job_of_a_server_that_stops_heartbeating_is_placed_again(stack: Stack) -> None:
     first = await stack.agent(_forever)
     await stack.dispatch("lost-room")

@@ -552,3 +552,11 @@ def test_server_of_names_the_server_only_while_it_holds_the_job() -> None:
     assert jobs.server_of(running()) == SERVER
     assert jobs.server_of(jobs.on_deleted(running(), T3).record) == SERVER
     assert jobs.server_of(jobs.on_report(running(), report(JobStatus.SUCCESS), T3).record) is None
+
+
+def test_a_confirmed_assignment_runs_on_when_its_timer_fires() -> None:
+    step = jobs.on_confirmed(assigned(), T1 + 7)
+    assert step.record.phase == "running" and step.effects == []
+    assert step.record.current.status is JobStatus.RUNNING
+    assert step.record.current.server_id == SERVER and step.record.current.started_at == T1 + 7
+    assert jobs.on_confirmed(running(), T1 + 7).record == running()
