@@ -100,7 +100,7 @@ class DispatchService:
         require(req.room, "room")
         k = self._keys(req.room)
         flat = await scripts.list_dispatches(
-            self._client, [k.room(req.room), k.jobs], [req.dispatch_id]
+            self._client, [k.room(req.room), k.room_jobs(req.room)], [req.dispatch_id]
         )
         pairs = [
             (

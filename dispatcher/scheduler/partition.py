@@ -10,6 +10,7 @@ idempotent, so a replay re-creates the same assignment instead of a second one.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -135,14 +136,18 @@ class PartitionWorker:
         lives: list[bytes] = await self._client.fast.execute("HVALS", self._keys.life)
         for raw_life in lives:
             self.state.put_room(life_decoder.decode(raw_life))
-        members: set[bytes] = await self._client.smembers(self._keys.active)  # type: ignore[assignment]
-        ids = sorted(m.decode() for m in members)
-        if not ids:
-            return
-        raws: list[bytes | None] = await self._client.hmget(self._keys.jobs, ids)  # type: ignore[assignment]
-        for raw in raws:
-            if raw is not None:
-                self.state.put(job_decoder.decode(raw))
+        active: list[bytes] = await self._client.fast.execute("HGETALL", self._keys.active)
+        by_room: dict[str, list[bytes]] = {}
+        for key, room_name in zip(active[::2], active[1::2], strict=True):
+            by_room.setdefault(room_name.decode(), []).append(key)
+        fast = self._client.fast
+        per_room = await asyncio.gather(
+            *(fast.execute("HMGET", self._keys.room_jobs(r), *ks) for r, ks in by_room.items())
+        )  # one pipelined write, however many rooms
+        for raws in per_room:
+            for raw in raws:
+                if raw is not None:
+                    self.state.put(job_decoder.decode(raw))
         log.info("partition %d: loaded %d active jobs", self.partition, len(self.state))
 
     async def _catch_up(self) -> None:
@@ -441,16 +446,20 @@ class PartitionWorker:
     async def _commit(self, acks: list[bytes]) -> None:
         if not acks and not self._dirty and not self._dirty_rooms:
             return
+        k = self._keys
+        call_keys = [k.lease, k.active, k.events, k.life]
+        job_hash: dict[str, int] = {}  # room -> index of its job hash in KEYS (1-based)
         args: list[str | bytes | int] = [self.lease_value, keys.CONSUMER_GROUP, len(acks), *acks]
         args.append(len(self._dirty))
         for key, record in self._dirty.items():
-            args += [key, encode(record), 0 if record.phase == "ended" else 1]
+            room = record.spec.room
+            if room not in job_hash:
+                call_keys.append(k.room_jobs(room))
+                job_hash[room] = len(call_keys)
+            args += [job_hash[room], room, key, encode(record), 0 if record.phase == "ended" else 1]
         for room, life in self._dirty_rooms.items():
             args += [room, encode(life) if life is not None else b""]
-        k = self._keys
-        await self._fenced(
-            scripts.commit(self._client, [k.lease, k.jobs, k.active, k.events, k.life], args)
-        )
+        await self._fenced(scripts.commit(self._client, call_keys, args))
         self._dirty.clear()
         self._dirty_rooms.clear()
 

@@ -27,8 +27,10 @@ Partition keys (``T`` = ``{pNN}``); writer in brackets:
                                 room scripts must know without decoding records.
 ``dsp:T:life``                  hash room -> RoomLife: presence and close timers [lease holder].
 ``dsp:T:idem:<request id>``     string dispatch id, expires with the idempotency window [API].
-``dsp:T:jobs``                  hash dispatch id -> JobRecord [lease holder].
-``dsp:T:active``                set of dispatch ids whose job has not ended [lease holder].
+``dsp:T:jobs:<room>``           hash job key -> JobRecord [lease holder]; expires with the
+                                room's dispatch records after the room closes.
+``dsp:T:active``                hash job key -> room, for jobs that have not ended [lease
+                                holder].
 
 Timers need no key of their own: each is derived from a persisted job record (phase and
 ``updated_at``), so a new lease holder inherits them when it loads the active jobs.
@@ -63,7 +65,6 @@ class PartitionKeys:
     lease: str
     fence: str
     rooms: str
-    jobs: str
     active: str
     life: str
 
@@ -76,9 +77,17 @@ class PartitionKeys:
     def room_info(self, room: str) -> str:
         return f"dsp:{partition_tag(self.partition)}:rinfo:{room}"
 
+    def room_jobs(self, room: str) -> str:
+        return f"dsp:{partition_tag(self.partition)}:jobs:{room}"
+
     def room_keys(self, room: str) -> list[str]:
         """A room's own keys, in the order the room scripts expect."""
-        return [self.room(room), self.room_info(room), self.participants(room)]
+        return [
+            self.room(room),
+            self.room_info(room),
+            self.participants(room),
+            self.room_jobs(room),
+        ]
 
     def idempotency(self, request_id: str) -> str:
         return f"dsp:{partition_tag(self.partition)}:idem:{request_id}"
@@ -92,7 +101,6 @@ def partition_keys(partition: int) -> PartitionKeys:
         lease=base + "lease",
         fence=base + "fence",
         rooms=base + "rooms",
-        jobs=base + "jobs",
         active=base + "active",
         life=base + "life",
     )

@@ -12,6 +12,9 @@ import pytest
 from livekit import api
 
 from dispatcher.api.auth import create_token
+from dispatcher.partitions import partition_of
+from dispatcher.store import keys
+from dispatcher.store.client import connect
 from tests.room_stack import JOIN, LEAVE, Stack, join_token, stack
 from tests.stack import API_KEY, API_SECRET, eventually
 
@@ -195,6 +198,15 @@ async def test_a_room_nobody_joins_closes_after_its_empty_timeout(stack: Stack) 
         return job.state.status in ENDED and job.state.reason == api.JobStateReason.JSR_ROOM_CLOSED
 
     await eventually(ended, what="the job ends with the room")
+    # What is left of the room expires after the retention window instead of piling up.
+    k = keys.partition_keys(partition_of("empty", 64))
+    client = await connect(stack.url_redis)
+    try:
+        for key in (k.room("empty"), k.room_jobs("empty")):
+            assert 0 < await client.ttl(key) <= 3600
+        assert not await client.hexists(k.active, (await stack.dispatches("empty"))[0].id)
+    finally:
+        await client.aclose()
 
 
 async def test_a_room_closes_after_the_last_participant_leaves(stack: Stack) -> None:

@@ -1,6 +1,6 @@
 -- The lease holder closes an empty room whose timeout passed. It acts only on a state it has
 -- fully seen: an unread event of the partition (a join, a re-creation) defers the close.
--- KEYS=[lease, events, rooms, room_dispatches, room_info, participants, life]
+-- KEYS=[lease, events, rooms, room_dispatches, room_info, participants, room_jobs, life]
 -- ARGV=[lease_value, group, room, retention_s]
 -- Returns 1 when closed, 0 when deferred; an error "FENCED" without the lease.
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return redis.error_reply('FENCED lease lost') end
@@ -19,5 +19,6 @@ if redis.call('HLEN', KEYS[6]) > 0 then return 0 end
 redis.call('HDEL', KEYS[3], ARGV[3])
 redis.call('DEL', KEYS[5], KEYS[6])
 redis.call('EXPIRE', KEYS[4], ARGV[4])
-redis.call('HDEL', KEYS[7], ARGV[3])
+redis.call('EXPIRE', KEYS[7], ARGV[4])
+redis.call('HDEL', KEYS[8], ARGV[3])
 return 1

@@ -1,6 +1,7 @@
 -- Delete a room: mark its dispatches deleted (compare-and-set on every record), drop its
--- participants and index, keep the dispatch records for the retention window, append the event.
--- KEYS=[rooms, room_dispatches, room_info, participants, events]
+-- participants and index, keep the dispatch and job records for the retention window, append
+-- the event.
+-- KEYS=[rooms, room_dispatches, room_info, participants, room_jobs, events]
 -- ARGV=[room, retention_s, event, n, (dispatch_id, expected_record, deleted_record) x n]
 -- Returns 1 when deleted, 0 when the dispatches changed in between (the caller retries),
 -- -1 when there is no such room.
@@ -16,5 +17,6 @@ end
 redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('DEL', KEYS[3], KEYS[4])
 redis.call('EXPIRE', KEYS[2], ARGV[2])
-redis.call('XADD', KEYS[5], '*', 'e', ARGV[3])
+redis.call('EXPIRE', KEYS[5], ARGV[2])
+redis.call('XADD', KEYS[6], '*', 'e', ARGV[3])
 return 1

@@ -1,5 +1,5 @@
--- A room's dispatches with their job records, in one round trip.
--- KEYS=[room_dispatches, jobs]  ARGV=[dispatch_id or ""]
+-- A room's dispatches with their room jobs' records, in one round trip.
+-- KEYS=[room_dispatches, room_jobs]  ARGV=[dispatch_id or ""]
 -- Returns a flat list: dispatch_record, job_record_or_empty, ...
 local ids
 if ARGV[1] ~= '' then ids = {ARGV[1]} else ids = redis.call('HKEYS', KEYS[1]) end

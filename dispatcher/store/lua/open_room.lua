@@ -1,6 +1,6 @@
 -- Create a room with its dispatches, and/or let a participant join it, atomically: of many
 -- concurrent first joins exactly one creates the room and its dispatches.
--- KEYS=[rooms, room_dispatches, room_info, participants, events]
+-- KEYS=[rooms, room_dispatches, room_info, participants, room_jobs, events]
 -- ARGV=[room, room_record, ensure 0/1, n, (agent_name, dispatch_id, record, event) x n,
 --       identity or "", participant_record, joined_event, max_participants]
 -- The dispatches are created when this call creates the room; with ensure=1 also on an
@@ -18,15 +18,15 @@ if new_participant and redis.call('HEXISTS', KEYS[1], room) == 1 then
     return {0, redis.call('HGET', KEYS[1], room), {}, -1, ''}
   end
 end
-local created = create_room(KEYS[1], KEYS[2], KEYS[3], KEYS[4], room, ARGV[2], ARGV[p + 3])
+local created = create_room(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], room, ARGV[2], ARGV[p + 3])
 if created == 1 and n == 0 then return redis.error_reply('a new room needs a dispatch') end
 local carry_room = created == 1 -- the first event of the call carries the new room
 local function append(event)
   if carry_room then
-    redis.call('XADD', KEYS[5], '*', 'e', event, 'r', ARGV[2])
+    redis.call('XADD', KEYS[6], '*', 'e', event, 'r', ARGV[2])
     carry_room = false
   else
-    redis.call('XADD', KEYS[5], '*', 'e', event)
+    redis.call('XADD', KEYS[6], '*', 'e', event)
   end
 end
 local made = {}
