@@ -15,6 +15,7 @@ import uvloop
 from dispatcher import settings as config
 from dispatcher.client_cli import dispatch_group, join_command, room_group, token_group
 from dispatcher.errors import ConfigError
+from dispatcher.sip_cli import sip_group
 
 
 def _configure_logging(level: str) -> None:
@@ -119,6 +120,7 @@ main.add_command(dispatch_group)
 main.add_command(token_group)
 main.add_command(room_group)
 main.add_command(join_command)
+main.add_command(sip_group)
 
 
 if __name__ == "__main__":

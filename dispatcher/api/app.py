@@ -12,6 +12,8 @@ from dispatcher.api.auth import TokenVerifier
 from dispatcher.api.dispatch_service import DispatchService
 from dispatcher.api.participant_service import ParticipantService
 from dispatcher.api.room_service import Rooms, RoomService
+from dispatcher.api.sip_inbound import SipInboundService
+from dispatcher.api.sip_service import SipService
 from dispatcher.api.twirp import TwirpRouter
 from dispatcher.api.validation import Limits
 from dispatcher.settings import ApiSettings, api_key_pairs
@@ -35,6 +37,8 @@ def create_app(settings: ApiSettings, client: Client, api_keys: dict[str, str]) 
     RoomService(rooms, authorizer, limits).twirp().install(app)
     ensure = settings.token_agents == "ensure"
     ParticipantService(rooms, authorizer, limits, ensure).twirp().install(app)
+    SipService(client, authorizer, limits).twirp().install(app)
+    SipInboundService(rooms, client, authorizer, ensure).twirp().install(app)
 
     async def healthz(_: web.Request) -> web.Response:
         return web.Response(text="ok")

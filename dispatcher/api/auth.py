@@ -22,7 +22,7 @@ import orjson
 
 from dispatcher.errors import AuthError
 
-__all__ = ["Claims", "TokenVerifier", "VideoGrant", "bearer_token", "create_token"]
+__all__ = ["Claims", "SIPGrant", "TokenVerifier", "VideoGrant", "bearer_token", "create_token"]
 
 _INVALID = "invalid authorization token"
 _BEARER = "Bearer "
@@ -57,6 +57,13 @@ class VideoGrant(msgspec.Struct, kw_only=True, rename="camel"):
     agent: bool = False
 
 
+class SIPGrant(msgspec.Struct, kw_only=True, rename="camel"):
+    """The `sip` grant: `admin` manages trunks and dispatch rules, `call` places calls."""
+
+    admin: bool = False
+    call: bool = False
+
+
 class Claims(msgspec.Struct, kw_only=True, rename="camel"):
     """Token claims we act on; anything else in the payload is ignored."""
 
@@ -69,6 +76,7 @@ class Claims(msgspec.Struct, kw_only=True, rename="camel"):
     metadata: str = ""
     attributes: dict[str, str] = msgspec.field(default_factory=dict)
     video: VideoGrant = msgspec.field(default_factory=VideoGrant)
+    sip: SIPGrant = msgspec.field(default_factory=SIPGrant)
     room_config: _RawOrNone = None  # raw protojson RoomConfiguration, parsed by its user
     room_preset: str = ""
 

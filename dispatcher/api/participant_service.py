@@ -120,7 +120,7 @@ class ParticipantService:
         if opened.joined == Joined.ROOM_FULL:
             limit = opened.room.max_participants
             raise TwirpError("resource_exhausted", f"room {name!r} is full ({limit} participants)")
-        return _reply(_join_reply(opened, spec, self._ensure))
+        return reply(_join_reply(opened, spec, self._ensure))
 
     async def leave(self, _: None, request: web.Request) -> web.Response:
         claims = self._auth.room_join(request)
@@ -134,7 +134,7 @@ class ParticipantService:
         )
         if not left:
             raise _not_in_room(identity, name)
-        return _reply(LeaveReply(room=name, identity=identity, left=True))
+        return reply(LeaveReply(room=name, identity=identity, left=True))
 
     async def publish(self, _: None, request: web.Request) -> web.Response:
         """The participant publishes a track; its first publish starts publisher jobs."""
@@ -149,7 +149,7 @@ class ParticipantService:
         )
         if first == -1:
             raise _not_in_room(identity, name)
-        return _reply(PublishReply(room=name, identity=identity, first=first == 1))
+        return reply(PublishReply(room=name, identity=identity, first=first == 1))
 
     def _room_spec(self, claims: Claims) -> RoomSpec:
         if claims.room_config is None:
@@ -188,9 +188,13 @@ def _join_reply(opened: Opened, spec: RoomSpec, ensure: bool) -> JoinReply:
             reconnected=opened.joined == Joined.PRESENT,
         ),
         token_agents=outcome,
-        dispatches=[DispatchInfo(d.id, d.agent_name, d.metadata) for d in opened.dispatches],
+        dispatches=dispatch_infos(opened),
         message=message,
     )
+
+
+def dispatch_infos(opened: Opened) -> list[DispatchInfo]:
+    return [DispatchInfo(d.id, d.agent_name, d.metadata) for d in opened.dispatches]
 
 
 def _token_agents_outcome(opened: Opened, spec: RoomSpec, ensure: bool) -> tuple[TokenAgents, str]:
@@ -216,5 +220,6 @@ def _not_in_room(identity: str, room: str) -> TwirpError:
     return TwirpError.not_found(f"participant {identity!r} is not in room {room!r}")
 
 
-def _reply(body: msgspec.Struct) -> web.Response:
+def reply(body: msgspec.Struct) -> web.Response:
+    """A 200 JSON reply of our own services."""
     return web.Response(body=_json.encode(body), headers={"Content-Type": "application/json"})
