@@ -124,7 +124,8 @@ def inbound(
     pin: str,
     call_id: str | None,
 ) -> None:
-    """Simulate an inbound call and print where the rules send it."""
+    """Simulate the SIP edge reporting an inbound call: the matching rule's room is created
+    with its agents and the caller joins it; prints what the call did."""
     body = {
         "call_id": call_id or ids.new_id("SCL_"),
         "trunk_id": trunk_id,
