@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from livekit.protocol import agent, agent_dispatch, models
@@ -10,7 +11,11 @@ from dispatcher.rooms import participant_kind
 from dispatcher.wire import DispatchRecord, JobAttempt, JobRecord, JobSpec, ParticipantRecord
 
 
-def dispatch_message(record: DispatchRecord, job: JobRecord | None) -> agent_dispatch.AgentDispatch:
+def dispatch_message(
+    record: DispatchRecord, jobs: Iterable[JobRecord] = ()
+) -> agent_dispatch.AgentDispatch:
+    """The dispatch with its jobs: the room job first, then participant and publisher jobs
+    in the order they were created, each with its past attempts before its current one."""
     message = agent_dispatch.AgentDispatch(
         id=record.id,
         agent_name=record.agent_name,
@@ -22,7 +27,7 @@ def dispatch_message(record: DispatchRecord, job: JobRecord | None) -> agent_dis
     )
     message.state.created_at = record.created_at
     message.state.deleted_at = record.deleted_at
-    if job is not None:
+    for job in sorted(jobs, key=lambda j: (bool(j.spec.key), j.spec.received_ns, j.spec.key)):
         message.state.jobs.extend(job_message(job, a) for a in (*job.past, job.current))
     return message
 

@@ -26,6 +26,7 @@ from dispatcher.wire import (
     DispatchCreated,
     DispatchDeleted,
     DispatchRecord,
+    JobRecord,
     RestartPolicy,
     dispatch_decoder,
     encode,
@@ -91,7 +92,7 @@ class DispatchService:
             [k.rooms, *k.room_keys(req.room), k.events, idem_key],
             [req.room, record.id, encode(record), encode(event), encode(room), ttl, req.agent_name],
         )
-        return dispatch_message(dispatch_decoder.decode(stored), None)
+        return dispatch_message(dispatch_decoder.decode(stored))
 
     async def list(
         self, req: pb.ListAgentDispatchRequest, request: web.Request
@@ -99,19 +100,21 @@ class DispatchService:
         self._auth.room_admin(request, req.room)
         require(req.room, "room")
         k = self._keys(req.room)
-        flat = await scripts.list_dispatches(
+        raw_dispatches, raw_jobs = await scripts.list_dispatches(
             self._client, [k.room(req.room), k.room_jobs(req.room)], [req.dispatch_id]
         )
-        pairs = [
-            (
-                dispatch_decoder.decode(flat[i]),
-                job_decoder.decode(flat[i + 1]) if flat[i + 1] else None,
-            )
-            for i in range(0, len(flat), 2)
-        ]
-        pairs.sort(key=lambda pair: (pair[0].created_at, pair[0].id))
+        jobs: dict[str, list[JobRecord]] = {}
+        for raw in raw_jobs:
+            job = job_decoder.decode(raw)
+            jobs.setdefault(job.spec.dispatch_id, []).append(job)
+        dispatches = sorted(
+            (dispatch_decoder.decode(raw) for raw in raw_dispatches),
+            key=lambda d: (d.created_at, d.id),
+        )
         response = pb.ListAgentDispatchResponse()
-        response.agent_dispatches.extend(dispatch_message(d, j) for d, j in pairs)
+        response.agent_dispatches.extend(
+            dispatch_message(d, jobs.get(d.id, ())) for d in dispatches
+        )
         return response
 
     async def delete(
@@ -127,9 +130,9 @@ class DispatchService:
                 raise TwirpError.not_found("dispatch ID not found")
             current = dispatch_decoder.decode(raw)
             if current.deleted_at:
-                return dispatch_message(current, None)
+                return dispatch_message(current)
             if (deleted := await self._mark_deleted(k, raw, current)) is not None:
-                return dispatch_message(deleted, None)
+                return dispatch_message(deleted)
         raise TwirpError("aborted", "dispatch changed concurrently; retry the call")
 
     async def _mark_deleted(

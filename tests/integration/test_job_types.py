@@ -41,8 +41,14 @@ async def test_one_participant_job_per_participant_and_none_for_agents(stack: St
     assert sorted(j.participant.identity for j in jobs) == ["alice", "bob"]
     assert all(j.type == api.JobType.JT_PARTICIPANT and j.metadata == "w" for j in jobs)
     assert all(j.room.name == "call" for j in jobs)
-    # The agent's servers serve participant jobs only: the dispatch has no room job.
-    assert (await stack.dispatches("call"))[0].state.jobs == []
+    # The agent's servers serve participant jobs only: the dispatch lists no room job, and
+    # one job per participant.
+    listed = (await stack.dispatches("call"))[0].state.jobs
+    assert sorted((j.type, j.participant.identity) for j in listed) == [
+        (api.JobType.JT_PARTICIPANT, "alice"),
+        (api.JobType.JT_PARTICIPANT, "bob"),
+    ]
+    assert {j.state.status for j in listed} <= {api.JobStatus.JS_PENDING, api.JobStatus.JS_RUNNING}
 
     status, _ = await stack.post(LEAVE, alice)
     assert status == 200
