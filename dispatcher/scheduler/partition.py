@@ -410,11 +410,16 @@ class PartitionWorker:
             return
         self._placed_version = self._registry.version
         batch, order = scripts.Batch(), []
+        full: set[str] = set()  # pools with no candidate left in this pass
         for key in self.state.waiting:
             record = self.state.records[key]
+            if record.spec.pool in full:
+                continue  # e.g. automatic jobs waiting for an unnamed server that never came
             if (call := self._reservation(record)) is not None:
                 batch.script(scripts.reserve, *call)
                 order.append(record)
+            else:
+                full.add(record.spec.pool)
         for record, result in zip(order, await batch.run(self._client), strict=True):
             self._placed(record, result, now)
 
