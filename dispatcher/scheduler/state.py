@@ -68,9 +68,11 @@ class PartitionState:
     # --- rooms ------------------------------------------------------------------------------
 
     def put_room(self, life: RoomLife) -> None:
+        before = self.rooms.get(life.room.name)
         self.rooms[life.room.name] = life
-        if (due := rooms.close_due(life)) is not None:
-            heapq.heappush(self._room_timers, (due, life.room.name))
+        due = rooms.close_due(life)
+        if due is not None and (before is None or rooms.close_due(before) != due):
+            heapq.heappush(self._room_timers, (due, life.room.name))  # armed once per time
 
     def forget_room(self, room: str) -> None:
         self.rooms.pop(room, None)

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
-from dispatcher.scheduler import jobs
+from dispatcher.scheduler import jobs, rooms
 from dispatcher.scheduler.state import PartitionState
-from dispatcher.wire import DispatchCreated, DispatchRecord, JobRecord, JobReport, JobStatus
+from dispatcher.wire import (
+    DispatchCreated,
+    DispatchRecord,
+    JobRecord,
+    JobReport,
+    JobStatus,
+    ParticipantRecord,
+    RoomRecord,
+)
 
 AGENT = "agent-a"
 SERVER_A = "AW_serverA00001"
@@ -342,3 +350,38 @@ def test_server_index_keeps_a_server_while_another_record_remains() -> None:
 
     assert state.on_server((AGENT, SERVER_A)) == [second]
     assert state.servers() == [(AGENT, SERVER_A)]
+
+
+# --- rooms ------------------------------------------------------------------------------------
+
+S = 1_000_000_000
+ROOM = RoomRecord(name="room", sid="RM_room00000001", created_at=0, empty_timeout=10)
+
+
+def test_an_empty_room_is_due_at_its_timeout_and_a_join_disarms_it() -> None:
+    state = new_state()
+    state.put_room(rooms.created(ROOM))
+    assert state.rooms_due(9 * S) == []
+    assert state.rooms_due(10 * S) == ["room"]
+    state.put_room(rooms.created(ROOM))
+    state.put_room(rooms.joined(state.rooms["room"], ParticipantRecord(sid="PA_1", identity="a")))
+    assert state.rooms_due(11 * S) == []
+
+
+def test_a_deferred_close_comes_back_and_a_forgotten_room_never_does() -> None:
+    state = new_state()
+    state.put_room(rooms.created(ROOM))
+    assert state.rooms_due(10 * S) == ["room"]
+    state.recheck_room("room", 11 * S)
+    assert state.rooms_due(11 * S) == ["room"]
+    state.recheck_room("room", 12 * S)
+    state.forget_room("room")
+    assert state.rooms_due(20 * S) == []
+
+
+def test_a_room_timer_is_armed_once_per_close_time() -> None:
+    state = new_state()
+    life = rooms.created(ROOM)
+    for _ in range(100):
+        state.put_room(life)  # e.g. one change per dispatch: the close time stays the same
+    assert len(state._room_timers) == 1
