@@ -200,6 +200,7 @@ class ParticipantLeft(msgspec.Struct, tag="left", kw_only=True, frozen=True):
     room: str
     identity: str
     at: int
+    kind: str = ""  # the participant's kind (agents and egress do not count as present)
 
 
 Event = (
@@ -262,8 +263,10 @@ class RoomLife(msgspec.Struct, kw_only=True, frozen=True):
     """The lease holder's view of a room's lifetime: who is present and when it closes."""
 
     room: RoomRecord
-    present: tuple[ParticipantRecord, ...] = ()  # in the room; agents and egress excluded
-    publishers: frozenset[str] = frozenset()  # identities that have published
+    # Participants in the room, agents and egress excluded. A count suffices: API nodes
+    # emit one join and one leave per participant session. Who they are is in the
+    # participants hash, read only when a participant or publisher job needs it.
+    present: int = 0
     dispatches: tuple[DispatchRecord, ...] = ()  # live: participant jobs come from these
     joined_ever: bool = False
     emptied_at: int = 0  # unix ns when the last participant left

@@ -126,7 +126,7 @@ class ParticipantService:
         claims = self._auth.room_join(request)
         name, identity = claims.video.room, claims.sub
         k = self._rooms.keys_of(name)
-        event = ParticipantLeft(room=name, identity=identity, at=time.time_ns())
+        event = ParticipantLeft(room=name, identity=identity, at=time.time_ns(), kind=claims.kind)
         left = await scripts.leave_room(
             self._rooms.client,
             [k.participants(name), k.room_info(name), k.events],

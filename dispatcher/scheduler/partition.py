@@ -14,6 +14,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -49,6 +50,7 @@ from dispatcher.wire import (
     event_decoder,
     job_decoder,
     life_decoder,
+    participant_decoder,
     room_decoder,
 )
 
@@ -100,6 +102,7 @@ class PartitionWorker:
         self._checked_version = -1  # registry snapshot last used to look for lost servers
         self._dirty: dict[str, JobRecord] = {}
         self._dirty_rooms: dict[str, RoomLife | None] = {}  # None: forget the room's life
+        self._fanouts: list[_Fanout] = []  # participant jobs waiting to learn who is present
         self._effects: list[jobs.Terminate | jobs.Release] = []
         self._last_trim = time.monotonic()
         self._last_stale_check = time.monotonic()
@@ -211,6 +214,8 @@ class PartitionWorker:
                 self._room_created(room_decoder.decode(room))
             if (event := _decode(fields)) is not None:
                 self._apply(event, now)
+        if self._fanouts:
+            await self._fan_out(now)
         if due := list(self.state.due(now)):
             await self._timers_fired(due, now)
         await self._close_rooms(now)
@@ -280,9 +285,14 @@ class PartitionWorker:
         dispatch = event.dispatch
         if any(d.id == dispatch.id for d in life.dispatches):
             return  # read again: its jobs exist
-        self._put_room(rooms.with_dispatch(life, dispatch))
-        for step in rooms.jobs_for_dispatch(life, dispatch, self._has_pool, self.partition, now):
-            self._step(step)
+        life = rooms.with_dispatch(life, dispatch)
+        self._put_room(life)
+        if (
+            step := rooms.room_job(life, dispatch, self._has_pool, self.partition, now)
+        ) is not None:
+            self._start([step])
+        if life.present and rooms.typed_pools(dispatch, self._has_pool):
+            self._fanouts.append(_Fanout(life.room.name, dispatch_id=dispatch.id))
 
     def _life(self, event: DispatchCreated) -> RoomLife:
         """The room of a new dispatch. Every call that creates a room says so in its entry;
@@ -314,29 +324,56 @@ class PartitionWorker:
         elif isinstance(event, ParticipantJoined):
             self._joined(life, event.participant, now)
         elif isinstance(event, ParticipantPublished):
-            self._published(life, event.identity, now)
+            self._published(life, event.identity)
         else:
-            self._put_room(rooms.left(life, event.identity, now))
+            self._put_room(rooms.left(life, event.kind, now))
             self._end_jobs(event.room, now, jobs.on_participant_left, identity=event.identity)
 
     def _joined(self, life: RoomLife, person: ParticipantRecord, now: int) -> None:
-        after = rooms.joined(life, person)
-        if after is life:
-            return  # present already, or an agent: no participant jobs
-        self._put_room(after)
-        self._start(rooms.jobs_for_participant(
-            after, person, JobType.PARTICIPANT, self._has_pool, self.partition, now
+        self._put_room(rooms.joined(life, person.kind))
+        wanted = [(person, JobType.PARTICIPANT)]
+        self._start(rooms.jobs_for_participants(
+            life, life.dispatches, wanted, self._has_pool, self.partition, now
         ))  # fmt: skip
 
-    def _published(self, life: RoomLife, identity: str, now: int) -> None:
-        after = rooms.published(life, identity)
-        person = rooms.participant(after, identity)
-        if after is life or person is None:
-            return
-        self._put_room(after)
-        self._start(rooms.jobs_for_participant(
-            after, person, JobType.PUBLISHER, self._has_pool, self.partition, now
-        ))  # fmt: skip
+    def _published(self, life: RoomLife, identity: str) -> None:
+        if any(JobType.PUBLISHER in rooms.typed_pools(d, self._has_pool) for d in life.dispatches):
+            self._fanouts.append(_Fanout(life.room.name, identity=identity))
+
+    async def _fan_out(self, now: int) -> None:
+        """Participant and publisher jobs that need to know who is in the room: read from
+        the room's participants (and who published) once per room, after the whole batch
+        is applied, so a participant who left in the same batch gets nothing."""
+        fanouts, self._fanouts = self._fanouts, []
+        names = sorted({f.room for f in fanouts if f.room in self.state.rooms})
+        k, fast = self._keys, self._client.fast
+        replies = await asyncio.gather(
+            *(fast.execute("HVALS", k.participants(r)) for r in names),
+            *(fast.execute("HKEYS", k.room_info(r)) for r in names),
+        )
+        present = {
+            r: {p.identity: p for p in map(participant_decoder.decode, raw)}
+            for r, raw in zip(names, replies[: len(names)], strict=True)
+        }
+        published = {
+            r: {f[2:].decode() for f in fields if f.startswith(b"p:")}
+            for r, fields in zip(names, replies[len(names) :], strict=True)
+        }
+        for fanout in fanouts:
+            if (life := self.state.rooms.get(fanout.room)) is None:
+                continue
+            people, publishers = present[fanout.room], published[fanout.room]
+            if fanout.dispatch_id is not None:
+                dispatches = [d for d in life.dispatches if d.id == fanout.dispatch_id]
+                wanted = [(p, JobType.PARTICIPANT) for p in people.values()]
+                wanted += [(p, JobType.PUBLISHER) for i, p in people.items() if i in publishers]
+            else:
+                dispatches = list(life.dispatches)
+                person = people.get(fanout.identity or "")
+                wanted = [(person, JobType.PUBLISHER)] if person is not None else []
+            self._start(rooms.jobs_for_participants(
+                life, dispatches, wanted, self._has_pool, self.partition, now
+            ))  # fmt: skip
 
     def _start(self, steps: list[jobs.Step]) -> None:
         for step in steps:
@@ -503,6 +540,16 @@ class PartitionWorker:
         pending: Any = await self._client.xpending(self._keys.events, keys.CONSUMER_GROUP)
         oldest = pending.get("min") or self._last_id
         await self._client.xtrim(self._keys.events, minid=oldest, approximate=True)
+
+
+@dataclass(frozen=True, slots=True)
+class _Fanout:
+    """Per-participant jobs to start: of one new dispatch for everyone present, or of every
+    dispatch for one participant who published."""
+
+    room: str
+    dispatch_id: str | None = None
+    identity: str | None = None
 
 
 def _decode(fields: dict[bytes, bytes]) -> Event | None:

@@ -4,11 +4,12 @@ A room closes when nobody is in it: ``empty_timeout`` after creation if nobody e
 ``departure_timeout`` after the last participant left. Agents and egress participants do not
 keep a room open and get no participant or publisher jobs (they are there because of it).
 The room also remembers its live dispatches, which participant and publisher jobs come from.
+Presence is a count, so a change costs the same in a room of two and of ten thousand.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import msgspec
 
@@ -25,40 +26,25 @@ from dispatcher.wire import (
 )
 
 _NS = 1_000_000_000
+TYPED = (JobType.PARTICIPANT, JobType.PUBLISHER)
 
 
 def created(room: RoomRecord) -> RoomLife:
     return RoomLife(room=room)
 
 
-def participant(life: RoomLife, identity: str) -> ParticipantRecord | None:
-    return next((p for p in life.present if p.identity == identity), None)
-
-
-def joined(life: RoomLife, person: ParticipantRecord) -> RoomLife:
-    """The room with ``person`` in it (unchanged for a dependent or present participant)."""
-    if is_dependent(person) or participant(life, person.identity) is not None:
+def joined(life: RoomLife, kind: str) -> RoomLife:
+    """A participant session began (API nodes report each session once)."""
+    if is_dependent(ParticipantRecord(sid="", identity="", kind=kind)):
         return life
-    present = (*life.present, person)
-    return msgspec.structs.replace(life, present=present, joined_ever=True, emptied_at=0)
+    return msgspec.structs.replace(life, present=life.present + 1, joined_ever=True, emptied_at=0)
 
 
-def left(life: RoomLife, identity: str, now: int) -> RoomLife:
-    if participant(life, identity) is None:
+def left(life: RoomLife, kind: str, now: int) -> RoomLife:
+    if is_dependent(ParticipantRecord(sid="", identity="", kind=kind)) or not life.present:
         return life
-    present = tuple(p for p in life.present if p.identity != identity)
-    return msgspec.structs.replace(
-        life,
-        present=present,
-        publishers=life.publishers - {identity},
-        emptied_at=0 if present else now,
-    )
-
-
-def published(life: RoomLife, identity: str) -> RoomLife:
-    if participant(life, identity) is None or identity in life.publishers:
-        return life
-    return msgspec.structs.replace(life, publishers=life.publishers | {identity})
+    present = life.present - 1
+    return msgspec.structs.replace(life, present=present, emptied_at=0 if present else now)
 
 
 def with_dispatch(life: RoomLife, dispatch: DispatchRecord) -> RoomLife:
@@ -86,42 +72,39 @@ def close_due(life: RoomLife) -> int | None:
 HasPool = Callable[[str], bool]  # whether any agent server serves the pool
 
 
-def jobs_for_dispatch(
+def typed_pools(dispatch: DispatchRecord, has_pool: HasPool) -> list[JobType]:
+    """The per-participant job types the dispatch's agent has servers for."""
+    return [t for t in TYPED if has_pool(pool_name(dispatch.agent_name, t))]
+
+
+def room_job(
     life: RoomLife, dispatch: DispatchRecord, has_pool: HasPool, partition: int, now: int
-) -> list[jobs.Step]:
-    """A new dispatch's jobs: the room job, plus participant and publisher jobs for those
-    already in the room when servers of those types exist. The room job is left out only
-    when the agent's servers all serve other job types."""
-    name, sid = dispatch.agent_name, life.room.sid
-    typed = [t for t in (JobType.PARTICIPANT, JobType.PUBLISHER) if has_pool(pool_name(name, t))]
-    steps = []
-    if has_pool(pool_name(name, JobType.ROOM)) or not typed:
-        event = DispatchCreated(dispatch=dispatch, room_sid=sid, received_ns=dispatch.created_at)
-        steps.append(jobs.created(event, partition, now, sid))
-    for person in life.present:
-        if JobType.PARTICIPANT in typed:
-            steps.append(
-                jobs.for_participant(dispatch, sid, person, JobType.PARTICIPANT, partition, now)
-            )
-        if JobType.PUBLISHER in typed and person.identity in life.publishers:
-            steps.append(
-                jobs.for_participant(dispatch, sid, person, JobType.PUBLISHER, partition, now)
-            )
-    return steps
+) -> jobs.Step | None:
+    """A new dispatch's room job, left out only when the agent's servers all serve other
+    job types (with no servers at all it waits for them)."""
+    if not has_pool(pool_name(dispatch.agent_name, JobType.ROOM)) and typed_pools(
+        dispatch, has_pool
+    ):
+        return None
+    sid = life.room.sid
+    event = DispatchCreated(dispatch=dispatch, room_sid=sid, received_ns=dispatch.created_at)
+    return jobs.created(event, partition, now, sid)
 
 
-def jobs_for_participant(
+def jobs_for_participants(
     life: RoomLife,
-    person: ParticipantRecord,
-    job_type: JobType,
+    dispatches: Iterable[DispatchRecord],
+    people: Iterable[tuple[ParticipantRecord, JobType]],
     has_pool: HasPool,
     partition: int,
     now: int,
 ) -> list[jobs.Step]:
-    """A participant's jobs of ``job_type``: one per live dispatch whose agent has servers
-    of that type."""
+    """Participant or publisher jobs: one per (dispatch, participant, job type) whose agent
+    has servers of that type; agents and egress get none."""
     return [
         jobs.for_participant(d, life.room.sid, person, job_type, partition, now)
-        for d in life.dispatches
+        for person, job_type in people
+        if not is_dependent(person)
+        for d in dispatches
         if has_pool(pool_name(d.agent_name, job_type))
     ]

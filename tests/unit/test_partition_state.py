@@ -10,7 +10,6 @@ from dispatcher.wire import (
     JobRecord,
     JobReport,
     JobStatus,
-    ParticipantRecord,
     RoomRecord,
 )
 
@@ -364,7 +363,7 @@ def test_an_empty_room_is_due_at_its_timeout_and_a_join_disarms_it() -> None:
     assert state.rooms_due(9 * S) == []
     assert state.rooms_due(10 * S) == ["room"]
     state.put_room(rooms.created(ROOM))
-    state.put_room(rooms.joined(state.rooms["room"], ParticipantRecord(sid="PA_1", identity="a")))
+    state.put_room(rooms.joined(state.rooms["room"], "standard"))
     assert state.rooms_due(11 * S) == []
 
 

@@ -24,22 +24,21 @@ def test_an_unjoined_room_closes_after_its_empty_timeout() -> None:
 
 
 def test_a_present_participant_keeps_the_room_open_and_leaving_starts_departure() -> None:
-    life = rooms.joined(rooms.created(ROOM), ALICE)
+    life = rooms.joined(rooms.joined(rooms.created(ROOM), ""), "standard")
     assert rooms.close_due(life) is None
-    left = rooms.left(life, "alice", 200 * S)
-    assert rooms.close_due(left) == 205 * S
+    one_left = rooms.left(life, "", 200 * S)
+    assert rooms.close_due(one_left) is None
+    assert rooms.close_due(rooms.left(one_left, "", 201 * S)) == 206 * S
 
 
 def test_agents_neither_keep_a_room_open_nor_count_as_present() -> None:
     life = rooms.created(ROOM)
-    assert rooms.joined(life, AGENT) is life
+    assert rooms.joined(life, "agent") is life
+    assert rooms.left(rooms.joined(life, ""), "egress", 1).present == 1
 
 
-def test_a_rejoin_changes_nothing_and_a_leave_forgets_the_publish() -> None:
-    life = rooms.published(rooms.joined(rooms.created(ROOM), ALICE), "alice")
-    assert rooms.joined(life, ALICE) is life
-    assert "alice" in life.publishers
-    assert rooms.left(life, "alice", 1).publishers == frozenset()
+def test_a_stray_leave_never_makes_presence_negative() -> None:
+    assert rooms.left(rooms.created(ROOM), "", 1).present == 0
 
 
 def _has(*pools: str) -> rooms.HasPool:
@@ -53,27 +52,33 @@ def _types(steps: list[jobs.Step]) -> list[tuple[int, str | None]]:
     ]
 
 
-def test_a_dispatch_gets_a_room_job_when_no_typed_servers_exist() -> None:
-    steps = rooms.jobs_for_dispatch(rooms.created(ROOM), DISPATCH, _has(), 0, 1)
-    assert _types(steps) == [(JobType.ROOM, None)]
-    assert steps[0].record.spec.room_sid == "RM_r"
+def test_a_dispatch_gets_a_room_job_unless_its_servers_all_serve_other_types() -> None:
+    life = rooms.created(ROOM)
+    step = rooms.room_job(life, DISPATCH, _has(), 0, 1)
+    assert step is not None and step.record.spec.room_sid == "RM_r"
+    assert step.record.spec.job_type == JobType.ROOM
+    typed = _has(pool_name("bot", JobType.PARTICIPANT))
+    assert rooms.room_job(life, DISPATCH, typed, 0, 1) is None
+    both = _has("bot", pool_name("bot", JobType.PARTICIPANT))
+    assert rooms.room_job(life, DISPATCH, both, 0, 1) is not None
 
 
-def test_participant_servers_only_means_participant_jobs_only() -> None:
-    life = rooms.published(rooms.joined(rooms.created(ROOM), ALICE), "alice")
-    has = _has(pool_name("bot", JobType.PARTICIPANT), pool_name("bot", JobType.PUBLISHER))
-    steps = rooms.jobs_for_dispatch(life, DISPATCH, has, 0, 1)
-    assert _types(steps) == [(JobType.PARTICIPANT, "alice"), (JobType.PUBLISHER, "alice")]
-    keys = {s.record.spec.job_key for s in steps}
-    assert keys == {"AD_1/participant/alice", "AD_1/publisher/alice"}
-
-
-def test_a_participant_gets_one_job_per_dispatch_with_servers_of_the_type() -> None:
+def test_participant_jobs_go_to_each_dispatch_with_servers_of_the_type() -> None:
     other = DispatchRecord(id="AD_2", agent_name="idle", room="r")
     life = rooms.with_dispatch(rooms.with_dispatch(rooms.created(ROOM), DISPATCH), other)
-    has = _has(pool_name("bot", JobType.PARTICIPANT))
-    steps = rooms.jobs_for_participant(life, ALICE, JobType.PARTICIPANT, has, 0, 1)
-    assert [s.record.spec.dispatch_id for s in steps] == ["AD_1"]
+    has = _has(pool_name("bot", JobType.PARTICIPANT), pool_name("bot", JobType.PUBLISHER))
+    wanted = [
+        (ALICE, JobType.PARTICIPANT),
+        (ALICE, JobType.PUBLISHER),
+        (AGENT, JobType.PARTICIPANT),
+    ]
+    steps = rooms.jobs_for_participants(life, life.dispatches, wanted, has, 0, 1)
+    assert _types(steps) == [(JobType.PARTICIPANT, "alice"), (JobType.PUBLISHER, "alice")]
+    assert {s.record.spec.job_key for s in steps} == {
+        "AD_1/participant/alice",
+        "AD_1/publisher/alice",
+    }
+    assert rooms.typed_pools(DISPATCH, has) == [JobType.PARTICIPANT, JobType.PUBLISHER]
 
 
 def test_pools_of_typed_servers_are_apart_from_room_servers() -> None:
