@@ -268,3 +268,11 @@ async def test_a_join_naming_another_room_is_refused(stack: Stack) -> None:
     assert (status, body["code"]) == (401, "unauthenticated")
     assert "not 'elsewhere'" in body["msg"]
     assert (await stack.lk.room.list_rooms(api.ListRoomsRequest())).rooms == []
+
+
+async def test_an_agent_alone_does_not_keep_a_room_open(stack: Stack) -> None:
+    token = api.AccessToken(API_KEY, API_SECRET).with_identity("bot").with_kind("agent")
+    config = api.RoomConfiguration(empty_timeout=1)
+    grants = api.VideoGrants(room_join=True, room="agent-only")
+    await stack.join(token.with_grants(grants).with_room_config(config).to_jwt())
+    await _closes(stack, "agent-only")

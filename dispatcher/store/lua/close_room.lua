@@ -1,5 +1,6 @@
 -- The lease holder closes an empty room whose timeout passed. It acts only on a state it has
 -- fully seen: an unread event of the partition (a join, a re-creation) defers the close.
+-- Agents still listed as participants do not keep the room open; they go with it.
 -- KEYS=[lease, events, rooms, room_dispatches, room_info, participants, room_jobs, life]
 -- ARGV=[lease_value, group, room, retention_s]
 -- Returns 1 when closed, 0 when deferred; an error "FENCED" without the lease.
@@ -15,7 +16,6 @@ for _, group in ipairs(redis.call('XINFO', 'GROUPS', KEYS[2])) do
     return 0
   end
 end
-if redis.call('HLEN', KEYS[6]) > 0 then return 0 end
 redis.call('HDEL', KEYS[3], ARGV[3])
 redis.call('DEL', KEYS[5], KEYS[6])
 redis.call('EXPIRE', KEYS[4], ARGV[4])
