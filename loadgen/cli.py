@@ -1,4 +1,5 @@
-"""The ``loadgen`` command: ``dispatch`` benchmarks agent dispatch; more commands will follow."""
+"""The ``loadgen`` command: ``dispatch`` benchmarks agent dispatch, ``connect`` participants
+joining rooms, ``offer`` the load generator itself."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 import click
 
 from dispatcher.settings import DEV_API_KEY, DEV_API_SECRET
+from loadgen.connect_cmd import connect_command
 from loadgen.errors import DispatchCommandError
 
 POSITIVE = click.FloatRange(min=0, min_open=True)
@@ -75,8 +77,4 @@ def offer(rate: float, duration: float, pin: bool, as_json: bool) -> None:
     click.echo(orjson.dumps(report).decode() if as_json else format_offer(report))
 
 
-@main.command()
-def connect() -> None:
-    """Agent-server connection load (not implemented yet)."""
-    click.echo("not implemented until the rooms issue")
-    sys.exit(2)
+main.add_command(connect_command(dispatch))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+CONNECTION_LIMIT = 256  # keep-alive connections to the API node
+
 
 @dataclass(frozen=True, slots=True)
 class DispatchOptions:
@@ -23,6 +25,7 @@ class DispatchOptions:
     result_wait_s: float = 10.0
     ready_timeout_s: float = 30.0
     max_in_flight: int = 4096
+    connections: int = CONNECTION_LIMIT
 
     def as_dict(self) -> dict[str, object]:
         """The run parameters for the report; the secret stays out of it."""

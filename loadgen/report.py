@@ -174,7 +174,7 @@ def align(rows: Sequence[Sequence[str]]) -> list[str]:
     ]
 
 
-def _cpu_line(cpu: dict[str, float | None]) -> str:
+def cpu_line(cpu: dict[str, float | None]) -> str:
     return "   ".join(f"{name} {_fmt(value)}" for name, value in cpu.items())
 
 
@@ -199,11 +199,16 @@ def format_table(report: dict[str, Any]) -> str:
         f"   errors {report['agent_errors']}",
         f"backlog    {report['started_in_grace']} started within the send window + grace, "
         f"bounded: {'yes' if report['backlog_bounded'] else 'no'}",
-        f"CPU (us)   {_cpu_line(report['cpu'])}",
+        f"CPU (us)   {cpu_line(report['cpu'])}",
         "",
     ]
-    rows = [["ms", "count", *(name for name, _ in PERCENTILES)]]
-    for label, key in _LATENCY_ROWS:
+    return "\n".join(head + latency_table(report, _LATENCY_ROWS))
+
+
+def latency_table(report: dict[str, Any], rows: Sequence[tuple[str, str]]) -> list[str]:
+    """The lines of a table in ms: one row per (label, key of a latency summary)."""
+    table = [["ms", "count", *(name for name, _ in PERCENTILES)]]
+    for label, key in rows:
         summary = report[key]
-        rows.append([label, str(summary["count"]), *(_fmt(summary[n]) for n, _ in PERCENTILES)])
-    return "\n".join(head + align(rows))
+        table.append([label, str(summary["count"]), *(_fmt(summary[n]) for n, _ in PERCENTILES)])
+    return align(table)

@@ -15,7 +15,7 @@ import contextlib
 import dataclasses
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 
@@ -135,19 +135,38 @@ class DispatchSession:
 
     async def step(self, rate: float, duration: float) -> StepData:
         """Send at ``rate`` for ``duration`` seconds and collect what happened."""
-        assert self._http is not None and self._reader is not None and self._client is not None
-        options = dataclasses.replace(self.options, rate=rate, duration=duration)
-        self._steps += 1
-        self._reader.discard()
+        assert self._http is not None
+        http, (options, prefix) = self._http, self._next_step(rate, duration)
         progress = Progress(rate)
+        return await self._measure(
+            options, progress, lambda: send_all(http, options, prefix, progress)
+        )
+
+    def _next_step(self, rate: float, duration: float) -> tuple[DispatchOptions, str]:
+        """The options and room-name prefix of the next step."""
+        self._steps += 1
+        options = dataclasses.replace(self.options, rate=rate, duration=duration)
+        return options, f"{self._prefix}-{self._steps}"
+
+    async def _measure(
+        self,
+        options: DispatchOptions,
+        progress: Progress,
+        send: Callable[[], Awaitable[SendStats]],
+    ) -> StepData:
+        """Run ``send`` (the step's schedule) with CPU, Redis and job starts measured around
+        it; accepted jobs are the sent ``accepted_ids``."""
+        assert self._reader is not None and self._client is not None
+        self._reader.discard()
         usec_before = await redis_command_usec(self._client)
         redis_cpu_before = await redis_cpu_s(self._client)
         cpu_before = self._process_cpu()
         window_start_ns = time.time_ns()
         async with self._live(progress, self._reader):
-            stats = await send_all(self._http, options, f"{self._prefix}-{self._steps}", progress)
+            stats = await send()
             started_in_grace = await self._started_by(
-                window_start_ns + int((duration + BACKLOG_GRACE_S) * 1e9), stats.accepted_ids
+                window_start_ns + int((options.duration + BACKLOG_GRACE_S) * 1e9),
+                stats.accepted_ids,
             )
             await wait_for_results(self._reader, stats.accepted_ids, options.result_wait_s)
         return StepData(

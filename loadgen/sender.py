@@ -32,7 +32,6 @@ from loadgen.payload import (
 )
 from loadgen.progress import Progress
 
-CONNECTION_LIMIT = 256
 REQUEST_TIMEOUT_S = 10.0
 OK = "ok"
 _YIELD_EVERY = 64  # when behind schedule, still let replies be handled this often
@@ -102,10 +101,12 @@ class Sender:
         self._in_flight: set[asyncio.Task[None]] = set()
         self.stats = SendStats(planned=planned_count(options.rate, options.duration))
 
-    async def run(self) -> SendStats:
-        """Send the whole schedule, then wait for the replies still outstanding."""
+    async def run(self, t0: float | None = None) -> SendStats:
+        """Send the whole schedule, then wait for the replies still outstanding.
+
+        ``t0``: when the first send is due (``time.perf_counter``); default 50 ms from now."""
         rate, stats = self._options.rate, self.stats
-        t0 = time.perf_counter() + 0.05
+        t0 = time.perf_counter() + 0.05 if t0 is None else t0
         stats.first_send = t0
         for index in range(stats.planned):
             due = send_time(t0, index, rate)
@@ -172,9 +173,9 @@ async def post_dispatch(client: HttpClient, options: DispatchOptions, room: str)
     return Reply(code, dispatch_id, time.perf_counter_ns() - started)
 
 
-def http_client(options: DispatchOptions, limit: int = CONNECTION_LIMIT) -> HttpClient:
+def http_client(options: DispatchOptions) -> HttpClient:
     """Keep-alive connections to the API node, reused as a real API client would."""
-    return HttpClient(options.url, max_connections=limit, timeout_s=REQUEST_TIMEOUT_S)
+    return HttpClient(options.url, max_connections=options.connections, timeout_s=REQUEST_TIMEOUT_S)
 
 
 async def send_all(

@@ -18,7 +18,7 @@ from loadgen.connect_report import (
     connect_outcome,
     format_connect,
 )
-from loadgen.join_plan import JOINABLE_AFTER_S, JoinShape, PlannedJoin, plan_joins
+from loadgen.join_plan import JOINABLE_AFTER_S, JoinPlan, JoinShape, PlannedJoin, plan_joins
 from loadgen.join_progress import JoinProgress
 from loadgen.join_sender import JoinStats
 from loadgen.join_tokens import mint_tokens
@@ -32,8 +32,12 @@ RATE = 1000.0
 SHAPE = JoinShape(new_room_share=0.2, room_size=4, leave_share=0.25)
 
 
-def plan(seed: int | None = 7, count: int = 4000, shape: JoinShape = SHAPE) -> list[PlannedJoin]:
+def plan(seed: int | None = 7, count: int = 4000, shape: JoinShape = SHAPE) -> JoinPlan:
     return plan_joins("lg-test", count, RATE, shape, seed)
+
+
+def everyone(joins: JoinPlan) -> list[PlannedJoin]:
+    return [*joins.openers, *joins.joins]
 
 
 # --- the plan -----------------------------------------------------------------------------
@@ -45,21 +49,28 @@ def test_the_same_seed_gives_the_same_plan() -> None:
 
 
 def test_every_join_has_its_own_identity() -> None:
-    joins = plan()
+    joins = everyone(plan())
     assert len({j.identity for j in joins}) == len(joins)
 
 
-def test_the_new_room_share_is_kept_once_rooms_are_open() -> None:
-    warm = int(JOINABLE_AFTER_S * RATE)  # before any room is open, every join creates one
-    joins = plan(count=20_000, shape=JoinShape(new_room_share=0.1, room_size=1000))
-    assert all(j.creates_room for j in joins[:warm])
-    share = sum(j.creates_room for j in joins[warm:]) / len(joins[warm:])
-    assert share == pytest.approx(0.1, abs=0.01)
+def test_the_new_room_share_is_kept_from_the_start() -> None:
+    joins = plan(count=20_000, shape=JoinShape(new_room_share=0.1, room_size=1000)).joins
+    for part in (joins[:1000], joins):  # the first second as well: no rush of creations
+        assert sum(j.creates_room for j in part) / len(part) == pytest.approx(0.1, abs=0.03)
+
+
+def test_openers_create_the_rooms_the_first_joins_join() -> None:
+    joins = plan()
+    assert joins.openers and all(j.creates_room and not j.leaves for j in joins.openers)
+    opened = {j.room for j in joins.openers}
+    early = joins.joins[: int(JOINABLE_AFTER_S * RATE)]
+    assert {j.room for j in early if not j.creates_room} <= opened
 
 
 def test_each_room_is_created_once_and_joined_only_once_open() -> None:
-    created_at: dict[str, int] = {}
-    for index, join in enumerate(plan()):
+    joins = plan()
+    created_at = {j.room: -JOINABLE_AFTER_S * RATE for j in joins.openers}
+    for index, join in enumerate(joins.joins):
         if join.creates_room:
             assert join.room not in created_at
             created_at[join.room] = index
@@ -68,19 +79,19 @@ def test_each_room_is_created_once_and_joined_only_once_open() -> None:
 
 
 def test_no_room_gets_more_joins_than_the_room_size() -> None:
-    per_room = Counter(j.room for j in plan())
+    per_room = Counter(j.room for j in everyone(plan()))
     assert max(per_room.values()) == SHAPE.room_size
 
 
 def test_rooms_of_one_are_never_joined() -> None:
     joins = plan(shape=JoinShape(new_room_share=0.1, room_size=1))
-    assert all(j.creates_room for j in joins)
+    assert not joins.openers and all(j.creates_room for j in joins.joins)
 
 
 def test_the_leave_share_is_kept() -> None:
-    joins = plan(count=20_000)
+    joins = plan(count=20_000).joins
     assert sum(j.leaves for j in joins) / len(joins) == pytest.approx(0.25, abs=0.01)
-    assert not any(j.leaves for j in plan(shape=JoinShape(leave_share=0.0)))
+    assert not any(j.leaves for j in plan(shape=JoinShape(leave_share=0.0)).joins)
 
 
 @pytest.mark.parametrize(
@@ -96,7 +107,7 @@ def test_the_shape_refuses_impossible_values(bad: dict[str, Any]) -> None:
 
 
 def test_tokens_verify_and_grant_joining_exactly_the_planned_room() -> None:
-    joins = plan(count=50)
+    joins = plan(count=50).joins
     minted = mint_tokens(joins, DEV_API_KEY, DEV_API_SECRET, "agent-x", first_send_ns=0, rate=RATE)
     verifier = TokenVerifier({DEV_API_KEY: DEV_API_SECRET})
     for join, token in zip(joins, minted.tokens, strict=True):
@@ -107,7 +118,7 @@ def test_tokens_verify_and_grant_joining_exactly_the_planned_room() -> None:
 
 
 def test_a_creating_token_carries_the_agent_and_its_join_s_send_time() -> None:
-    joins = plan(count=50)
+    joins = plan(count=50).joins
     first_send_ns = 1_700_000_000_000_000_000
     minted = mint_tokens(
         joins, DEV_API_KEY, DEV_API_SECRET, "agent-x", first_send_ns=first_send_ns, rate=RATE
@@ -130,7 +141,7 @@ OPTIONS = dataclasses.replace(DISPATCH_OPTIONS, rate=4, duration=1, agents=1)
 
 
 def connect_step() -> StepData:
-    stats = JoinStats(planned=4, attempted=4, shape=SHAPE, track_dispatches=True)
+    stats = JoinStats(planned=4, attempted=4, shape=SHAPE, tracked_agent="a")
     stats.codes.update({OK: 3, "unauthenticated": 1})
     stats.response_ns = [1_000_000, 2_000_000, 3_000_000]
     stats.join_sent_ns = [100, 200, 300]

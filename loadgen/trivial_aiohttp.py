@@ -1,0 +1,79 @@
+"""The API node's HTTP stack with a Join that does nothing: the ceiling of that stack.
+
+The same aiohttp application shape as ``dispatcher.api.app`` (one Twirp router, a raw
+``dispatcher.Participant/Join`` method, ``AppRunner`` without access log, backlog 1024, on
+uvloop), whose Join answers a constant JSON reply shaped like the real one: no token check,
+no Redis. ``loadgen connect --trivial-stack`` measures it exactly as it measures the real
+API node, so the ratio of the two knees is what the join path costs on top of the stack.
+
+    python -m loadgen.trivial_aiohttp --port 7991
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from typing import Final
+
+import uvloop
+from aiohttp import web
+
+from dispatcher.api.twirp import MAX_BODY_SIZE, TwirpRouter, TwirpService
+from workers.runner import install_stop_signals
+
+REPLY: Final = (
+    b'{"room":{"sid":"RM_trivial","name":"trivial","created":false},'
+    b'"participant":{"sid":"PA_trivial","identity":"trivial","reconnected":false},'
+    b'"token_agents":"none","dispatches":[],"message":"trivial"}'
+)
+
+
+async def join(_: None, request: web.Request) -> web.Response:
+    return web.Response(body=REPLY, headers={"Content-Type": "application/json"})
+
+
+async def ready(_: web.Request) -> web.Response:
+    return web.Response(text="ready")
+
+
+def create_app() -> web.Application:
+    app = web.Application(client_max_size=MAX_BODY_SIZE)
+    TwirpRouter(max_body_size=MAX_BODY_SIZE).install(app)
+    service = TwirpService("dispatcher.Participant")
+    service.add_raw("Join", join)
+    service.install(app)
+    app.router.add_get("/readyz", ready)
+    return app
+
+
+async def serve(host: str, port: int) -> None:
+    """Serve until SIGINT or SIGTERM, as the API node does."""
+    stop = asyncio.Event()
+    install_stop_signals(stop)
+    runner = web.AppRunner(create_app(), access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port, backlog=1024).start()
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def command(port: int, _redis_url: str) -> list[str]:
+    """How ``loadgen.devstack.DevStack`` runs this server in place of ``dispatcher dev``."""
+    return [sys.executable, "-m", "loadgen.trivial_aiohttp", "--port", str(port)]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=7991)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    uvloop.run(serve(args.host, args.port))
+
+
+if __name__ == "__main__":
+    main()
