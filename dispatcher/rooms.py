@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from livekit.protocol import models
 from livekit.protocol import room as room_pb
-from livekit.protocol.agent_dispatch import RoomAgentDispatch
+from livekit.protocol.agent_dispatch import CreateAgentDispatchRequest, RoomAgentDispatch
 
 from dispatcher import ids
 from dispatcher.wire import (
@@ -64,7 +64,10 @@ def new_room(name: str, spec: RoomSpec, now: int) -> RoomRecord:
     )
 
 
-def dispatch_of(room: RoomRecord, agent: RoomAgentDispatch, now: int) -> DispatchRecord:
+def dispatch_of(
+    room: RoomRecord, agent: RoomAgentDispatch | CreateAgentDispatchRequest, now: int
+) -> DispatchRecord:
+    """A dispatch of ``agent`` (a room's agent entry, or a CreateDispatch request)."""
     return DispatchRecord(
         id=ids.dispatch_id(),
         agent_name=agent.agent_name,

@@ -13,13 +13,12 @@ import msgspec
 from aiohttp import web
 from livekit.protocol import agent_dispatch as pb
 
-from dispatcher import ids
 from dispatcher.api.access import Authorizer
 from dispatcher.api.twirp import TwirpError, TwirpService
 from dispatcher.api.validation import Limits, check_dispatch_request, require
 from dispatcher.convert import dispatch_message
 from dispatcher.partitions import partition_of
-from dispatcher.rooms import RoomSpec, new_room
+from dispatcher.rooms import RoomSpec, dispatch_of, new_room
 from dispatcher.store import keys, scripts
 from dispatcher.store.client import Client
 from dispatcher.wire import (
@@ -27,7 +26,6 @@ from dispatcher.wire import (
     DispatchDeleted,
     DispatchRecord,
     JobRecord,
-    RestartPolicy,
     dispatch_decoder,
     encode,
     job_decoder,
@@ -69,19 +67,10 @@ class DispatchService:
         received = time.time_ns()
         self._auth.room_admin(request, req.room)
         check_dispatch_request(req, self._limits)
-        record = DispatchRecord(
-            id=ids.dispatch_id(),
-            agent_name=req.agent_name,
-            room=req.room,
-            metadata=req.metadata,
-            restart_policy=RestartPolicy(req.restart_policy),
-            deployment=req.deployment,
-            attributes=dict(req.attributes),
-            created_at=received,
-        )
         # The room this call creates if there is none; an existing room keeps its own sid,
         # which the lease holder puts in the job.
         room = new_room(req.room, RoomSpec(), received)
+        record = dispatch_of(room, req, received)
         event = DispatchCreated(dispatch=record, room_sid=room.sid, received_ns=received)
         k = self._keys(req.room)
         request_id = _request_id(request)
