@@ -20,7 +20,6 @@ from dispatcher import ids
 from dispatcher.wire import (
     DispatchCreated,
     DispatchRecord,
-    ParticipantRecord,
     RestartPolicy,
     RoomRecord,
     encode,
@@ -118,6 +117,7 @@ def participant_kind(kind: str) -> int:
         return int(models.ParticipantInfo.STANDARD)
 
 
-def is_dependent(participant: ParticipantRecord) -> bool:
-    """Agents and egress never trigger participant or publisher jobs (as the reference)."""
-    return participant.kind.lower() in ("agent", "egress")
+def is_dependent(kind: str) -> bool:
+    """Agents and egress (a participant's ``kind``) never trigger participant or publisher
+    jobs (as the reference)."""
+    return kind.lower() in ("agent", "egress")

@@ -35,13 +35,13 @@ def created(room: RoomRecord) -> RoomLife:
 
 def joined(life: RoomLife, kind: str) -> RoomLife:
     """A participant session began (API nodes report each session once)."""
-    if is_dependent(ParticipantRecord(sid="", identity="", kind=kind)):
+    if is_dependent(kind):
         return life
     return msgspec.structs.replace(life, present=life.present + 1, joined_ever=True, emptied_at=0)
 
 
 def left(life: RoomLife, kind: str, now: int) -> RoomLife:
-    if is_dependent(ParticipantRecord(sid="", identity="", kind=kind)) or not life.present:
+    if is_dependent(kind) or not life.present:
         return life
     present = life.present - 1
     return msgspec.structs.replace(life, present=present, emptied_at=0 if present else now)
@@ -104,7 +104,7 @@ def jobs_for_participants(
     return [
         jobs.for_participant(d, life.room.sid, person, job_type, partition, now)
         for person, job_type in people
-        if not is_dependent(person)
+        if not is_dependent(person.kind)
         for d in dispatches
         if has_pool(pool_name(d.agent_name, job_type))
     ]
