@@ -106,7 +106,7 @@ def dev(redis_url: str | None, port: int, partitions: int | None) -> None:
     """Redis (spawned unless --redis-url), an API node, a scheduler and a demo agent."""
     from dispatcher.dev import run_dev
 
-    _run(run_dev(redis_url, port, partitions or config.RedisSettings().partitions))
+    _run(run_dev(redis_url, port, partitions or _load(config.RedisSettings, {}).partitions))
 
 
 def _load(role: type[config.S], overrides: dict[str, Any]) -> config.S:

@@ -3,23 +3,34 @@
 from __future__ import annotations
 
 import hashlib
-import secrets
+import os
+import random
 
 ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
-_LENGTH = 12
+_BASE = len(ALPHABET) ** 2
+# Two digits at a time, least significant first: _PAIRS[d0 + 57 * d1] = ALPHABET[d0] + ALPHABET[d1].
+_PAIRS = [low + high for high in ALPHABET for low in ALPHABET]
+
+# Ids need uniqueness, not secrecy: a generator seeded from the OS (and again in every forked
+# child) instead of one getrandom(2) call per id, which every dispatch and join makes several of.
+_rng = random.Random(os.urandom(32))
+os.register_at_fork(after_in_child=lambda: _rng.seed(os.urandom(32)))
 
 
 def _encode(number: int) -> str:
-    chars = []
-    for _ in range(_LENGTH):
-        number, digit = divmod(number, len(ALPHABET))
-        chars.append(ALPHABET[digit])
-    return "".join(chars)
+    """12 base-57 digits, least significant first."""
+    pairs, base = _PAIRS, _BASE
+    number, a = divmod(number, base)
+    number, b = divmod(number, base)
+    number, c = divmod(number, base)
+    number, d = divmod(number, base)
+    number, e = divmod(number, base)
+    return pairs[a] + pairs[b] + pairs[c] + pairs[d] + pairs[e] + pairs[number % base]
 
 
 def new_id(prefix: str) -> str:
     """A fresh random id such as ``AD_x7Kq...``."""
-    return prefix + _encode(secrets.randbits(72))
+    return prefix + _encode(_rng.getrandbits(72))
 
 
 def derived_id(prefix: str, *parts: str) -> str:

@@ -3,7 +3,7 @@
     python -m loadgen.connect_bench --repeats 3 --step-duration 10 --json out.json
 
 Each repeat runs ``loadgen connect --find-max --pin`` against ``dispatcher dev`` (the real
-node) and against ``loadgen.trivial_aiohttp`` (same aiohttp app shape, same layout: Redis
+node) and against ``loadgen.trivial_stack`` (same aiohttp app shape, same layout: Redis
 on CPU 0, the server and loadgen on CPU 1), the two in alternating order so drift on a
 noisy host does not always favour one. It prints each knee (median and min-max), the ratio
 of the median knees (real / trivial), join p50/p99 at each knee and the server process's

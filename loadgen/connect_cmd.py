@@ -2,7 +2,7 @@
 
 The command shares ``loadgen dispatch``'s options where they mean the same (target, fleet,
 output, knee search) and adds the shape of the joins. ``--trivial-stack`` aims the same
-run at ``loadgen.trivial_aiohttp`` (the API node's HTTP stack with a Join that does
+run at ``loadgen.trivial_stack`` (the API node's HTTP stack with a Join that does
 nothing) in the same layout, for the ratio of the two. The run itself is
 ``loadgen.connect_run``, imported when the command runs.
 """
@@ -56,7 +56,7 @@ _OWN = (
     click.Option(
         ["--trivial-stack"],
         is_flag=True,
-        help="Start loadgen.trivial_aiohttp (a Join that does nothing) in place of "
+        help="Start loadgen.trivial_stack (a Join that does nothing) in place of "
         "dispatcher dev, laid out as --dev would be; no --agents.",
     ),
     _option("--rate", click.FloatRange(min=0, min_open=True), 500.0, "Joins/s."),

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from loadgen import trivial_aiohttp
+from loadgen import trivial_stack
 from loadgen.connect_report import (
     build_connect_report,
     connect_outcome,
@@ -68,7 +68,7 @@ async def run_connect(params: dict[str, Any]) -> dict[str, Any]:
 
 def _stack(params: dict[str, Any]) -> DevStack | None:
     if params["trivial_stack"]:
-        return pinned_stack(params["pin"], role="trivial", command=trivial_aiohttp.command)
+        return pinned_stack(params["pin"], role="trivial", command=trivial_stack.command)
     return pinned_stack(params["pin"]) if params["dev"] else None
 
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from aiohttp import web
-
 from dispatcher.api.auth import Claims, TokenVerifier, bearer_token
+from dispatcher.api.http import Request
 from dispatcher.api.twirp import TwirpError
 from dispatcher.errors import AuthError
 
@@ -15,7 +14,7 @@ class Authorizer:
     def __init__(self, verifier: TokenVerifier) -> None:
         self._verifier = verifier
 
-    def claims(self, request: web.Request) -> Claims:
+    def claims(self, request: Request) -> Claims:
         try:
             token = bearer_token(
                 request.headers.get("Authorization"), request.query.get("access_token")
@@ -26,7 +25,7 @@ class Authorizer:
         except AuthError as exc:
             raise TwirpError.unauthenticated(str(exc)) from exc
 
-    def grant(self, request: web.Request, name: str) -> Claims:
+    def grant(self, request: Request, name: str) -> Claims:
         """Calls that need one ``video`` grant for any room (``room_create``, ``room_list``)."""
         claims = self.claims(request)
         if not getattr(claims.video, name):
@@ -34,7 +33,7 @@ class Authorizer:
             raise TwirpError.unauthenticated(f"{_DENIED}: token lacks the {camel} grant")
         return claims
 
-    def room_join(self, request: web.Request) -> Claims:
+    def room_join(self, request: Request) -> Claims:
         """A participant's own token: ``video.roomJoin`` for ``video.room``, with an identity;
         a ``?room=`` the caller names must be the token's."""
         claims = self.claims(request)
@@ -51,7 +50,7 @@ class Authorizer:
             )
         return claims
 
-    def room_admin(self, request: web.Request, room: str) -> Claims:
+    def room_admin(self, request: Request, room: str) -> Claims:
         """Dispatch calls need ``video.roomAdmin`` for exactly the request's room."""
         claims = self.claims(request)
         video = claims.video

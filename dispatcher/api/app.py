@@ -1,15 +1,14 @@
-"""The API node: an aiohttp app serving the Twirp services plus health endpoints."""
+"""The API node: an HTTP app serving the Twirp services plus health endpoints."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 
-from aiohttp import web
-
 from dispatcher.api.access import Authorizer
 from dispatcher.api.auth import TokenVerifier
 from dispatcher.api.dispatch_service import DispatchService
+from dispatcher.api.http import HttpApp, HttpServer, Request, Response
 from dispatcher.api.participant_service import ParticipantService
 from dispatcher.api.room_service import Rooms, RoomService
 from dispatcher.api.sip_inbound import SipInboundService
@@ -24,8 +23,8 @@ from dispatcher.store.meta import ensure_partitions
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: ApiSettings, client: Client, api_keys: dict[str, str]) -> web.Application:
-    app = web.Application(client_max_size=settings.max_body_bytes)
+def create_app(settings: ApiSettings, client: Client, api_keys: dict[str, str]) -> HttpApp:
+    app = HttpApp()
     authorizer = Authorizer(TokenVerifier(api_keys, settings.token_leeway_s))
     limits = Limits(max_metadata_bytes=settings.max_metadata_bytes)
     TwirpRouter(max_body_size=settings.max_body_bytes).install(app)
@@ -40,18 +39,18 @@ def create_app(settings: ApiSettings, client: Client, api_keys: dict[str, str]) 
     SipService(client, authorizer, limits).twirp().install(app)
     SipInboundService(rooms, client, authorizer, ensure).twirp().install(app)
 
-    async def healthz(_: web.Request) -> web.Response:
-        return web.Response(text="ok")
+    async def healthz(_: Request) -> Response:
+        return Response.text("ok")
 
-    async def readyz(_: web.Request) -> web.Response:
+    async def readyz(_: Request) -> Response:
         try:
             await client.ping()
         except Exception as exc:
-            return web.Response(status=503, text=f"redis unavailable: {exc}")
-        return web.Response(text="ready")
+            return Response.text(f"redis unavailable: {exc}", 503)
+        return Response.text("ready")
 
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
+    app.route("/healthz", healthz)
+    app.route("/readyz", readyz)
     return app
 
 
@@ -59,7 +58,7 @@ class ApiNode:
     def __init__(self, settings: ApiSettings, client: Client, api_keys: dict[str, str]) -> None:
         self.settings = settings
         self.client = client
-        self._runner = web.AppRunner(create_app(settings, client, api_keys), access_log=None)
+        self._server = HttpServer(create_app(settings, client, api_keys))
 
     @classmethod
     async def create(cls, settings: ApiSettings) -> ApiNode:
@@ -70,13 +69,11 @@ class ApiNode:
         return cls(settings, client, api_keys)
 
     async def start(self) -> None:
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.settings.host, self.settings.port, backlog=1024)
-        await site.start()
+        await self._server.start(self.settings.host, self.settings.port, backlog=1024)
         log.info("API node listening on %s:%d", self.settings.host, self.settings.port)
 
     async def aclose(self) -> None:
-        await self._runner.cleanup()
+        await self._server.aclose()
         await self.client.aclose()
 
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 import time
 
 import msgspec
-from aiohttp import web
 from livekit.protocol import agent_dispatch as pb
 
 from dispatcher.api.access import Authorizer
+from dispatcher.api.http import Request
 from dispatcher.api.twirp import TwirpError, TwirpService
 from dispatcher.api.validation import Limits, check_dispatch_request, require
 from dispatcher.convert import dispatch_message
@@ -62,7 +62,7 @@ class DispatchService:
         return keys.partition_keys(partition_of(room, self._partitions))
 
     async def create(
-        self, req: pb.CreateAgentDispatchRequest, request: web.Request
+        self, req: pb.CreateAgentDispatchRequest, request: Request
     ) -> pb.AgentDispatch:
         received = time.time_ns()
         self._auth.room_admin(request, req.room)
@@ -76,15 +76,16 @@ class DispatchService:
         request_id = _request_id(request)
         ttl = self._idempotency_ttl_s if request_id else 0
         idem_key = k.idempotency(request_id) if request_id else k.events
-        _, stored = await scripts.create_dispatch(
+        created, stored = await scripts.create_dispatch(
             self._client,
             [k.rooms, *k.room_keys(req.room), k.events, idem_key],
             [req.room, record.id, encode(record), encode(event), encode(room), ttl, req.agent_name],
         )
-        return dispatch_message(dispatch_decoder.decode(stored))
+        # An idempotent replay answers with the dispatch the first call created.
+        return dispatch_message(record if created == 1 else dispatch_decoder.decode(stored))
 
     async def list(
-        self, req: pb.ListAgentDispatchRequest, request: web.Request
+        self, req: pb.ListAgentDispatchRequest, request: Request
     ) -> pb.ListAgentDispatchResponse:
         self._auth.room_admin(request, req.room)
         require(req.room, "room")
@@ -107,7 +108,7 @@ class DispatchService:
         return response
 
     async def delete(
-        self, req: pb.DeleteAgentDispatchRequest, request: web.Request
+        self, req: pb.DeleteAgentDispatchRequest, request: Request
     ) -> pb.AgentDispatch:
         self._auth.room_admin(request, req.room)
         require(req.room, "room")
@@ -140,7 +141,7 @@ class DispatchService:
         return deleted if result[0] == 1 else None
 
 
-def _request_id(request: web.Request) -> str:
+def _request_id(request: Request) -> str:
     for header in _IDEMPOTENCY_HEADERS:
         if value := request.headers.get(header, "").strip():
             return value[:128]

@@ -16,13 +16,13 @@ import time
 from typing import Literal
 
 import msgspec
-from aiohttp import web
 from google.protobuf import json_format
 from livekit.protocol import room as room_pb
 
 from dispatcher import ids
 from dispatcher.api.access import Authorizer
 from dispatcher.api.auth import Claims
+from dispatcher.api.http import Request, Response
 from dispatcher.api.room_service import Joined, Opened, Rooms
 from dispatcher.api.twirp import TwirpError, TwirpService
 from dispatcher.api.validation import Limits, check_room_spec
@@ -97,7 +97,7 @@ class ParticipantService:
         service.add_raw("Publish", self.publish)
         return service
 
-    async def join(self, _: None, request: web.Request) -> web.Response:
+    async def join(self, _: None, request: Request) -> Response:
         claims = self._auth.room_join(request)
         spec = self._room_spec(claims)
         name = claims.video.room
@@ -122,7 +122,7 @@ class ParticipantService:
             raise TwirpError("resource_exhausted", f"room {name!r} is full ({limit} participants)")
         return reply(_join_reply(opened, spec, self._ensure))
 
-    async def leave(self, _: None, request: web.Request) -> web.Response:
+    async def leave(self, _: None, request: Request) -> Response:
         claims = self._auth.room_join(request)
         name, identity = claims.video.room, claims.sub
         k = self._rooms.keys_of(name)
@@ -136,7 +136,7 @@ class ParticipantService:
             raise _not_in_room(identity, name)
         return reply(LeaveReply(room=name, identity=identity, left=True))
 
-    async def publish(self, _: None, request: web.Request) -> web.Response:
+    async def publish(self, _: None, request: Request) -> Response:
         """The participant publishes a track; its first publish starts publisher jobs."""
         claims = self._auth.room_join(request)
         name, identity = claims.video.room, claims.sub
@@ -220,6 +220,6 @@ def _not_in_room(identity: str, room: str) -> TwirpError:
     return TwirpError.not_found(f"participant {identity!r} is not in room {room!r}")
 
 
-def reply(body: msgspec.Struct) -> web.Response:
+def reply(body: msgspec.Struct) -> Response:
     """A 200 JSON reply of our own services."""
-    return web.Response(body=_json.encode(body), headers={"Content-Type": "application/json"})
+    return Response(200, _json.encode(body), "application/json")

@@ -13,11 +13,11 @@ import time
 from dataclasses import dataclass, field
 
 import msgspec
-from aiohttp import web
 from livekit.protocol import models
 from livekit.protocol import room as room_pb
 
 from dispatcher.api.access import Authorizer
+from dispatcher.api.http import Request
 from dispatcher.api.twirp import TwirpError, TwirpService
 from dispatcher.api.validation import Limits, check_room_spec, require
 from dispatcher.partitions import partition_of
@@ -175,7 +175,7 @@ class RoomService:
         service.add("DeleteRoom", room_pb.DeleteRoomRequest, self.delete)
         return service
 
-    async def create(self, req: room_pb.CreateRoomRequest, request: web.Request) -> models.Room:
+    async def create(self, req: room_pb.CreateRoomRequest, request: Request) -> models.Room:
         self._auth.grant(request, "room_create")
         require(req.name, "name")
         spec = RoomSpec.of(req)
@@ -184,7 +184,7 @@ class RoomService:
         return room_message(opened.room)
 
     async def list(
-        self, req: room_pb.ListRoomsRequest, request: web.Request
+        self, req: room_pb.ListRoomsRequest, request: Request
     ) -> room_pb.ListRoomsResponse:
         self._auth.grant(request, "room_list")
         for name in req.names:
@@ -195,7 +195,7 @@ class RoomService:
         return response
 
     async def delete(
-        self, req: room_pb.DeleteRoomRequest, request: web.Request
+        self, req: room_pb.DeleteRoomRequest, request: Request
     ) -> room_pb.DeleteRoomResponse:
         # As the reference: DeleteRoom needs roomCreate, not roomAdmin.
         self._auth.grant(request, "room_create")

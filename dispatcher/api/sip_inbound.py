@@ -13,11 +13,11 @@ from __future__ import annotations
 import time
 
 import msgspec
-from aiohttp import web
 from livekit.protocol.agent_dispatch import RoomAgentDispatch
 
 from dispatcher import ids
 from dispatcher.api.access import Authorizer
+from dispatcher.api.http import Request, Response
 from dispatcher.api.participant_service import (
     DispatchInfo,
     RoomInfo,
@@ -26,7 +26,7 @@ from dispatcher.api.participant_service import (
 )
 from dispatcher.api.room_service import Joined, Rooms
 from dispatcher.api.sip_service import resolve_inbound
-from dispatcher.api.twirp import TwirpError, TwirpService
+from dispatcher.api.twirp import TwirpError, TwirpService, request_body
 from dispatcher.rooms import RoomSpec
 from dispatcher.sip.rules import InboundCall, InboundMatch, SipRuleError
 from dispatcher.store.client import Client
@@ -59,10 +59,10 @@ class SipInboundService:
         service.add_raw("Call", self.call)
         return service
 
-    async def call(self, _: None, request: web.Request) -> web.Response:
+    async def call(self, _: None, request: Request) -> Response:
         if not self._auth.claims(request).sip.call:
             raise TwirpError.unauthenticated("permissions denied: token lacks the sip call grant")
-        call = await _read_call(request)
+        call = _read_call(request)
         try:
             match = await resolve_inbound(self._client, call)
         except SipRuleError as exc:
@@ -90,10 +90,8 @@ class SipInboundService:
         )
 
 
-async def _read_call(request: web.Request) -> InboundCall:
-    body = await request.content.read(_MAX_BODY + 1)
-    if len(body) > _MAX_BODY:
-        raise TwirpError.invalid_argument(f"request body exceeds {_MAX_BODY} bytes")
+def _read_call(request: Request) -> InboundCall:
+    body = request_body(request, _MAX_BODY)
     try:
         return _call_decoder.decode(body)
     except msgspec.DecodeError as exc:  # ValidationError included

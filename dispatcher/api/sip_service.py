@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Sequence
 
-from aiohttp import web
 from livekit.protocol import models as models_pb
 from livekit.protocol import sip as sip_pb
 
 from dispatcher.api.access import Authorizer
+from dispatcher.api.http import Request
 from dispatcher.api.twirp import TwirpError, TwirpService
 from dispatcher.api.validation import Limits
 from dispatcher.sip import store
@@ -52,24 +52,20 @@ class SipService:
         service.add("DeleteSIPDispatchRule", sip_pb.DeleteSIPDispatchRuleRequest, self.delete_rule)
         return service
 
-    async def create_rule(
-        self, req: sip_pb.CreateSIPDispatchRuleRequest, request: web.Request
-    ) -> Rule:
+    async def create_rule(self, req: sip_pb.CreateSIPDispatchRuleRequest, request: Request) -> Rule:
         self._require_admin(request)
         rule = rule_from_create_request(req)
         validate_rule(rule, self._limits)
         return await _conflict_is_invalid(store.create_rule(self._client, rule))
 
     async def list_rules(
-        self, req: sip_pb.ListSIPDispatchRuleRequest, request: web.Request
+        self, req: sip_pb.ListSIPDispatchRuleRequest, request: Request
     ) -> sip_pb.ListSIPDispatchRuleResponse:
         self._require_admin(request)
         rules = await store.list_rules(self._client, req.dispatch_rule_ids, req.trunk_ids)
         return sip_pb.ListSIPDispatchRuleResponse(items=_page(rules, req.page))
 
-    async def update_rule(
-        self, req: sip_pb.UpdateSIPDispatchRuleRequest, request: web.Request
-    ) -> Rule:
+    async def update_rule(self, req: sip_pb.UpdateSIPDispatchRuleRequest, request: Request) -> Rule:
         self._require_admin(request)
         _require_rule_id(req.sip_dispatch_rule_id)
 
@@ -82,14 +78,12 @@ class SipService:
             store.update_rule(self._client, req.sip_dispatch_rule_id, change)
         )
 
-    async def delete_rule(
-        self, req: sip_pb.DeleteSIPDispatchRuleRequest, request: web.Request
-    ) -> Rule:
+    async def delete_rule(self, req: sip_pb.DeleteSIPDispatchRuleRequest, request: Request) -> Rule:
         self._require_admin(request)
         _require_rule_id(req.sip_dispatch_rule_id)
         return await store.delete_rule(self._client, req.sip_dispatch_rule_id)
 
-    def _require_admin(self, request: web.Request) -> None:
+    def _require_admin(self, request: Request) -> None:
         if not self._auth.claims(request).sip.admin:
             raise TwirpError.unauthenticated("permissions denied: token lacks the sip admin grant")
 

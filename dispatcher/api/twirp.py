@@ -1,14 +1,14 @@
-"""A small Twirp server layer on aiohttp (wire contract §3).
+"""A small Twirp server layer on the API node's HTTP server (wire contract §3).
 
-One ``TwirpRouter`` owns a single catch-all route ``/twirp/{tail}`` on an aiohttp app and
-dispatches by dict lookup to the ``TwirpService`` objects registered into it, so several
-services share one app next to ordinary routes such as ``/healthz``::
+One ``TwirpRouter`` owns the prefix ``/twirp/`` of an ``HttpApp`` and dispatches by dict
+lookup to the ``TwirpService`` objects registered into it, so several services share one
+app next to ordinary routes such as ``/healthz``::
 
     service = TwirpService("livekit.AgentDispatchService")
     service.add("CreateDispatch", CreateAgentDispatchRequest, create_dispatch)
     service.install(app)  # creates or reuses the app's router
 
-Handlers are ``async (request_message, web.Request) -> response_message``; they raise
+Handlers are ``async (request_message, Request) -> response_message``; they raise
 ``TwirpError`` for expected failures. Any other exception becomes ``internal`` (logged).
 Requests are answered in the encoding they arrived in (protobuf or protojson).
 """
@@ -21,9 +21,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from aiohttp import web
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError, Message
+
+from dispatcher.api.http import HttpApp, Request, Response
 
 __all__ = [
     "MAX_BODY_SIZE",
@@ -34,6 +35,7 @@ __all__ = [
     "error_response",
     "message_response",
     "read_message",
+    "request_body",
 ]
 
 logger = logging.getLogger(__name__)
@@ -121,7 +123,7 @@ class TwirpError(Exception):
 # -- responses ---------------------------------------------------------------------------
 
 
-def error_response(err: TwirpError) -> web.Response:
+def error_response(err: TwirpError) -> Response:
     """The Twirp JSON error body, with ``Content-Type: application/json`` exactly."""
     body: dict[str, Any] = {"code": err.code, "msg": err.msg}
     if err.meta:
@@ -129,7 +131,7 @@ def error_response(err: TwirpError) -> web.Response:
     return _response(err.status, JSON, _dump_json(body))
 
 
-def message_response(message: Message, is_json: bool) -> web.Response:
+def message_response(message: Message, is_json: bool) -> Response:
     """200 with ``message`` as protobuf bytes, or as reference-style protojson."""
     if not is_json:
         return _response(200, PROTOBUF, message.SerializeToString())
@@ -143,10 +145,9 @@ def message_response(message: Message, is_json: bool) -> web.Response:
     return _response(200, JSON, _dump_json(as_dict))
 
 
-def _response(status: int, content_type: str, body: bytes) -> web.Response:
-    # Setting the header ourselves keeps aiohttp from appending "; charset=utf-8",
-    # which Node's client compares against verbatim.
-    return web.Response(status=status, body=body, headers={"Content-Type": content_type})
+def _response(status: int, content_type: str, body: bytes) -> Response:
+    # Exactly "application/json", no "; charset=utf-8": Node's client compares it verbatim.
+    return Response(status, body, content_type)
 
 
 def _dump_json(value: Any) -> bytes:
@@ -156,12 +157,12 @@ def _dump_json(value: Any) -> bytes:
 # -- requests ----------------------------------------------------------------------------
 
 
-async def read_message(
-    request: web.Request, message_type: type[M], *, max_body_size: int = MAX_BODY_SIZE
+def read_message(
+    request: Request, message_type: type[M], *, max_body_size: int = MAX_BODY_SIZE
 ) -> tuple[M, bool]:
     """Decode the request body as ``message_type``; returns ``(message, is_json)``."""
     is_json = _is_json(request)
-    body = await _read_body(request, max_body_size)
+    body = request_body(request, max_body_size)
     message = message_type()
     if is_json:
         _parse_json(body, message)
@@ -173,7 +174,7 @@ async def read_message(
     return message, is_json
 
 
-def _is_json(request: web.Request) -> bool:
+def _is_json(request: Request) -> bool:
     raw = request.headers.get("Content-Type", "")
     media_type = raw.partition(";")[0].strip().lower()
     if media_type == PROTOBUF:
@@ -185,22 +186,12 @@ def _is_json(request: web.Request) -> bool:
     )
 
 
-async def _read_body(request: web.Request, limit: int) -> bytes:
-    # Read the stream directly: request.read() would apply the app's client_max_size
-    # (1 MiB by default) and answer a plain-text 413 instead of a Twirp error.
-    declared = request.content_length
-    if declared is not None and declared > limit:
-        raise _too_large(limit)
-    body = bytearray()
-    async for chunk in request.content.iter_any():
-        body += chunk
-        if len(body) > limit:
-            raise _too_large(limit)
-    return bytes(body)
-
-
-def _too_large(limit: int) -> TwirpError:
-    return TwirpError.invalid_argument(f"request body exceeds {limit} bytes")
+def request_body(request: Request, limit: int) -> bytes:
+    """The body, or the Twirp error for one over ``limit`` (the server drops bodies over
+    its own limit, which the router sets to the same value)."""
+    if request.body_too_large or len(request.body) > limit:
+        raise TwirpError.invalid_argument(f"request body exceeds {limit} bytes")
+    return request.body
 
 
 def _parse_json(body: bytes, message: Message) -> None:
@@ -222,7 +213,7 @@ def _parse_json(body: bytes, message: Message) -> None:
 @dataclass(frozen=True, slots=True)
 class _Method:
     request_type: type[Message] | None  # None: a raw method that reads the request itself
-    handler: Callable[[Any, web.Request], Awaitable[Any]]
+    handler: Callable[[Any, Request], Awaitable[Any]]
 
 
 class TwirpService:
@@ -236,25 +227,23 @@ class TwirpService:
         self,
         method: str,
         request_type: type[M],
-        handler: Callable[[M, web.Request], Awaitable[Message]],
+        handler: Callable[[M, Request], Awaitable[Message]],
     ) -> None:
         """Serve ``POST /twirp/<service>/<method>`` with ``handler``."""
         if method in self.methods:
             raise ValueError(f"{self.name}/{method} is already registered")
         self.methods[method] = _Method(request_type, handler)
 
-    def add_raw(
-        self, method: str, handler: Callable[[None, web.Request], Awaitable[web.Response]]
-    ) -> None:
+    def add_raw(self, method: str, handler: Callable[[None, Request], Awaitable[Response]]) -> None:
         """Serve a method whose handler reads the request and builds the response itself
         (our own JSON services); errors still go out as Twirp errors."""
         if method in self.methods:
             raise ValueError(f"{self.name}/{method} is already registered")
         self.methods[method] = _Method(None, handler)
 
-    def install(self, app: web.Application) -> TwirpRouter:
+    def install(self, app: HttpApp) -> TwirpRouter:
         """Register into the app's router, creating and installing it if needed."""
-        router = app.get(TWIRP_ROUTER)
+        router: TwirpRouter | None = app.state.get(TWIRP_ROUTER)
         if router is None:
             router = TwirpRouter()
             router.install(app)
@@ -263,10 +252,10 @@ class TwirpService:
 
 
 class TwirpRouter:
-    """Owns the catch-all Twirp route of an app and dispatches to registered services."""
+    """Owns the Twirp prefix of an app and dispatches to registered services."""
 
     def __init__(self, *, prefix: str = "/twirp", max_body_size: int = MAX_BODY_SIZE) -> None:
-        self.prefix = prefix.rstrip("/")
+        self.prefix = prefix.rstrip("/") + "/"
         self.max_body_size = max_body_size
         self._services: dict[str, TwirpService] = {}
 
@@ -276,20 +265,21 @@ class TwirpRouter:
         # The service object is kept, not copied: methods added later are served too.
         self._services[service.name] = service
 
-    def install(self, app: web.Application) -> None:
-        """Add the catch-all route to ``app`` and remember this router on it."""
-        if TWIRP_ROUTER in app:
+    def install(self, app: HttpApp) -> None:
+        """Serve the app's Twirp prefix and remember this router on it."""
+        if TWIRP_ROUTER in app.state:
             raise RuntimeError("the app already has a Twirp router")
-        app[TWIRP_ROUTER] = self
-        app.router.add_route("*", self.prefix + "/{tail:.*}", self.handle)
+        app.state[TWIRP_ROUTER] = self
+        app.max_body_size = self.max_body_size
+        app.prefix(self.prefix, self.handle)
 
-    async def handle(self, request: web.Request) -> web.Response:
+    async def handle(self, request: Request) -> Response:
         try:
             method = self._route(request)
             if method.request_type is None:
-                response: web.Response = await method.handler(None, request)
+                response: Response = await method.handler(None, request)
                 return response
-            message, is_json = await read_message(
+            message, is_json = read_message(
                 request, method.request_type, max_body_size=self.max_body_size
             )
             reply = await method.handler(message, request)
@@ -301,14 +291,15 @@ class TwirpRouter:
             logger.exception("Twirp handler for %s failed", request.path)
             return error_response(TwirpError.internal("internal error"))
 
-    def _route(self, request: web.Request) -> _Method:
+    def _route(self, request: Request) -> _Method:
         if request.method != "POST":
             raise TwirpError.bad_route(
                 f'unsupported method "{request.method}" (only POST is allowed)',
                 request.method,
                 request.path,
             )
-        service_name, _, method_name = request.match_info["tail"].rpartition("/")
+        tail = request.path[len(self.prefix) :]
+        service_name, _, method_name = tail.rpartition("/")
         service = self._services.get(service_name)
         method = service.methods.get(method_name) if service is not None else None
         if method is None:
@@ -319,4 +310,4 @@ class TwirpRouter:
 
 
 #: Where ``TwirpService.install`` finds (or leaves) the app's router.
-TWIRP_ROUTER = web.AppKey("twirp_router", TwirpRouter)
+TWIRP_ROUTER = "twirp_router"

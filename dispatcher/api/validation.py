@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from livekit.protocol import agent_dispatch as pb
@@ -40,16 +41,21 @@ def check_agent(
     """Sizes and deployment of one dispatch request or ``RoomAgentDispatch`` entry."""
     if len(agent.agent_name.encode()) > MAX_NAME_BYTES:
         raise TwirpError.invalid_argument(f"{where}agent_name exceeds {MAX_NAME_BYTES} bytes")
-    if any(not c.isprintable() for c in agent.agent_name):
+    if not agent.agent_name.isprintable():
         raise TwirpError.invalid_argument(f"{where}agent_name must not contain control characters")
     check_metadata(agent.metadata, limits, f"{where}metadata")
-    attributes = sum(len(k.encode()) + len(v.encode()) for k, v in agent.attributes.items())
-    if attributes > limits.max_attributes_bytes:
-        raise TwirpError.invalid_argument(
-            f"{where}attribute size exceeds limits "
-            f"({attributes} > {limits.max_attributes_bytes} bytes)"
-        )
+    check_attributes(agent.attributes, limits, where)
     check_deployment(agent.deployment)
+
+
+def check_attributes(attributes: Mapping[str, str], limits: Limits, where: str = "") -> None:
+    if not attributes:
+        return
+    size = sum(len(k.encode()) + len(v.encode()) for k, v in attributes.items())
+    if size > limits.max_attributes_bytes:
+        raise TwirpError.invalid_argument(
+            f"{where}attribute size exceeds limits ({size} > {limits.max_attributes_bytes} bytes)"
+        )
 
 
 def check_metadata(metadata: str, limits: Limits, field: str = "metadata") -> None:
@@ -68,6 +74,8 @@ def check_room_spec(spec: RoomSpec, limits: Limits) -> None:
 
 def check_deployment(deployment: str) -> None:
     """As the reference: at most 64 bytes, no '_', whitespace or control characters."""
+    if not deployment:
+        return
     if len(deployment.encode()) > MAX_DEPLOYMENT_BYTES:
         raise TwirpError.invalid_argument(f"deployment exceeds {MAX_DEPLOYMENT_BYTES} bytes")
     if any(c == "_" or c.isspace() or not c.isprintable() for c in deployment):

@@ -1,9 +1,10 @@
 """One owned partition: read its event stream, run the job state machine, place, commit.
 
 Each loop turn reads a batch of events, applies them and any due timers to the in-memory
-state, places waiting jobs (one pipelined reservation per job), then commits the changed
-records together with the acks in one fenced script call. Effects that only reach agent
-servers (terminations, released slots) follow the commit. A crash anywhere leaves unacked
+state, then commits the changed records together with the acks in one fenced script call,
+followed in the same write by one reservation per waiting job; the assignments are
+committed by the next turn. Effects that only reach agent servers (terminations, released
+slots) follow the commit. A crash anywhere leaves unacked
 events that the next lease holder replays; job ids are deterministic and reservations
 idempotent, so a replay re-creates the same assignment instead of a second one.
 """
@@ -218,15 +219,20 @@ class PartitionWorker:
             await self._fan_out(now)
         if due := list(self.state.due(now)):
             await self._timers_fired(due, now)
-        await self._close_rooms(now)
+        if closing := self.state.rooms_due(now):
+            await self._close_rooms(closing, now)
         self._check_servers(now)
-        if place:
-            await self._place(now)
-        await self._commit([entry_id for entry_id, _ in entries])
-        await self._send_effects()
+        acks = [entry_id for entry_id, _ in entries]
+        if place and self._should_place():
+            await self._commit_and_place(acks, now)
+        else:
+            await self._commit(acks)
+        if self._effects:
+            await self._send_effects()
         if entries:
             self._last_id = entries[-1][0]
-        await self._maybe_trim()
+        if time.monotonic() - self._last_trim >= _TRIM_EVERY_S:
+            await self._trim()
 
     def _apply(self, event: Event, now: int) -> None:
         if isinstance(event, DispatchCreated):
@@ -404,8 +410,8 @@ class PartitionWorker:
         self._dirty_rooms[room] = None
         self._end_jobs(room, now, jobs.on_room_closed)
 
-    async def _close_rooms(self, now: int) -> None:
-        for room in self.state.rooms_due(now):
+    async def _close_rooms(self, closing: list[str], now: int) -> None:
+        for room in closing:
             k = self._keys
             closed = await self._fenced(
                 scripts.close_room(
@@ -441,12 +447,35 @@ class PartitionWorker:
 
     # --- placement ------------------------------------------------------------------------
 
-    async def _place(self, now: int) -> None:
-        fresh = any(r.phase == "pending" for r in self._dirty.values())
-        if not self.state.waiting or (not fresh and self._registry.version == self._placed_version):
-            return
+    def _should_place(self) -> bool:
+        """Something waits, and either a job became pending or the snapshot changed."""
+        if not self.state.waiting:
+            return False
+        if self._registry.version != self._placed_version:
+            return True
+        return any(r.phase == "pending" for r in self._dirty.values())
+
+    async def _commit_and_place(self, acks: list[bytes], now: int) -> None:
+        """The commit and the reservations in one round trip. The commit goes first and
+        holds the jobs as pending; their assignments are committed by the next turn (at
+        most one read timeout later). A crash in between is safe: the next lease holder
+        places them again, and ``reserve.lua`` answers a replayed job id with the server
+        that already holds it."""
+        batch = scripts.Batch()
+        commit = self._commit_call(acks)
+        if commit is not None:
+            batch.script(scripts.commit, *commit)
+        order = self._queue_reservations(batch)
+        results = await batch.run(self._client)
+        if commit is not None:
+            self._committed(results.pop(0))
+        for record, result in zip(order, results, strict=True):
+            self._placed(record, result, now)
+
+    def _queue_reservations(self, batch: scripts.Batch) -> list[JobRecord]:
+        """One reservation per waiting job that has a candidate; the jobs, in call order."""
         self._placed_version = self._registry.version
-        batch, order = scripts.Batch(), []
+        order: list[JobRecord] = []
         full: set[str] = set()  # pools with no candidate left in this pass
         for key in self.state.waiting:
             record = self.state.records[key]
@@ -457,19 +486,19 @@ class PartitionWorker:
                 order.append(record)
             else:
                 full.add(record.spec.pool)
-        for record, result in zip(order, await batch.run(self._client), strict=True):
-            self._placed(record, result, now)
+        return order
 
     def _reservation(self, record: JobRecord) -> tuple[list[str], list[Any]] | None:
         spec = record.spec
-        servers = self._registry.servers(spec.pool)
+        pool_name = spec.pool
+        servers = self._registry.servers(pool_name)
         now_ms = self._registry.now_ms()
         ranked = rank_candidates(servers, now_ms, self._load_threshold, record.rejected_by)
         if not ranked and record.rejected_by:
             ranked = rank_candidates(servers, now_ms, self._load_threshold)
         if not ranked:
             return None
-        pool = keys.pool_keys(spec.pool)
+        pool = keys.pool_keys(pool_name)
         call_keys = [pool.jobs, *(k for sid in ranked for k in pool.server_keys(sid))]
         timeout_ms = self.state.timeouts.assign_ms
         args = [spec.job_id, timeout_ms, self._load_threshold, encode(Assignment(job=spec))]
@@ -486,12 +515,18 @@ class PartitionWorker:
     # --- commit and effects ---------------------------------------------------------------
 
     async def _commit(self, acks: list[bytes]) -> None:
+        if (commit := self._commit_call(acks)) is not None:
+            await self._fenced(scripts.commit(self._client, *commit))
+
+    def _commit_call(self, acks: list[bytes]) -> tuple[list[str], list[Any]] | None:
+        """The commit script's keys and args for the acks and every changed record (which
+        count as written from here on), or None when there is nothing to write."""
         if not acks and not self._dirty and not self._dirty_rooms:
-            return
+            return None
         k = self._keys
         call_keys = [k.lease, k.active, k.events, k.life]
         job_hash: dict[str, int] = {}  # room -> index of its job hash in KEYS (1-based)
-        args: list[str | bytes | int] = [self.lease_value, keys.CONSUMER_GROUP, len(acks), *acks]
+        args: list[Any] = [self.lease_value, keys.CONSUMER_GROUP, len(acks), *acks]
         args.append(len(self._dirty))
         for key, record in self._dirty.items():
             room = record.spec.room
@@ -501,9 +536,16 @@ class PartitionWorker:
             args += [job_hash[room], room, key, encode(record), 0 if record.phase == "ended" else 1]
         for room, life in self._dirty_rooms.items():
             args += [room, encode(life) if life is not None else b""]
-        await self._fenced(scripts.commit(self._client, call_keys, args))
         self._dirty.clear()
         self._dirty_rooms.clear()
+        return call_keys, args
+
+    def _committed(self, result: Any) -> None:
+        """Raise what a commit sent in a batch failed with."""
+        if isinstance(result, ResponseError) and "FENCED" in str(result):
+            raise OwnershipLost(f"partition {self.partition}: lease lost") from result
+        if isinstance(result, Exception):
+            raise result
 
     async def _fenced(self, call: Awaitable[Any]) -> Any:
         """A script that checks the lease: "FENCED" means another node now owns us."""
@@ -515,8 +557,6 @@ class PartitionWorker:
             raise
 
     async def _send_effects(self) -> None:
-        if not self._effects:
-            return
         batch = scripts.Batch()
         for effect in self._effects:
             pool = keys.pool_keys(effect.pool)
@@ -532,9 +572,9 @@ class PartitionWorker:
             if isinstance(result, Exception):
                 log.warning("partition %d: effect failed: %s", self.partition, result)
 
-    async def _maybe_trim(self) -> None:
+    async def _trim(self) -> None:
         """Drop acked entries: everything older than the oldest still-pending one."""
-        if time.monotonic() - self._last_trim < _TRIM_EVERY_S or not self._last_id:
+        if not self._last_id:
             return
         self._last_trim = time.monotonic()
         pending: Any = await self._client.xpending(self._keys.events, keys.CONSUMER_GROUP)

@@ -49,6 +49,7 @@ Pool keys (``A`` = ``{a:<agent name>}``):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache, lru_cache
 
 from dispatcher.partitions import partition_tag
 
@@ -61,6 +62,7 @@ CONSUMER_GROUP = "schedulers"
 @dataclass(frozen=True, slots=True)
 class PartitionKeys:
     partition: int
+    base: str  # "dsp:{pNN}:", the prefix of every key below
     events: str
     lease: str
     fence: str
@@ -69,34 +71,38 @@ class PartitionKeys:
     life: str
 
     def room(self, room: str) -> str:
-        return f"dsp:{partition_tag(self.partition)}:room:{room}"
+        return f"{self.base}room:{room}"
 
     def participants(self, room: str) -> str:
-        return f"dsp:{partition_tag(self.partition)}:part:{room}"
+        return f"{self.base}part:{room}"
 
     def room_info(self, room: str) -> str:
-        return f"dsp:{partition_tag(self.partition)}:rinfo:{room}"
+        return f"{self.base}rinfo:{room}"
 
     def room_jobs(self, room: str) -> str:
-        return f"dsp:{partition_tag(self.partition)}:jobs:{room}"
+        return f"{self.base}jobs:{room}"
 
     def room_keys(self, room: str) -> list[str]:
         """A room's own keys, in the order the room scripts expect."""
+        base = self.base
         return [
-            self.room(room),
-            self.room_info(room),
-            self.participants(room),
-            self.room_jobs(room),
+            f"{base}room:{room}",
+            f"{base}rinfo:{room}",
+            f"{base}part:{room}",
+            f"{base}jobs:{room}",
         ]
 
     def idempotency(self, request_id: str) -> str:
-        return f"dsp:{partition_tag(self.partition)}:idem:{request_id}"
+        return f"{self.base}idem:{request_id}"
 
 
+@cache
 def partition_keys(partition: int) -> PartitionKeys:
+    """Built once per partition: every dispatch, report and turn looks them up."""
     base = f"dsp:{partition_tag(partition)}:"
     return PartitionKeys(
         partition=partition,
+        base=base,
         events=base + "events",
         lease=base + "lease",
         fence=base + "fence",
@@ -109,26 +115,26 @@ def partition_keys(partition: int) -> PartitionKeys:
 @dataclass(frozen=True, slots=True)
 class PoolKeys:
     agent_name: str
+    base: str  # "dsp:{a:<agent name>}:"
     servers: str
     jobs: str
 
-    def _base(self) -> str:
-        return f"dsp:{{a:{self.agent_name}}}:"
-
     def server(self, server_id: str) -> str:
-        return f"{self._base()}srv:{server_id}"
+        return f"{self.base}srv:{server_id}"
 
     def reservations(self, server_id: str) -> str:
-        return f"{self._base()}res:{server_id}"
+        return f"{self.base}res:{server_id}"
 
     def inbox(self, server_id: str) -> str:
-        return f"{self._base()}inbox:{server_id}"
+        return f"{self.base}inbox:{server_id}"
 
     def server_keys(self, server_id: str) -> list[str]:
         """The three keys of one server, in the order the pool scripts expect."""
-        return [self.server(server_id), self.reservations(server_id), self.inbox(server_id)]
+        base = self.base
+        return [f"{base}srv:{server_id}", f"{base}res:{server_id}", f"{base}inbox:{server_id}"]
 
 
+@lru_cache(maxsize=1024)  # pools are few; bounded all the same, names come from callers
 def pool_keys(agent_name: str) -> PoolKeys:
     base = f"dsp:{{a:{agent_name}}}:"
-    return PoolKeys(agent_name=agent_name, servers=base + "servers", jobs=base + "jobs")
+    return PoolKeys(agent_name=agent_name, base=base, servers=base + "servers", jobs=base + "jobs")

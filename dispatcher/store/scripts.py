@@ -15,7 +15,7 @@ from typing import Any
 from redis.exceptions import NoScriptError
 
 from dispatcher.store.client import Client
-from dispatcher.store.fastlane import Redirect
+from dispatcher.store.fastlane import FastLane, Redirect
 
 ScriptArg = str | bytes | int | float
 
@@ -132,13 +132,28 @@ class Batch:
 
     async def _send(self, client: Client) -> list[Any]:
         fast = client.fast
-        futures = [fast.send(call, key) for call, key in self._calls]
-        results = await asyncio.gather(*futures, return_exceptions=True)
-        for index, result in enumerate(results):
-            if isinstance(result, Redirect):  # rare: a slot moved; follow it, one by one
-                call = self._calls[index][0]
-                try:
-                    results[index] = await fast.finish(futures[index], call)
-                except Exception as exc:
-                    results[index] = exc
-        return list(results)
+        calls = self._calls
+        futures = [fast.send(call, key) for call, key in calls]
+        # Replies come back in order, so after the first wait the rest are usually done:
+        # awaiting each costs less than gather's bookkeeping.
+        results: list[Any] = []
+        try:
+            for future, (call, _key) in zip(futures, calls, strict=True):
+                results.append(await _outcome(fast, future, call))
+        finally:
+            for future in futures[len(results) :]:  # cancelled: nobody will read these
+                future.cancel()
+        return results
+
+
+async def _outcome(fast: FastLane, future: asyncio.Future[Any], call: tuple[ScriptArg, ...]) -> Any:
+    """A call's reply, or the exception it failed with; a moved slot is followed."""
+    try:
+        return await future
+    except Redirect:
+        try:
+            return await fast.finish(future, call)
+        except Exception as exc:
+            return exc
+    except Exception as exc:
+        return exc

@@ -13,6 +13,7 @@ from livekit import api
 from livekit.api import LiveKitAPI
 from livekit.protocol.agent import Job
 
+from dispatcher import ids
 from dispatcher.api.app import ApiNode
 from dispatcher.scheduler.node import SchedulerNode
 from dispatcher.store import keys, scripts
@@ -271,3 +272,23 @@ async def _is(stack: Stack, room: str, status: int) -> bool:
 async def _worker_is(stack: Stack, room: str, server_id: str) -> bool:
     jobs = await stack.jobs(room)
     return bool(jobs) and jobs[-1].state.worker_id == server_id
+
+
+async def test_a_job_reserved_before_its_assignment_was_committed_keeps_its_server(
+    stack: Stack,
+) -> None:
+    """A lease holder commits a new job as pending and reserves its slot in the same round
+    trip; it may stop before committing the assignment. The next holder places the job
+    again and must land on the reservation that exists, not make a second one."""
+    await stack.scheduler.aclose()
+    async with silent_server(stack.url, "AW_first"), silent_server(stack.url, "AW_other"):
+        dispatch_id = await stack.dispatch("crash-room")
+        pool, client = keys.pool_keys("life"), stack.api.client
+        reserve_keys = [pool.jobs, *pool.server_keys("AW_first")]
+        job_id = ids.job_id(dispatch_id, 0)
+        assert await scripts.reserve(client, reserve_keys, [job_id, 5000, 1.0, b"x", "AW_first"])
+        # silent servers never start it: a long timeout keeps it where it was placed
+        stack.scheduler = await start_scheduler(stack.url, "life-u", assign_timeout_ms=60_000)
+        await eventually(lambda: _worker_is(stack, "crash-room", "AW_first"), what="placement")
+        assert await client.xlen(pool.inbox("AW_first")) == 1  # the first reservation's only
+        assert await client.xlen(pool.inbox("AW_other")) == 0

@@ -7,10 +7,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import pytest
-from aiohttp import web
 
 from dispatcher.api.app import ApiNode
-from dispatcher.localredis import free_port
+from dispatcher.api.http import HttpServer
 from dispatcher.scheduler.node import SchedulerNode
 from dispatcher.wire import pool_name
 from loadgen.connect_report import build_connect_report
@@ -20,7 +19,7 @@ from loadgen.join_plan import JoinShape
 from loadgen.join_sender import join
 from loadgen.options import DispatchOptions
 from loadgen.sender import OK
-from loadgen.trivial_aiohttp import create_app
+from loadgen.trivial_stack import create_app
 from tests import stack
 from tests.redis_servers import RedisTarget
 from workers import JobContext, JobType
@@ -109,15 +108,13 @@ async def test_with_a_fleet_every_room_s_dispatch_reaches_an_entrypoint_once(
 
 
 async def test_the_trivial_join_answers_what_the_sender_reads() -> None:
-    runner = web.AppRunner(create_app(), access_log=None)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    client = HttpClient(f"http://127.0.0.1:{port}")
+    server = HttpServer(create_app())
+    await server.start("127.0.0.1", 0)
+    client = HttpClient(f"http://127.0.0.1:{server.port}")
     try:
         answer = await join(client, "not-checked")
     finally:
         await client.aclose()
-        await runner.cleanup()
+        await server.aclose()
     assert answer.code == OK and answer.reply is not None
     assert not answer.reply.room.created and answer.reply.dispatches == []

@@ -10,8 +10,6 @@ from dataclasses import dataclass
 
 import aiohttp
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestServer
 from click.testing import CliRunner, Result
 from livekit import api
 from livekit.protocol import sip as sip_pb
@@ -19,6 +17,7 @@ from livekit.protocol import sip as sip_pb
 from dispatcher import ids
 from dispatcher.api.access import Authorizer
 from dispatcher.api.auth import TokenVerifier, create_token
+from dispatcher.api.http import HttpApp
 from dispatcher.api.room_service import Rooms
 from dispatcher.api.sip_inbound import SipInboundService
 from dispatcher.api.sip_service import SipService, resolve_inbound
@@ -28,6 +27,7 @@ from dispatcher.sip.store import RULES_KEY
 from dispatcher.sip_cli import sip_group
 from dispatcher.store.client import Client, connect
 from tests.redis_servers import RedisTarget
+from tests.served import served
 
 API_KEY, API_SECRET = "devkey", "secretsecretsecretsecretsecret12"
 TRUNK, OTHER_TRUNK = "ST_trunk000001", "ST_trunk000002"
@@ -41,8 +41,8 @@ class Sip:
     lk: api.LiveKitAPI
 
 
-def _app(client: Client) -> web.Application:
-    app = web.Application()
+def _app(client: Client) -> HttpApp:
+    app = HttpApp()
     authorizer = Authorizer(TokenVerifier({API_KEY: API_SECRET}))
     TwirpRouter().install(app)
     SipService(client, authorizer).twirp().install(app)
@@ -55,8 +55,8 @@ def _app(client: Client) -> web.Application:
 async def sip(redis_single_target: RedisTarget) -> AsyncIterator[Sip]:
     client = await connect(redis_single_target.url)
     try:
-        async with TestServer(_app(client), host="127.0.0.1") as server:
-            url = str(server.make_url("")).rstrip("/")
+        async with served(_app(client)) as server:
+            url = server.url
             lk = api.LiveKitAPI(url, API_KEY, API_SECRET)
             try:
                 yield Sip(url, client, lk)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from dispatcher import ids
@@ -50,6 +52,31 @@ def test_random_ids_differ() -> None:
 
 def test_job_id_is_deterministic() -> None:
     assert ids.job_id("AD_abc", 2) == ids.job_id("AD_abc", 2)
+
+
+def test_job_id_is_stable_across_versions() -> None:
+    # Stored job ids are re-derived on replay: the encoding must never change.
+    assert ids.job_id("AD_abc", 1) == "AJ_EFJYngUAchcy"
+
+
+@pytest.mark.parametrize("number", [0, 1, 56, 57, 3248, 3249, 57**12 - 1, 2**72 - 1])
+def test_encoding_is_twelve_base57_digits_least_significant_first(number: int) -> None:
+    digits = [(number // 57**i) % 57 for i in range(12)]
+    assert ids._encode(number) == "".join(ids.ALPHABET[d] for d in digits)
+
+
+def test_forked_children_draw_different_ids() -> None:
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child reports one id and leaves without running pytest's teardown
+        os.write(write, ids.dispatch_id().encode())
+        os._exit(0)
+    os.waitpid(child, 0)
+    os.close(write)
+    from_child = os.read(read, 64).decode()
+    os.close(read)
+    assert_id(from_child, "AD_")
+    assert from_child != ids.dispatch_id()
 
 
 def test_job_id_differs_per_attempt() -> None:

@@ -1,12 +1,12 @@
 """The API node's HTTP stack with a Join that does nothing: the ceiling of that stack.
 
-The same aiohttp application shape as ``dispatcher.api.app`` (one Twirp router, a raw
-``dispatcher.Participant/Join`` method, ``AppRunner`` without access log, backlog 1024, on
-uvloop), whose Join answers a constant JSON reply shaped like the real one: no token check,
+The same application shape as ``dispatcher.api.app`` (the API node's HTTP server and Twirp
+router, a raw ``dispatcher.Participant/Join`` method, backlog 1024, on uvloop), whose Join
+answers a constant JSON reply shaped like the real one: no token check,
 no Redis. ``loadgen connect --trivial-stack`` measures it exactly as it measures the real
 API node, so the ratio of the two knees is what the join path costs on top of the stack.
 
-    python -m loadgen.trivial_aiohttp --port 7991
+    python -m loadgen.trivial_stack --port 7991
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ import sys
 from typing import Final
 
 import uvloop
-from aiohttp import web
 
-from dispatcher.api.twirp import MAX_BODY_SIZE, TwirpRouter, TwirpService
+from dispatcher.api.http import HttpApp, HttpServer, Request, Response
+from dispatcher.api.twirp import TwirpService
 from workers.runner import install_stop_signals
 
 REPLY: Final = (
@@ -30,21 +30,20 @@ REPLY: Final = (
 )
 
 
-async def join(_: None, request: web.Request) -> web.Response:
-    return web.Response(body=REPLY, headers={"Content-Type": "application/json"})
+async def join(_: None, request: Request) -> Response:
+    return Response(200, REPLY, "application/json")
 
 
-async def ready(_: web.Request) -> web.Response:
-    return web.Response(text="ready")
+async def ready(_: Request) -> Response:
+    return Response.text("ready")
 
 
-def create_app() -> web.Application:
-    app = web.Application(client_max_size=MAX_BODY_SIZE)
-    TwirpRouter(max_body_size=MAX_BODY_SIZE).install(app)
+def create_app() -> HttpApp:
+    app = HttpApp()
     service = TwirpService("dispatcher.Participant")
     service.add_raw("Join", join)
     service.install(app)
-    app.router.add_get("/readyz", ready)
+    app.route("/readyz", ready)
     return app
 
 
@@ -52,18 +51,17 @@ async def serve(host: str, port: int) -> None:
     """Serve until SIGINT or SIGTERM, as the API node does."""
     stop = asyncio.Event()
     install_stop_signals(stop)
-    runner = web.AppRunner(create_app(), access_log=None)
-    await runner.setup()
+    server = HttpServer(create_app())
+    await server.start(host, port, backlog=1024)
     try:
-        await web.TCPSite(runner, host, port, backlog=1024).start()
         await stop.wait()
     finally:
-        await runner.cleanup()
+        await server.aclose()
 
 
 def command(port: int, _redis_url: str) -> list[str]:
     """How ``loadgen.devstack.DevStack`` runs this server in place of ``dispatcher dev``."""
-    return [sys.executable, "-m", "loadgen.trivial_aiohttp", "--port", str(port)]
+    return [sys.executable, "-m", "loadgen.trivial_stack", "--port", str(port)]
 
 
 def main(argv: list[str] | None = None) -> None:
