@@ -14,20 +14,24 @@ does only what a load generator needs:
   close) fed whatever ``data_received`` hands over;
 * one deadline per request covers waiting for a connection, connecting and the response;
 * a reused connection the server closed while idle (nothing of the reply came back) is
-  retried once on a new connection, as the request never reached the server.
+  retried once on a new connection, as the request never reached the server;
+* besides the ``post`` coroutine, ``send`` takes a request encoded beforehand (``prepare``)
+  and calls back with its outcome: no task, future or coroutine per request, which an
+  open-loop sender would otherwise pay for every request.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Sequence
-from typing import Final, cast
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from functools import partial
+from typing import Any, Final, TypeAlias, cast
 from urllib.parse import urlsplit
 
 from loadgen.httpparse import HttpError, ResponseParser
 
-__all__ = ["HttpClient", "HttpError", "HttpTimeout", "ResponseParser"]
+__all__ = ["Done", "HttpClient", "HttpError", "HttpTimeout", "Outcome", "ResponseParser"]
 
 _WATCHDOG_TICK_S: Final = 0.25
 
@@ -38,6 +42,11 @@ class HttpTimeout(HttpError):
 
 class _StaleConnection(HttpError):
     """A reused connection closed by the peer before any byte of the response arrived."""
+
+
+#: What became of a request: (status, body) of its response, or why none came back.
+Outcome: TypeAlias = tuple[int, bytes] | HttpError
+Done: TypeAlias = Callable[[Outcome], None]
 
 
 # --- one connection -------------------------------------------------------------------------
@@ -51,7 +60,7 @@ class _Connection(asyncio.Protocol):
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
         self._parser = ResponseParser()
-        self._waiter: asyncio.Future[tuple[int, bytes]] | None = None
+        self._done: Done | None = None  # set while a request is in flight
         self.deadline = 0.0
         self.closed = False
         self.idle = False  # in the client's idle stack
@@ -59,11 +68,15 @@ class _Connection(asyncio.Protocol):
 
     @property
     def reusable(self) -> bool:
-        return not self.closed and self._waiter is None and self._parser.keep_alive
+        return not self.closed and self._done is None and self._parser.keep_alive
 
     @property
     def busy(self) -> bool:
-        return self._waiter is not None and not self._waiter.done()
+        return self._done is not None
+
+    def time(self) -> float:
+        """The event loop's clock, which deadlines are on."""
+        return self._loop.time()
 
     # asyncio.Protocol callbacks
 
@@ -73,7 +86,7 @@ class _Connection(asyncio.Protocol):
         self._client._connections.add(self)
 
     def data_received(self, data: bytes) -> None:
-        if self._waiter is None:  # nothing asked: the peer is out of step with us
+        if self._done is None:  # nothing asked: the peer is out of step with us
             self._close()
             return
         try:
@@ -85,7 +98,7 @@ class _Connection(asyncio.Protocol):
             self._complete()
 
     def eof_received(self) -> bool:
-        if self._waiter is not None and self._parser.eof():
+        if self._done is not None and self._parser.eof():
             self._complete()
         self._close()
         return False
@@ -95,17 +108,21 @@ class _Connection(asyncio.Protocol):
 
     # used by HttpClient
 
-    def send(self, data: bytes, deadline: float) -> asyncio.Future[tuple[int, bytes]]:
-        """Write one request; the future resolves to (status, body) or fails with HttpError."""
-        waiter = self._loop.create_future()
+    def start(self, data: bytes, deadline: float, done: Done) -> None:
+        """Write one request; ``done`` is called once, with its outcome."""
         if self.closed or self._transport is None:
-            waiter.set_exception(self._lost_error(None))
-            return waiter
-        self._waiter = waiter
+            done(self._lost_error(None))
+            return
+        self._done = done
         self.deadline = deadline
         if self._client._watchdog is None:
             self._client._arm_watchdog()
         self._transport.write(data)
+
+    def send(self, data: bytes, deadline: float) -> asyncio.Future[tuple[int, bytes]]:
+        """``start``, with a future that resolves to (status, body) or fails with HttpError."""
+        waiter: asyncio.Future[tuple[int, bytes]] = self._loop.create_future()
+        self.start(data, deadline, partial(_settle, waiter))
         return waiter
 
     def time_out(self) -> None:
@@ -120,37 +137,38 @@ class _Connection(asyncio.Protocol):
     # internals
 
     def _complete(self) -> None:
-        parser, waiter = self._parser, self._waiter
-        assert waiter is not None
-        self._waiter = None
+        """The response is whole: ready the connection for the next request, then report."""
+        parser, done = self._parser, self._done
+        assert done is not None
+        self._done = None
         self.responses += 1
-        if not waiter.done():
-            waiter.set_result((parser.status, parser.body))
+        reply = (parser.status, parser.body)
         keep = parser.keep_alive and not parser.trailing  # trailing: out of step with us
         parser.reset()
         parser.keep_alive = keep
         if not keep and self._transport is not None:
             self._transport.close()
+        done(reply)
 
     def _fail(self, exc: HttpError) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(exc)
+        done, self._done = self._done, None
         self.abort()
+        if done is not None:
+            done(exc)
 
     def _close(self, exc: Exception | None = None) -> None:
         """Mark closed and fail any pending request; tells the client if we were idle."""
         if self.closed:
             return
         self.closed = True
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(self._lost_error(exc))
+        done, self._done = self._done, None
         if self._transport is not None and not self._transport.is_closing():
             self._transport.close()
         self._client._connections.discard(self)
         if self.idle:
             self._client._idle_lost(self)
+        if done is not None:
+            done(self._lost_error(exc))
 
     def _lost_error(self, exc: Exception | None) -> HttpError:
         reason = f"connection lost: {exc}" if exc else "connection closed by server"
@@ -168,9 +186,10 @@ class HttpClient:
     """POSTs to one ``http://host:port`` origin over a bounded pool of keep-alive connections.
 
     ``post`` returns (status, body) for any HTTP response, whatever its status, and raises
-    HttpError when none came back. Callers must not pass Host, Content-Length or
-    Transfer-Encoding headers: the client writes those itself. A request times out
-    ``timeout_s`` after ``post`` was called, checked every min(0.25 s, timeout_s / 8).
+    HttpError when none came back; ``send`` reports the same outcomes to a callback. Callers
+    must not pass Host, Content-Length or Transfer-Encoding headers: the client writes those
+    itself. A request times out ``timeout_s`` after ``post`` or ``send`` was called, checked
+    every min(0.25 s, timeout_s / 8).
     """
 
     def __init__(self, url: str, *, max_connections: int = 256, timeout_s: float = 10.0) -> None:
@@ -187,6 +206,7 @@ class HttpClient:
         self._open = 0  # connection slots taken: connecting, idle or busy
         self._waiters: deque[asyncio.Future[_Connection | None]] = deque()
         self._connections: set[_Connection] = set()  # every live one
+        self._tasks: set[asyncio.Task[None]] = set()  # sends waiting for a connection
         self._watchdog: asyncio.TimerHandle | None = None
         self._closed = False
 
@@ -224,6 +244,27 @@ class HttpClient:
         finally:
             self._release(conn)
 
+    def prepare(self, path: str, body: bytes, headers: Sequence[tuple[str, str]]) -> bytes:
+        """The bytes of a POST, as ``send`` takes them; the same rules as ``post``."""
+        return self._encode(path, body, headers)
+
+    def send(self, request: bytes, done: Done) -> None:
+        """Send ``request`` (see ``prepare``) without waiting for the response.
+
+        ``done`` is called once, with (status, body) or the HttpError ``post`` would raise;
+        it may be called before ``send`` returns (the client is closed).
+        """
+        if self._closed:
+            done(HttpError("client is closed"))
+            return
+        if self._idle:  # the common case, without a task
+            conn = self._idle.pop()
+            conn.idle = False
+            self._start(conn, request, conn.time() + self.timeout_s, done)
+            return
+        deadline = asyncio.get_running_loop().time() + self.timeout_s
+        self._spawn(self._send_on(self._acquire, request, deadline, done))
+
     async def aclose(self) -> None:
         """Close every connection; requests in flight fail with HttpError."""
         self._closed = True
@@ -235,8 +276,44 @@ class HttpClient:
             if not waiter.done():
                 waiter.set_exception(HttpError("client closed"))
         for conn in list(self._connections):
-            conn.abort()  # idle ones free their slot now, busy ones when their post returns
+            conn.abort()  # idle ones free their slot now, busy ones when their request ends
         await asyncio.sleep(0)  # let the transports deliver connection_lost
+
+    # sending with a callback
+
+    def _start(self, conn: _Connection, request: bytes, deadline: float, done: Done) -> None:
+        conn.start(request, deadline, partial(self._answered, conn, request, deadline, done))
+
+    def _answered(
+        self, conn: _Connection, request: bytes, deadline: float, done: Done, outcome: Outcome
+    ) -> None:
+        if isinstance(outcome, _StaleConnection) and not self._closed:
+            # The request never reached the server: once more, on a new connection in the
+            # slot this one held (a new connection is never stale, so only once).
+            self._spawn(self._send_on(self._connect, request, deadline, done))
+            return
+        self._release(conn)
+        done(outcome)
+
+    async def _send_on(
+        self,
+        connection: Callable[[float], Awaitable[_Connection]],
+        request: bytes,
+        deadline: float,
+        done: Done,
+    ) -> None:
+        """Send once ``connection`` (``_acquire`` or ``_connect``) has given one."""
+        try:
+            conn = await connection(deadline)
+        except HttpError as exc:
+            done(exc)
+            return
+        self._start(conn, request, deadline, done)
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)  # the loop keeps only a weak reference
+        task.add_done_callback(self._tasks.discard)
 
     # request encoding
 
@@ -363,6 +440,16 @@ class HttpClient:
         conn.idle = False
         self._idle.remove(conn)
         self._free_slot()
+
+
+def _settle(waiter: asyncio.Future[tuple[int, bytes]], outcome: Outcome) -> None:
+    """Resolve ``waiter`` with ``outcome``, unless its caller has given up on it."""
+    if waiter.done():
+        return
+    if isinstance(outcome, HttpError):
+        waiter.set_exception(outcome)
+    else:
+        waiter.set_result(outcome)
 
 
 def _origin(url: str) -> tuple[str, int, str]:

@@ -2,7 +2,8 @@
 
 Fed whatever ``data_received`` hands over: Content-Length, chunked (extensions and
 trailers) or read-until-close bodies, ``Connection: close``, HTTP/1.0 keep-alive rules,
-204/304 and interim 1xx responses. The whole head is checked with one compiled regex.
+204/304 and interim 1xx responses. The whole head is checked with one compiled regex, and
+not again when the next response's head is the same bytes, as a server's mostly are.
 """
 
 from __future__ import annotations
@@ -44,10 +45,22 @@ class ResponseParser:
     HttpError. ``reset`` readies it for the next response on the same connection.
     """
 
-    __slots__ = ("_body", "_buf", "_remaining", "_state", "keep_alive", "status")
+    __slots__ = (
+        "_body",
+        "_buf",
+        "_known_framing",
+        "_known_head",
+        "_remaining",
+        "_state",
+        "keep_alive",
+        "status",
+    )
 
     def __init__(self) -> None:
         self._buf = bytearray()
+        # The last final response head parsed, and (status, keep-alive, state, remaining).
+        self._known_head: bytes | None = None
+        self._known_framing = (0, True, _S_HEAD, 0)
         self.reset()
 
     def reset(self) -> None:
@@ -125,7 +138,11 @@ class ResponseParser:
         del buf[: end + 4]
         self._parse_head_bytes(head)
 
-    def _parse_head_bytes(self, head: bytes) -> None:
+    def _parse_head_bytes(self, raw: bytes) -> None:
+        if raw == self._known_head:
+            self.status, self.keep_alive, self._state, self._remaining = self._known_framing
+            return
+        head = raw
         if b"\r\n " in head or b"\r\n\t" in head:  # obsolete line folding: unfold (RFC 9112)
             head = _FOLD.sub(b" ", head)
         match = _HEAD.fullmatch(head)
@@ -136,30 +153,9 @@ class ResponseParser:
             if status == 101:
                 raise HttpError("unexpected 101 Switching Protocols")
             return
-        self.status = status
-        self._frame(status, match[1] == b"1", _FRAMING.findall(match[3]))
-
-    def _frame(self, status: int, http11: bool, fields: list[tuple[bytes, bytes]]) -> None:
-        """Decide how the body is delimited (RFC 9112 section 6.3) and if the connection
-        can carry another request."""
-        length, coding, connection = _framing_fields(fields)
-        if connection:
-            tokens = {t.strip() for t in connection.lower().split(b",")}
-            self.keep_alive = b"close" not in tokens if http11 else b"keep-alive" in tokens
-        else:
-            self.keep_alive = http11
-        if status in (204, 304):
-            self._state = _S_DONE
-        elif coding is not None:
-            if length is not None:  # ambiguous framing: do not trust this connection again
-                self.keep_alive = False
-            last = coding.rsplit(b",", 1)[-1].strip().lower()
-            self._state = _S_CHUNK_SIZE if last == b"chunked" else _S_UNTIL_CLOSE
-        elif length is not None:
-            self._remaining = _content_length(length)
-            self._state = _S_BODY if self._remaining else _S_DONE
-        else:
-            self._state = _S_UNTIL_CLOSE
+        framing = (status, *_framing(status, match[1] == b"1", _FRAMING.findall(match[3])))
+        self.status, self.keep_alive, self._state, self._remaining = framing
+        self._known_head, self._known_framing = raw, framing
 
     def _parse_chunk_size(self) -> None:
         buf = self._buf
@@ -212,6 +208,28 @@ class ResponseParser:
             self._body += self._buf[:count]
             del self._buf[:count]
         return count
+
+
+def _framing(status: int, http11: bool, fields: list[tuple[bytes, bytes]]) -> tuple[bool, int, int]:
+    """(keep-alive, parser state, body bytes remaining): how the body is delimited
+    (RFC 9112 section 6.3) and whether the connection can carry another request."""
+    length, coding, connection = _framing_fields(fields)
+    if connection:
+        tokens = {t.strip() for t in connection.lower().split(b",")}
+        keep_alive = b"close" not in tokens if http11 else b"keep-alive" in tokens
+    else:
+        keep_alive = http11
+    if status in (204, 304):
+        return keep_alive, _S_DONE, 0
+    if coding is not None:
+        if length is not None:  # ambiguous framing: do not trust this connection again
+            keep_alive = False
+        last = coding.rsplit(b",", 1)[-1].strip().lower()
+        return keep_alive, _S_CHUNK_SIZE if last == b"chunked" else _S_UNTIL_CLOSE, 0
+    if length is not None:
+        remaining = _content_length(length)
+        return keep_alive, _S_BODY if remaining else _S_DONE, remaining
+    return keep_alive, _S_UNTIL_CLOSE, 0
 
 
 def _framing_fields(

@@ -3,7 +3,8 @@
 The schedule, in-flight cap and lag accounting are ``Sender``'s; only what one send does
 differs: a Join with the join's pre-minted token and no body, its JSON reply tallied
 (rooms created, dispatches, reconnects), and for the joins planned to leave, a Leave with
-the same token as soon as the Join is answered.
+the same token as soon as the Join is answered. Like a dispatch, a send is a chain of
+callbacks from ``HttpClient.send``, with no task of its own.
 """
 
 from __future__ import annotations
@@ -13,14 +14,15 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 import msgspec
 
-from loadgen.httpclient import HttpClient, HttpError, HttpTimeout
+from loadgen.httpclient import HttpClient, HttpError, Outcome
 from loadgen.join_plan import JoinShape, PlannedJoin
 from loadgen.join_progress import JoinProgress
 from loadgen.options import DispatchOptions
-from loadgen.sender import OK, Sender, SendStats, classify
+from loadgen.sender import OK, Sender, SendStats, classify, failure_code
 
 JOIN_PATH = "/twirp/dispatcher.Participant/Join"
 LEAVE_PATH = "/twirp/dispatcher.Participant/Leave"
@@ -63,30 +65,37 @@ class Answer:
 
 async def join(client: HttpClient, token: str) -> Answer:
     """A Join: its answer carries the reply when it was accepted."""
-    answer, body = await _post(client, JOIN_PATH, token)
+    sent_ns, started = time.time_ns(), time.perf_counter_ns()
+    try:
+        outcome: Outcome = await client.post(JOIN_PATH, b"", _authorization(token))
+    except HttpError as exc:
+        outcome = exc
+    return _join_answer(outcome, sent_ns, started)
+
+
+def _authorization(token: str) -> tuple[tuple[str, str]]:
+    """A participant call's only header: the token is all it carries."""
+    return (("Authorization", f"Bearer {token}"),)
+
+
+def _answer(outcome: Outcome, sent_ns: int, started: int) -> tuple[Answer, bytes]:
+    """A call's answer and response body, from when it was sent and what came of it."""
+    if isinstance(outcome, HttpError):
+        return Answer(failure_code(outcome), sent_ns), b""
+    status, body = outcome
+    code = OK if status == 200 else classify(status, body)[0]
+    return Answer(code, sent_ns, time.perf_counter_ns() - started), body
+
+
+def _join_answer(outcome: Outcome, sent_ns: int, started: int) -> Answer:
+    """A Join's answer, with its decoded reply when it was accepted."""
+    answer, body = _answer(outcome, sent_ns, started)
     if answer.code != OK:
         return answer
     try:
         return dataclasses.replace(answer, reply=_decode_reply(body))
     except msgspec.DecodeError:
         return dataclasses.replace(answer, code="bad_response")
-
-
-async def leave(client: HttpClient, token: str) -> Answer:
-    return (await _post(client, LEAVE_PATH, token))[0]
-
-
-async def _post(client: HttpClient, path: str, token: str) -> tuple[Answer, bytes]:
-    """A participant call: the token is all it carries."""
-    sent_ns, started = time.time_ns(), time.perf_counter_ns()
-    try:
-        status, body = await client.post(path, b"", (("Authorization", f"Bearer {token}"),))
-    except HttpTimeout:
-        return Answer("timeout", sent_ns), b""
-    except HttpError:
-        return Answer("connection_error", sent_ns), b""
-    code = OK if status == 200 else classify(status, body)[0]
-    return Answer(code, sent_ns, time.perf_counter_ns() - started), body
 
 
 @dataclass
@@ -146,19 +155,41 @@ class JoinSender(Sender):
         stats: JoinStats,
         progress: JoinProgress,
     ) -> None:
-        super().__init__(client, options, "", progress)
+        super().__init__(client, options, progress)
         if len(plan) != stats.planned or len(tokens) != stats.planned:
             raise ValueError("the plan, its tokens and the schedule must be of one length")
         self._plan, self._tokens = plan, tokens
         self._joins = progress
         self.stats: JoinStats = stats
 
-    async def _send(self, index: int) -> None:
-        planned, token = self._plan[index], self._tokens[index]
-        answer = await join(self._client, token)
-        self._count(planned, answer)
-        if planned.leaves and answer.code == OK:
-            self.stats.left(await leave(self._client, token))
+    def _send(self, index: int) -> None:
+        sent_ns, started = time.time_ns(), time.perf_counter_ns()
+        request = self._client.prepare(JOIN_PATH, b"", _authorization(self._tokens[index]))
+        self._client.send(request, partial(self._joined, index, sent_ns, started))
+
+    def _joined(self, index: int, sent_ns: int, started: int, outcome: Outcome) -> None:
+        """The Join is over: count it, then leave if the plan says so."""
+        planned, leaves = self._plan[index], False
+        try:
+            answer = _join_answer(outcome, sent_ns, started)
+            self._count(planned, answer)
+            leaves = planned.leaves and answer.code == OK
+        finally:
+            if not leaves:
+                self._finished()
+        if leaves:
+            self._leave(self._tokens[index])
+
+    def _leave(self, token: str) -> None:
+        sent_ns, started = time.time_ns(), time.perf_counter_ns()
+        request = self._client.prepare(LEAVE_PATH, b"", _authorization(token))
+        self._client.send(request, partial(self._left, sent_ns, started))
+
+    def _left(self, sent_ns: int, started: int, outcome: Outcome) -> None:
+        try:
+            self.stats.left(_answer(outcome, sent_ns, started)[0])
+        finally:
+            self._finished()
 
     def _count(self, planned: PlannedJoin, answer: Answer) -> None:
         stats = self.stats

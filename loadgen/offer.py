@@ -20,7 +20,7 @@ from dispatcher.settings import DEV_API_KEY, DEV_API_SECRET
 from loadgen.errors import DispatchCommandError
 from loadgen.hdr import LatencyHistogram
 from loadgen.options import DispatchOptions
-from loadgen.sender import OK, http_client, send_all
+from loadgen.sender import OK, http_client, prepare_dispatches, send_all
 
 ENDPOINT_CPUS, SENDER_CPUS = "0", "1"
 
@@ -59,7 +59,7 @@ async def run_offer(rate: float, duration: float, pin: bool) -> dict[str, Any]:
     )
     client = http_client(options)
     try:
-        stats = await send_all(client, options, "offer")
+        stats = await send_all(client, options, prepare_dispatches(client, options, "offer"))
     finally:
         await client.aclose()
         endpoint.terminate()

@@ -1,6 +1,8 @@
 """What one dispatch sends: room name, metadata carrying the send time, body and token.
 
 Pure functions, so the round trip of ``sent_ns`` through the metadata is unit-testable.
+A request can be encoded ahead of its send with ``STAMP_PLACEHOLDER_NS`` as the send time
+and cut around it (``split_at_stamp``): stamping it then only joins three pieces.
 """
 
 from __future__ import annotations
@@ -14,6 +16,10 @@ from dispatcher.api.auth import create_token
 
 CREATE_PATH = "/twirp/livekit.AgentDispatchService/CreateDispatch"
 TOKEN_TTL_S = 600
+#: Unix ns from 2001 to 2286 have 19 digits: a request encoded with this stand-in for its
+#: send time is as long as the real one, Content-Length included.
+STAMP_DIGITS = 19
+STAMP_PLACEHOLDER_NS = 10 ** (STAMP_DIGITS - 1)
 
 
 def room_prefix(seed: int | None) -> str:
@@ -49,7 +55,25 @@ def request_body(agent_name: str, room: str, metadata: str) -> bytes:
     return bytes(request.SerializeToString())
 
 
-def authorization(api_key: str, api_secret: str, room: str) -> str:
-    """``Bearer <token>`` granting roomAdmin for exactly ``room``, as dispatch calls need."""
+def authorization(api_key: str, api_secret: str, room: str, *, now: float | None = None) -> str:
+    """``Bearer <token>`` granting roomAdmin for exactly ``room``, as dispatch calls need;
+    issued at ``now`` (unix s, default the present)."""
     claims: dict[str, object] = {"video": {"roomAdmin": True, "room": room}}
-    return "Bearer " + create_token(api_key, api_secret, claims, TOKEN_TTL_S)
+    return "Bearer " + create_token(api_key, api_secret, claims, TOKEN_TTL_S, now=now)
+
+
+def split_at_stamp(request: bytes) -> tuple[bytes, bytes]:
+    """A request encoded with ``STAMP_PLACEHOLDER_NS`` as its send time, cut into what comes
+    before the stamp's digits and what comes after them (the metadata, and in it the stamp,
+    is the last field of the body)."""
+    placeholder = b"%d" % STAMP_PLACEHOLDER_NS
+    at = request.rindex(placeholder)
+    return request[:at], request[at + len(placeholder) :]
+
+
+def stamp(sent_ns: int) -> bytes:
+    """The digits of a send time, to go where ``split_at_stamp`` cut."""
+    digits = b"%d" % sent_ns
+    if len(digits) != STAMP_DIGITS:
+        raise ValueError(f"send time {sent_ns} does not have {STAMP_DIGITS} digits")
+    return digits

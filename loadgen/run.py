@@ -27,7 +27,14 @@ from loadgen.options import DispatchOptions
 from loadgen.payload import room_prefix
 from loadgen.progress import Progress, report_every
 from loadgen.results import POLL_INTERVAL_S, JobResult, ResultReader, wait_for_results
-from loadgen.sender import OK, SendStats, http_client, post_dispatch, send_all
+from loadgen.sender import (
+    OK,
+    SendStats,
+    http_client,
+    post_dispatch,
+    prepare_dispatches,
+    send_all,
+)
 from loadgen.sweep import BACKLOG_GRACE_S
 
 PROGRESS_INTERVAL_S = 1.0
@@ -137,9 +144,11 @@ class DispatchSession:
         """Send at ``rate`` for ``duration`` seconds and collect what happened."""
         assert self._http is not None
         http, (options, prefix) = self._http, self._next_step(rate, duration)
+        # Requests and tokens are built before the measured window, while the system idles.
+        requests = prepare_dispatches(http, options, prefix)
         progress = Progress(rate)
         return await self._measure(
-            options, progress, lambda: send_all(http, options, prefix, progress)
+            options, progress, lambda: send_all(http, options, requests, progress)
         )
 
     def _next_step(self, rate: float, duration: float) -> tuple[DispatchOptions, str]:

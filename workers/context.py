@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from livekit.protocol import agent
 
@@ -30,13 +31,22 @@ def job_message(spec: JobSpec, server_id: str) -> agent.Job:
 
 @dataclass
 class JobContext:
-    """Handed to the entrypoint: ``ctx.job`` (LiveKit ``Job``), ``ctx.room.name``."""
+    """Handed to the entrypoint: ``ctx.job`` (LiveKit ``Job``), ``ctx.room.name``.
 
-    job: agent.Job
-    room: RoomInfo
+    ``job`` and ``room`` are built on first use: many entrypoints never read the protobuf
+    ``Job``, and building it for every job was a measurable part of an agent's CPU."""
+
     spec: JobSpec
     worker_id: str
     _shutdown_callbacks: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    @cached_property
+    def job(self) -> agent.Job:
+        return job_message(self.spec, self.worker_id)
+
+    @cached_property
+    def room(self) -> RoomInfo:
+        return RoomInfo(self.spec.room, self.spec.room_sid)
 
     @property
     def dispatch_received_ns(self) -> int:
@@ -51,24 +61,29 @@ class JobContext:
             try:
                 await callback()
             except Exception:
-                log.exception("shutdown callback of job %s failed", self.job.id)
+                log.exception("shutdown callback of job %s failed", self.spec.job_id)
 
 
 class JobRequest:
     """An offered job; the request handler calls ``accept()`` or ``reject()``."""
 
-    def __init__(self, job: agent.Job) -> None:
-        self.job = job
+    def __init__(self, context: JobContext) -> None:
+        self._context = context
         self.answer: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self.terminate = False
 
     @property
+    def job(self) -> agent.Job:
+        """The same ``Job`` the entrypoint will see as ``ctx.job``."""
+        return self._context.job
+
+    @property
     def id(self) -> str:
-        return str(self.job.id)
+        return self._context.spec.job_id
 
     @property
     def agent_name(self) -> str:
-        return str(self.job.agent_name)
+        return self._context.spec.agent_name
 
     async def accept(self) -> None:
         if not self.answer.done():

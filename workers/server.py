@@ -16,11 +16,10 @@ import os
 import socket
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from dispatcher import ids
 from dispatcher.store import keys, scripts
-from dispatcher.store.client import Client, connect
+from dispatcher.store.client import Client, connect, is_cluster
 from dispatcher.store.fastlane import stream_entries
 from dispatcher.wire import (
     Assignment,
@@ -37,7 +36,7 @@ from dispatcher.wire import (
     inbox_decoder,
     pool_name,
 )
-from workers.context import JobContext, JobRequest, RoomInfo, job_message
+from workers.context import JobContext, JobRequest
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +82,7 @@ class AgentServer:
         self._client: Client | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = asyncio.Event()
-        self._pool = keys.pool_keys("")
+        self._use_pool("")
 
     def rtc_session(
         self,
@@ -103,10 +102,16 @@ class AgentServer:
             self.job_type = JobType(job_type)
             self._entrypoint = entrypoint
             self._on_request = on_request
-            self._pool = keys.pool_keys(pool_name(agent_name, job_type))
+            self._use_pool(pool_name(agent_name, job_type))
             return entrypoint
 
         return register
+
+    def _use_pool(self, name: str) -> None:
+        self._pool = keys.pool_keys(name)
+        # Built once: every job names them.
+        self._reservations = self._pool.reservations(self.id)
+        self._release_keys = [self._reservations, self._pool.jobs]
 
     @property
     def client(self) -> Client:
@@ -233,8 +238,11 @@ class AgentServer:
 
     def _dispatch(self, message: InboxMessage) -> None:
         if isinstance(message, Assignment):
+            job_id = message.job.job_id
             task = asyncio.create_task(self._assigned(message.job))
-            self.running[message.job.job_id] = task
+            self.running[job_id] = task
+            # a callback, not a ``finally``: a task cancelled before it first ran runs no code
+            task.add_done_callback(lambda _: self.running.pop(job_id, None))
         elif isinstance(message, Termination):
             self._terminate(message)
 
@@ -252,18 +260,16 @@ class AgentServer:
         except Exception:
             # The scheduler's assignment timer re-places a job this server failed to start.
             log.exception("job %s could not be handled", spec.job_id)
-        finally:
-            self.running.pop(spec.job_id, None)
 
     async def _handle(self, spec: JobSpec) -> None:
-        job = job_message(spec, self.id)
-        verdict = await self._verdict(job)
+        ctx = JobContext(spec=spec, worker_id=self.id)
+        verdict = await self._verdict(ctx)
         if verdict is not None:
             await self._reject(spec, terminate=verdict[0], reason=verdict[1])
         elif await self._confirm_and_report(spec):
-            await self._run(spec, job)
+            await self._run(ctx)
 
-    async def _verdict(self, job: Any) -> tuple[bool, str] | None:
+    async def _verdict(self, ctx: JobContext) -> tuple[bool, str] | None:
         """None to accept; else (terminate, reason) to reject."""
         if self.draining:
             return False, "draining"
@@ -271,7 +277,7 @@ class AgentServer:
             return False, "over capacity"
         if self._on_request is None:
             return None
-        request = JobRequest(job)
+        request = JobRequest(ctx)
         try:
             await asyncio.wait_for(self._on_request(request), _REQUEST_TIMEOUT_S)
         except Exception as exc:
@@ -285,19 +291,23 @@ class AgentServer:
 
     async def _confirm_and_report(self, spec: JobSpec) -> bool:
         batch = scripts.Batch()
-        batch.script(scripts.confirm, [self._pool.reservations(self.id)], [spec.job_id])
+        batch.script(scripts.confirm, [self._reservations], [spec.job_id])
         self._queue_report(batch, spec, JobStatus.RUNNING)
-        confirmed = (await batch.run(self.client))[0]
+        try:
+            confirmed = (await batch.run(self.client))[0]
+        except asyncio.CancelledError:
+            # Terminated while confirming: the confirm may well have run, and a confirmed
+            # slot is never reclaimed, so end the job as a terminated one and free it.
+            await self._finish(spec, JobStatus.SUCCESS, "")
+            raise
         if confirmed != 1:
             log.warning(
                 "job %s: reservation was reclaimed before it arrived; not running", spec.job_id
             )
         return bool(confirmed == 1)
 
-    async def _run(self, spec: JobSpec, job: Any) -> None:
-        ctx = JobContext(
-            job=job, room=RoomInfo(spec.room, spec.room_sid), spec=spec, worker_id=self.id
-        )
+    async def _run(self, ctx: JobContext) -> None:
+        spec = ctx.spec
         status, error = JobStatus.SUCCESS, ""
         assert self._entrypoint is not None
         try:
@@ -311,13 +321,15 @@ class AgentServer:
         await self._finish(spec, status, error)
 
     async def _finish(self, spec: JobSpec, status: JobStatus, error: str) -> None:
-        # One write: the report is queued ahead of the release, and Redis runs them in order.
+        # The report must be on the stream before the slot is free. On one node both share
+        # a connection and one write, and Redis runs them in order; a cluster may keep the
+        # partition and the pool on different nodes, so there the report is awaited first.
         batch = scripts.Batch()
         self._queue_report(batch, spec, status, error)
-        pool = self._pool
-        batch.script(
-            scripts.release, [pool.reservations(self.id), pool.jobs], [spec.job_id, self.id]
-        )
+        if is_cluster(self.client):
+            await batch.run(self.client)
+            batch = scripts.Batch()
+        batch.script(scripts.release, self._release_keys, [spec.job_id, self.id])
         await batch.run(self.client)
 
     async def _reject(self, spec: JobSpec, *, terminate: bool, reason: str) -> None:
@@ -335,10 +347,7 @@ class AgentServer:
         await self._release(spec)
 
     async def _release(self, spec: JobSpec) -> None:
-        pool = self._pool
-        await scripts.release(
-            self.client, [pool.reservations(self.id), pool.jobs], [spec.job_id, self.id]
-        )
+        await scripts.release(self.client, self._release_keys, [spec.job_id, self.id])
 
     def _queue_report(
         self, batch: scripts.Batch, spec: JobSpec, status: JobStatus, error: str = ""

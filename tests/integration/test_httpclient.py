@@ -15,7 +15,7 @@ import pytest
 import uvloop
 from aiohttp import web
 
-from loadgen.httpclient import HttpClient, HttpError, HttpTimeout
+from loadgen.httpclient import HttpClient, HttpError, HttpTimeout, Outcome
 from loadgen.sender import classify
 from loadgen.trivial import REPLY_BODY, serve_trivial
 
@@ -402,6 +402,71 @@ def test_aclose_fails_requests_in_flight(run: Runner) -> None:
                 await task
             with pytest.raises(HttpError, match="closed"):
                 await client.post("/", b"x", [])
+
+    run(scenario())
+
+
+# --- send: a prepared request, its outcome to a callback -----------------------------------------
+
+
+async def outcome_of(client: HttpClient, body: bytes) -> Outcome:
+    """``send`` a POST of ``body`` to / and wait for what its callback is given."""
+    called: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+    client.send(client.prepare("/", body, []), called.set_result)
+    return await called
+
+
+def test_send_reports_every_reply_beyond_the_limit_on_few_connections(run: Runner) -> None:
+    async def scenario() -> None:
+        recorder = Recorder(delay=0.01)
+        async with web_server(recorder) as url, client_for(url, max_connections=4) as client:
+            bodies = [f"request-{i}".encode() for i in range(30)]
+            outcomes = await asyncio.gather(*(outcome_of(client, body) for body in bodies))
+            assert outcomes == [(200, b"echo:" + body) for body in bodies]
+            assert len(set(recorder.peers)) == 4
+
+    run(scenario())
+
+
+def test_send_retries_a_stale_connection_only_once(run: Runner) -> None:
+    def policy(connection: int, request: int) -> Action:
+        return "answer" if (connection, request) in ((0, 0), (1, 0)) else "drop"
+
+    async def scenario() -> None:
+        async with scripted_server(policy) as (url, server), client_for(url) as client:
+            assert await outcome_of(client, b"1") == (200, b"ok")
+            assert await outcome_of(client, b"2") == (200, b"ok")  # dropped, then retried
+            dropped_twice = await outcome_of(client, b"3")  # the retry's drop is final
+            assert isinstance(dropped_twice, HttpError)
+            assert server.accepted == 3
+            assert client.open_connections == 0
+
+    run(scenario())
+
+
+def test_send_reports_timeouts_and_refusals(run: Runner) -> None:
+    async def scenario() -> None:
+        async with (
+            scripted_server(lambda c, r: "silent") as (url, _),
+            client_for(url, max_connections=1, timeout_s=0.3) as client,
+        ):
+            outcomes = await asyncio.gather(*(outcome_of(client, b"x") for _ in range(2)))
+            assert all(isinstance(outcome, HttpTimeout) for outcome in outcomes)
+            assert client.open_connections == 0
+        async with client_for(f"http://127.0.0.1:{free_port()}") as client:
+            refused = await outcome_of(client, b"x")
+            assert isinstance(refused, HttpError) and "cannot connect" in str(refused)
+
+    run(scenario())
+
+
+def test_send_on_a_closed_client_reports_at_once(run: Runner) -> None:
+    async def scenario() -> None:
+        client = HttpClient("http://127.0.0.1:1")
+        await client.aclose()
+        outcomes: list[Outcome] = []
+        client.send(client.prepare("/", b"x", []), outcomes.append)
+        assert len(outcomes) == 1 and isinstance(outcomes[0], HttpError)
 
     run(scenario())
 

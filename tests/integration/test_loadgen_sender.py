@@ -14,7 +14,7 @@ from livekit.protocol.agent_dispatch import AgentDispatch
 from dispatcher.localredis import free_port
 from dispatcher.settings import DEV_API_KEY, DEV_API_SECRET
 from loadgen.options import DispatchOptions
-from loadgen.sender import OK, Sender, http_client, send_all
+from loadgen.sender import OK, DispatchSender, http_client, prepare_dispatches, send_all
 
 
 @dataclass
@@ -76,7 +76,8 @@ async def test_a_stalled_server_does_not_slow_the_schedule(
     stalling_server.expected = 100
     client = http_client(run)
     try:
-        sending = asyncio.create_task(send_all(client, run, "stall"))
+        requests = prepare_dispatches(client, run, "stall")
+        sending = asyncio.create_task(send_all(client, run, requests))
         # Every request of the schedule reaches the server while none has been answered:
         # a closed loop would have sent one (or one per connection) and waited.
         await asyncio.wait_for(stalling_server.all_held.wait(), timeout=30)
@@ -99,7 +100,7 @@ async def test_sends_beyond_the_in_flight_cap_are_counted_not_delayed(
     )
     stalling_server.expected = 10
     client = http_client(run)
-    sender = Sender(client, run, "cap")
+    sender = DispatchSender(client, run, prepare_dispatches(client, run, "cap"))
     try:
         sending = asyncio.create_task(sender.run())
         # The whole schedule goes out while the first ten requests are still held: the
@@ -114,3 +115,21 @@ async def test_sends_beyond_the_in_flight_cap_are_counted_not_delayed(
         await client.aclose()
     assert stats.attempted == stats.planned == 50
     assert stats.codes == {OK: 10, "client_overload": 40}
+
+
+async def test_a_cancelled_run_sends_no_more(stalling_server: StallingServer) -> None:
+    run = options(stalling_server.url, rate=200, duration=1.0)
+    client = http_client(run)
+    sender = DispatchSender(client, run, prepare_dispatches(client, run, "cancel"))
+    try:
+        sending = asyncio.create_task(sender.run())
+        while sender.stats.attempted < 10:
+            await asyncio.sleep(0.01)
+        sending.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await sending
+        attempted = sender.stats.attempted
+        await asyncio.sleep(0.1)  # twenty more sends were due by now
+        assert sender.stats.attempted == attempted
+    finally:
+        await client.aclose()

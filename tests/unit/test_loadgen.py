@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
+import time
 from collections import Counter
 from typing import Any
 
@@ -12,14 +15,20 @@ from livekit.protocol.agent_dispatch import AgentDispatch, CreateAgentDispatchRe
 from dispatcher.api.auth import TokenVerifier
 from dispatcher.settings import DEV_API_KEY, DEV_API_SECRET
 from loadgen.fleet import AgentSummary
+from loadgen.httpclient import HttpClient
+from loadgen.httpparse import HttpError, ResponseParser
 from loadgen.options import DispatchOptions
 from loadgen.payload import (
+    CREATE_PATH,
+    STAMP_PLACEHOLDER_NS,
     authorization,
     decode_sent_ns,
     encode_metadata,
     request_body,
     room_name,
     room_prefix,
+    split_at_stamp,
+    stamp,
 )
 from loadgen.report import (
     REPORT_KEYS,
@@ -30,7 +39,14 @@ from loadgen.report import (
 )
 from loadgen.results import JobResult, decode_batch, encode_batch
 from loadgen.run import StepData
-from loadgen.sender import SendStats, classify, planned_count, send_time
+from loadgen.sender import (
+    SendStats,
+    classify,
+    dispatch_parts,
+    planned_count,
+    prepare_dispatches,
+    send_time,
+)
 
 OPTIONS = DispatchOptions(
     url="http://127.0.0.1:7880",
@@ -110,6 +126,52 @@ def test_authorization_grants_room_admin_for_that_room() -> None:
     assert claims.video.room == "room-9"
 
 
+def test_authorization_is_issued_when_asked() -> None:
+    header = authorization(DEV_API_KEY, DEV_API_SECRET, "room-9", now=1_767_225_600.7)
+    claims = TokenVerifier({DEV_API_KEY: DEV_API_SECRET}).verify(
+        header.removeprefix("Bearer "), now=1_767_225_700
+    )
+    assert claims.nbf == 1_767_225_600
+
+
+def test_a_request_cut_at_its_stamp_rejoins_with_any_send_time() -> None:
+    client = HttpClient(OPTIONS.url)
+    head, tail = split_at_stamp(
+        client.prepare(CREATE_PATH, *dispatch_parts(OPTIONS, "room-1", STAMP_PLACEHOLDER_NS))
+    )
+    sent = 1_767_225_600_123_456_789
+    body = b"".join((head, stamp(sent), tail)).split(b"\r\n\r\n", 1)[1]
+    request = CreateAgentDispatchRequest()
+    request.ParseFromString(body)
+    assert decode_sent_ns(request.metadata) == sent
+    assert request.room == "room-1"
+
+
+@pytest.mark.parametrize("sent_ns", [42, 10**19])
+def test_stamp_refuses_send_times_of_another_length(sent_ns: int) -> None:
+    with pytest.raises(ValueError, match="digits"):
+        stamp(sent_ns)
+
+
+def test_prepared_dispatches_are_the_requests_built_at_send_time() -> None:
+    client = HttpClient(OPTIONS.url)
+    options = dataclasses.replace(OPTIONS, rate=4, duration=1)
+    verifier = TokenVerifier({DEV_API_KEY: DEV_API_SECRET})
+    before = time.time()
+    prepared = prepare_dispatches(client, options, "lg-x")
+    after = time.time()
+    sent = 1_767_225_600_123_456_789
+    assert len(prepared.heads) == 4
+    for index, due in enumerate(index / options.rate for index in range(4)):
+        request = prepared.stamped(index, sent)
+        token = re.search(rb"Authorization: Bearer (\S+)\r\n", request)
+        assert token is not None
+        issued = verifier.verify(token[1].decode(), now=after + 60).nbf
+        assert int(before + due) <= issued <= after + due  # issued for when it is due
+        parts = dispatch_parts(options, f"lg-x-{index}", sent, issued_at=issued)
+        assert request == client.prepare(CREATE_PATH, *parts)
+
+
 # --- replies and results --------------------------------------------------------------------
 
 
@@ -119,6 +181,20 @@ def test_classify_replies() -> None:
     error = orjson.dumps({"code": "resource_exhausted", "msg": "slow down"})
     assert classify(429, error) == ("resource_exhausted", None)
     assert classify(502, b"<html>bad gateway</html>") == ("http_502", None)
+
+
+def test_a_repeated_response_head_parses_as_the_first() -> None:
+    parser = ResponseParser()
+    keep = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    close = b"HTTP/1.1 503 Unavailable\r\nConnection: close\r\nContent-Length: 1\r\n\r\nx"
+    seen = []
+    for response in (keep, keep, close, keep):
+        assert parser.feed(response)
+        seen.append((parser.status, parser.body, parser.keep_alive))
+        parser.reset()
+    assert seen == [(200, b"ok", True), (200, b"ok", True), (503, b"x", False), (200, b"ok", True)]
+    with pytest.raises(HttpError, match="malformed"):
+        parser.feed(b"HTTP/1.1 200 OK\r\nbad line\r\n\r\n")
 
 
 def test_result_batch_round_trip() -> None:

@@ -1,0 +1,89 @@
+"""An agent server told to stop a job at awkward moments frees its slot, on one node and on
+the cluster: before the job's task ever ran, and while its confirm was in flight."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from dispatcher.store import keys
+from dispatcher.wire import (
+    Assignment,
+    JobReport,
+    JobSpec,
+    JobStatus,
+    ServerStatus,
+    Termination,
+    event_decoder,
+)
+from tests.redis_servers import RedisTarget
+from tests.stack import start_agent
+from workers import AgentServer, JobContext
+
+AGENT = "term"
+
+
+def spec(job_id: str) -> JobSpec:
+    return JobSpec(
+        job_id=job_id,
+        dispatch_id=f"AD_{job_id}",
+        attempt=0,
+        partition=5,
+        room="r",
+        room_sid="RM_r",
+        agent_name=AGENT,
+    )
+
+
+async def _never(ctx: JobContext) -> None:
+    raise AssertionError("the entrypoint of a terminated job ran")
+
+
+async def reserve(server: AgentServer, job: JobSpec) -> None:
+    """The slot a scheduler would reserve, without the inbox entry: the test delivers the
+    assignment itself, at the moment it wants."""
+    reservations = keys.pool_keys(AGENT).reservations(server.id)
+    await server.client.hset(reservations, job.job_id, int(time.time() * 1000) + 60_000)
+
+
+async def reports(server: AgentServer, job: JobSpec) -> list[JobStatus]:
+    stream = keys.partition_keys(job.partition).events
+    entries: list[Any] = await server.client.xrange(stream)  # type: ignore[assignment]
+    decoded = [event_decoder.decode(fields[b"e"]) for _, fields in entries]
+    return [e.status for e in decoded if isinstance(e, JobReport) and e.job_id == job.job_id]
+
+
+async def test_a_job_terminated_before_its_task_ran_leaves_running(
+    redis_target: RedisTarget,
+) -> None:
+    server = await start_agent(redis_target.url, AGENT, _never, capacity=1)
+    try:
+        job = spec("AJ_early")
+        server._dispatch(Assignment(job=job))
+        server._dispatch(Termination(job_id=job.job_id, reason="deleted"))
+        await asyncio.sleep(0.05)
+        assert server.running == {}
+        assert server.status() == ServerStatus.AVAILABLE  # the slot counts as free again
+    finally:
+        await server.aclose()
+
+
+async def test_a_job_terminated_while_confirming_reports_and_frees_its_slot(
+    redis_target: RedisTarget,
+) -> None:
+    server = await start_agent(redis_target.url, AGENT, _never, capacity=1)
+    try:
+        job = spec("AJ_confirming")
+        await reserve(server, job)
+        server._dispatch(Assignment(job=job))
+        task = server.running[job.job_id]
+        await asyncio.sleep(0)  # the task runs up to the confirm's reply
+        server._dispatch(Termination(job_id=job.job_id, reason="deleted"))
+        await asyncio.gather(task, return_exceptions=True)
+
+        reservations = keys.pool_keys(AGENT).reservations(server.id)
+        assert await server.client.hlen(reservations) == 0
+        assert await reports(server, job) == [JobStatus.RUNNING, JobStatus.SUCCESS]
+    finally:
+        await server.aclose()
