@@ -128,9 +128,10 @@ class PartitionWorker:
     # --- start-up -------------------------------------------------------------------------
 
     async def _ensure_group(self) -> None:
+        events = self._keys.events
         try:
-            await self._client.xgroup_create(
-                self._keys.events, keys.CONSUMER_GROUP, id="0", mkstream=True
+            await self._client.fast.execute(
+                "XGROUP", "CREATE", events, keys.CONSUMER_GROUP, "0", "MKSTREAM", key=events
             )
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
@@ -577,9 +578,11 @@ class PartitionWorker:
         if not self._last_id:
             return
         self._last_trim = time.monotonic()
-        pending: Any = await self._client.xpending(self._keys.events, keys.CONSUMER_GROUP)
-        oldest = pending.get("min") or self._last_id
-        await self._client.xtrim(self._keys.events, minid=oldest, approximate=True)
+        events, fast = self._keys.events, self._client.fast
+        # summary form: [count, smallest pending id, greatest, consumers]
+        pending: list[Any] = await fast.execute("XPENDING", events, keys.CONSUMER_GROUP)
+        oldest = pending[1] or self._last_id
+        await fast.execute("XTRIM", events, "MINID", "~", oldest)
 
 
 @dataclass(frozen=True, slots=True)
