@@ -24,6 +24,7 @@ from redis.exceptions import ResponseError
 from dispatcher.errors import OwnershipLost
 from dispatcher.rooms import DEFAULT_DEPARTURE_TIMEOUT_S, DEFAULT_EMPTY_TIMEOUT_S
 from dispatcher.scheduler import jobs, rooms
+from dispatcher.scheduler.commit import commit_call
 from dispatcher.scheduler.placement import rank_candidates
 from dispatcher.scheduler.registry import Registry
 from dispatcher.scheduler.state import PartitionState
@@ -524,22 +525,10 @@ class PartitionWorker:
         count as written from here on), or None when there is nothing to write."""
         if not acks and not self._dirty and not self._dirty_rooms:
             return None
-        k = self._keys
-        call_keys = [k.lease, k.active, k.events, k.life]
-        job_hash: dict[str, int] = {}  # room -> index of its job hash in KEYS (1-based)
-        args: list[Any] = [self.lease_value, keys.CONSUMER_GROUP, len(acks), *acks]
-        args.append(len(self._dirty))
-        for key, record in self._dirty.items():
-            room = record.spec.room
-            if room not in job_hash:
-                call_keys.append(k.room_jobs(room))
-                job_hash[room] = len(call_keys)
-            args += [job_hash[room], room, key, encode(record), 0 if record.phase == "ended" else 1]
-        for room, life in self._dirty_rooms.items():
-            args += [room, encode(life) if life is not None else b""]
-        self._dirty.clear()
-        self._dirty_rooms.clear()
-        return call_keys, args
+        call = commit_call(self._keys, self.lease_value, acks, self._dirty, self._dirty_rooms)
+        self._dirty = {}
+        self._dirty_rooms = {}
+        return call
 
     def _committed(self, result: Any) -> None:
         """Raise what a commit sent in a batch failed with."""
