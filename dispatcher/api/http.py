@@ -13,7 +13,8 @@ whole, up to a limit), ``Expect: 100-continue``, and routes by exact path or by 
     app = HttpApp()
     app.route("/healthz", healthz)            # GET and HEAD
     app.prefix("/twirp/", twirp.handle)        # any method; the handler checks it
-    server = await serve(app, "127.0.0.1", 7880)
+    server = HttpServer(app)
+    await server.start("127.0.0.1", 7880)
     ...
     await server.aclose()
 
@@ -107,11 +108,6 @@ class Request:
                 self._query.setdefault(name, value)
         return self._query
 
-    @property
-    def content_length(self) -> int | None:
-        value = self.headers.get("content-length")
-        return int(value) if value is not None and value.isdigit() else None
-
 
 class Response:
     __slots__ = ("body", "content_type", "status")
@@ -200,12 +196,6 @@ class HttpServer:
             for connection in list(self.connections):
                 if connection.idle_since(cutoff):
                     connection.close_when_idle()
-
-
-async def serve(app: HttpApp, host: str, port: int, *, backlog: int = 1024) -> HttpServer:
-    server = HttpServer(app)
-    await server.start(host, port, backlog=backlog)
-    return server
 
 
 class _Connection(asyncio.Protocol):

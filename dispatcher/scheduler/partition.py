@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import msgspec
 from redis.exceptions import ResponseError
@@ -225,10 +225,7 @@ class PartitionWorker:
             await self._close_rooms(closing, now)
         self._check_servers(now)
         acks = [entry_id for entry_id, _ in entries]
-        if place and self._should_place():
-            await self._commit_and_place(acks, now)
-        else:
-            await self._commit(acks)
+        await self._commit(acks, now, place=place and self._should_place())
         if self._effects:
             await self._send_effects()
         if entries:
@@ -457,20 +454,20 @@ class PartitionWorker:
             return True
         return any(r.phase == "pending" for r in self._dirty.values())
 
-    async def _commit_and_place(self, acks: list[bytes], now: int) -> None:
-        """The commit and the reservations in one round trip. The commit goes first and
-        holds the jobs as pending; their assignments are committed by the next turn (at
-        most one read timeout later). A crash in between is safe: the next lease holder
-        places them again, and ``reserve.lua`` answers a replayed job id with the server
-        that already holds it."""
+    async def _commit(self, acks: list[bytes], now: int, *, place: bool) -> None:
+        """The commit and, when placing, the reservations in one round trip. The commit
+        goes first and holds new jobs as pending; their assignments are committed by the
+        next turn (at most one read timeout later). A crash in between is safe: the next
+        lease holder places them again, and ``reserve.lua`` answers a replayed job id with
+        the server that already holds it."""
         batch = scripts.Batch()
         commit = self._commit_call(acks)
         if commit is not None:
             batch.script(scripts.commit, *commit)
-        order = self._queue_reservations(batch)
+        order = self._queue_reservations(batch) if place else []
         results = await batch.run(self._client)
-        if commit is not None:
-            self._committed(results.pop(0))
+        if commit is not None and isinstance(committed := results.pop(0), Exception):
+            self._raise_failure(committed)
         for record, result in zip(order, results, strict=True):
             self._placed(record, result, now)
 
@@ -516,10 +513,6 @@ class PartitionWorker:
 
     # --- commit and effects ---------------------------------------------------------------
 
-    async def _commit(self, acks: list[bytes]) -> None:
-        if (commit := self._commit_call(acks)) is not None:
-            await self._fenced(scripts.commit(self._client, *commit))
-
     def _commit_call(self, acks: list[bytes]) -> tuple[list[str], list[Any]] | None:
         """The commit script's keys and args for the acks and every changed record (which
         count as written from here on), or None when there is nothing to write."""
@@ -530,21 +523,17 @@ class PartitionWorker:
         self._dirty_rooms = {}
         return call
 
-    def _committed(self, result: Any) -> None:
-        """Raise what a commit sent in a batch failed with."""
-        if isinstance(result, ResponseError) and "FENCED" in str(result):
-            raise OwnershipLost(f"partition {self.partition}: lease lost") from result
-        if isinstance(result, Exception):
-            raise result
+    def _raise_failure(self, failure: Exception) -> NoReturn:
+        """A fenced script failed: "FENCED" means another node now owns us."""
+        if isinstance(failure, ResponseError) and "FENCED" in str(failure):
+            raise OwnershipLost(f"partition {self.partition}: lease lost") from failure
+        raise failure
 
     async def _fenced(self, call: Awaitable[Any]) -> Any:
-        """A script that checks the lease: "FENCED" means another node now owns us."""
         try:
             return await call
         except ResponseError as exc:
-            if "FENCED" in str(exc):
-                raise OwnershipLost(f"partition {self.partition}: lease lost") from exc
-            raise
+            self._raise_failure(exc)
 
     async def _send_effects(self) -> None:
         batch = scripts.Batch()

@@ -84,12 +84,11 @@ class PartitionKeys:
 
     def room_keys(self, room: str) -> list[str]:
         """A room's own keys, in the order the room scripts expect."""
-        base = self.base
         return [
-            f"{base}room:{room}",
-            f"{base}rinfo:{room}",
-            f"{base}part:{room}",
-            f"{base}jobs:{room}",
+            self.room(room),
+            self.room_info(room),
+            self.participants(room),
+            self.room_jobs(room),
         ]
 
     def idempotency(self, request_id: str) -> str:
@@ -130,8 +129,7 @@ class PoolKeys:
 
     def server_keys(self, server_id: str) -> list[str]:
         """The three keys of one server, in the order the pool scripts expect."""
-        base = self.base
-        return [f"{base}srv:{server_id}", f"{base}res:{server_id}", f"{base}inbox:{server_id}"]
+        return [self.server(server_id), self.reservations(server_id), self.inbox(server_id)]
 
 
 @lru_cache(maxsize=1024)  # pools are few; bounded all the same, names come from callers
