@@ -15,6 +15,7 @@ import uvloop
 from dispatcher import settings as config
 from dispatcher.client_cli import dispatch_group, join_command, room_group, token_group
 from dispatcher.errors import ConfigError
+from dispatcher.heap import freeze_startup_heap
 from dispatcher.sip_cli import sip_group
 
 
@@ -25,6 +26,7 @@ def _configure_logging(level: str) -> None:
 
 
 def _run(main: Coroutine[Any, Any, None]) -> None:
+    freeze_startup_heap()
     try:
         uvloop.run(main)
     except ConfigError as exc:

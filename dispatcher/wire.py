@@ -2,6 +2,10 @@
 
 Events are tagged unions so one decoder reads a whole stream. New fields get defaults and go at
 the end; unknown fields are ignored, so older and newer nodes can share a stream.
+
+Every Struct here is immutable data and declared ``gc=False``: none can be part of a
+reference cycle, and a scheduler holds one per live room and job, which the cycle collector
+would otherwise walk on every full collection (``dispatcher/heap.py``).
 """
 
 from __future__ import annotations
@@ -54,7 +58,7 @@ class ServerStatus(enum.IntEnum):
 # --- records written by API nodes -------------------------------------------------------------
 
 
-class RoomRecord(msgspec.Struct, kw_only=True, frozen=True):
+class RoomRecord(msgspec.Struct, kw_only=True, frozen=True, gc=False):
     name: str
     sid: str
     created_at: int  # unix ns
@@ -64,7 +68,7 @@ class RoomRecord(msgspec.Struct, kw_only=True, frozen=True):
     metadata: str = ""
 
 
-class ParticipantRecord(msgspec.Struct, kw_only=True, frozen=True):
+class ParticipantRecord(msgspec.Struct, kw_only=True, frozen=True, gc=False):
     """A participant present in a room (one per identity; a reconnect keeps the sid)."""
 
     sid: str
@@ -76,7 +80,7 @@ class ParticipantRecord(msgspec.Struct, kw_only=True, frozen=True):
     joined_at: int = 0  # unix ns
 
 
-class DispatchRecord(msgspec.Struct, kw_only=True, frozen=True):
+class DispatchRecord(msgspec.Struct, kw_only=True, frozen=True, gc=False):
     id: str
     agent_name: str
     room: str
@@ -91,7 +95,7 @@ class DispatchRecord(msgspec.Struct, kw_only=True, frozen=True):
 # --- what a job is, as handed to an agent server -----------------------------------------------
 
 
-class JobSpec(msgspec.Struct, kw_only=True, frozen=True):
+class JobSpec(msgspec.Struct, kw_only=True, frozen=True, gc=False):
     job_id: str
     dispatch_id: str
     attempt: int
@@ -132,19 +136,19 @@ def pool_name(agent_name: str, job_type: int) -> str:
 # --- partition stream events ------------------------------------------------------------------
 
 
-class DispatchCreated(msgspec.Struct, tag="created", kw_only=True, frozen=True):
+class DispatchCreated(msgspec.Struct, tag="created", kw_only=True, frozen=True, gc=False):
     dispatch: DispatchRecord
     room_sid: str
     received_ns: int
 
 
-class DispatchDeleted(msgspec.Struct, tag="deleted", kw_only=True, frozen=True):
+class DispatchDeleted(msgspec.Struct, tag="deleted", kw_only=True, frozen=True, gc=False):
     room: str
     dispatch_id: str
     deleted_at: int
 
 
-class JobReport(msgspec.Struct, tag="report", kw_only=True, frozen=True):
+class JobReport(msgspec.Struct, tag="report", kw_only=True, frozen=True, gc=False):
     """An agent server's status for one job attempt."""
 
     dispatch_id: str
@@ -162,7 +166,7 @@ class JobReport(msgspec.Struct, tag="report", kw_only=True, frozen=True):
         return self.key or self.dispatch_id
 
 
-class JobRejected(msgspec.Struct, tag="rejected", kw_only=True, frozen=True):
+class JobRejected(msgspec.Struct, tag="rejected", kw_only=True, frozen=True, gc=False):
     """An agent server declined an assignment; ``terminate`` means offer it to no one else."""
 
     dispatch_id: str
@@ -178,25 +182,25 @@ class JobRejected(msgspec.Struct, tag="rejected", kw_only=True, frozen=True):
         return self.key or self.dispatch_id
 
 
-class ParticipantPublished(msgspec.Struct, tag="published", kw_only=True, frozen=True):
+class ParticipantPublished(msgspec.Struct, tag="published", kw_only=True, frozen=True, gc=False):
     """A participant's first published track (publisher jobs start here)."""
 
     room: str
     identity: str
 
 
-class RoomDeleted(msgspec.Struct, tag="room_deleted", kw_only=True, frozen=True):
+class RoomDeleted(msgspec.Struct, tag="room_deleted", kw_only=True, frozen=True, gc=False):
     room: str
     sid: str
     at: int
 
 
-class ParticipantJoined(msgspec.Struct, tag="joined", kw_only=True, frozen=True):
+class ParticipantJoined(msgspec.Struct, tag="joined", kw_only=True, frozen=True, gc=False):
     room: str
     participant: ParticipantRecord
 
 
-class ParticipantLeft(msgspec.Struct, tag="left", kw_only=True, frozen=True):
+class ParticipantLeft(msgspec.Struct, tag="left", kw_only=True, frozen=True, gc=False):
     room: str
     identity: str
     at: int
@@ -218,11 +222,11 @@ Event = (
 # --- agent-server inbox messages ---------------------------------------------------------------
 
 
-class Assignment(msgspec.Struct, tag="assign", kw_only=True, frozen=True):
+class Assignment(msgspec.Struct, tag="assign", kw_only=True, frozen=True, gc=False):
     job: JobSpec
 
 
-class Termination(msgspec.Struct, tag="terminate", kw_only=True, frozen=True):
+class Termination(msgspec.Struct, tag="terminate", kw_only=True, frozen=True, gc=False):
     job_id: str
     reason: str = ""
 
@@ -235,7 +239,7 @@ InboxMessage = Assignment | Termination
 Phase = Literal["pending", "assigned", "running", "terminating", "ended"]
 
 
-class JobAttempt(msgspec.Struct, kw_only=True, frozen=True):
+class JobAttempt(msgspec.Struct, kw_only=True, frozen=True, gc=False):
     """One attempt's LiveKit-visible state."""
 
     job_id: str
@@ -248,7 +252,7 @@ class JobAttempt(msgspec.Struct, kw_only=True, frozen=True):
     updated_at: int = 0
 
 
-class JobRecord(msgspec.Struct, kw_only=True, frozen=True):
+class JobRecord(msgspec.Struct, kw_only=True, frozen=True, gc=False):
     """The job of one dispatch: the current attempt plus the ended earlier ones."""
 
     spec: JobSpec
@@ -259,7 +263,7 @@ class JobRecord(msgspec.Struct, kw_only=True, frozen=True):
     rejected_by: tuple[str, ...] = ()
 
 
-class RoomLife(msgspec.Struct, kw_only=True, frozen=True):
+class RoomLife(msgspec.Struct, kw_only=True, frozen=True, gc=False):
     """The lease holder's view of a room's lifetime: who is present and when it closes."""
 
     room: RoomRecord
@@ -272,7 +276,7 @@ class RoomLife(msgspec.Struct, kw_only=True, frozen=True):
     emptied_at: int = 0  # unix ns when the last participant left
 
 
-class ServerInfo(msgspec.Struct, kw_only=True, frozen=True):
+class ServerInfo(msgspec.Struct, kw_only=True, frozen=True, gc=False):
     """An agent server's self-description, stored at registration."""
 
     id: str

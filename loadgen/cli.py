@@ -49,8 +49,10 @@ def dispatch(**params: Any) -> None:
     """Dispatch at a fixed rate to a simulated agent fleet; report dispatch times."""
     import uvloop
 
+    from dispatcher.heap import freeze_startup_heap
     from loadgen.dispatch_cmd import run_command
 
+    freeze_startup_heap()
     try:
         output = uvloop.run(run_command(params))
     except DispatchCommandError as exc:

@@ -20,6 +20,7 @@ from multiprocessing.context import SpawnProcess
 from multiprocessing.synchronize import Event
 from typing import Any
 
+from dispatcher.heap import freeze_startup_heap
 from dispatcher.store.client import Client, connect
 from loadgen.payload import decode_sent_ns
 from loadgen.results import JobResult, encode_batch, results_key
@@ -192,6 +193,7 @@ def agent_process(
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s agent %(name)s: %(message)s")
+    freeze_startup_heap()
     summaries.put(uvloop.run(serve_agent(config, ready, stop)))
 
 

@@ -16,7 +16,7 @@ import msgspec
 from dispatcher.store.client import Client
 
 
-class JobResult(msgspec.Struct, array_like=True, frozen=True):
+class JobResult(msgspec.Struct, array_like=True, frozen=True, gc=False):
     """One started job. Durations end at the entrypoint's first statement (unix-ns clock)."""
 
     job_id: str

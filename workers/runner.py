@@ -49,9 +49,12 @@ def run_server(server: AgentServer, argv: list[str] | None = None) -> None:
     )
     import uvloop
 
+    from dispatcher.heap import freeze_startup_heap
+
     async def main() -> None:
         stop = asyncio.Event()
         install_stop_signals(stop)
         await serve(server, stop)
 
+    freeze_startup_heap()
     uvloop.run(main())

@@ -70,6 +70,8 @@ def main(
     """Our dispatcher against Taskiq, Celery and arq on one pinned Redis: one table."""
     import uvloop
 
+    from dispatcher.heap import freeze_startup_heap
+
     try:
         selected = parse_systems(systems)
         pinned = None if no_pin else cpu_set(cpu)
@@ -97,6 +99,7 @@ def main(
         redis_cpus=None if no_pin else redis_cpu,
         ceiling=ceiling,
     )
+    freeze_startup_heap()  # as loadgen does: its pauses would delay our steps' sends
     run = uvloop.run(run_bench(config, _log, functools.partial(_save, json_path)))
     table = _table(run)
     click.echo(report_text(run, table))

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import gc
+
 import msgspec
 import pytest
 
+from dispatcher import wire
 from dispatcher.wire import (
     Assignment,
     DispatchCreated,
@@ -208,3 +211,23 @@ def test_event_encoding_carries_its_tag() -> None:
 
     assert isinstance(fields, dict)
     assert fields["type"] == "created"
+
+
+def test_every_wire_struct_stays_out_of_the_cycle_collector() -> None:
+    # A scheduler holds one record per live room and job; tracked, they made every full
+    # collection walk them all (60 to 140 ms pauses at ~100k objects).
+    structs = [
+        value
+        for value in vars(wire).values()
+        if isinstance(value, type)
+        and issubclass(value, msgspec.Struct)
+        and value.__module__ == wire.__name__
+    ]
+
+    assert structs and all(s.__struct_config__.gc is False for s in structs)
+
+
+def test_a_decoded_record_is_untracked() -> None:
+    record = dispatch_decoder.decode(encode(DISPATCH))
+
+    assert not gc.is_tracked(record)
