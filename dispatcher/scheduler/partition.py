@@ -101,6 +101,7 @@ class PartitionWorker:
         self.state = PartitionState(timeouts)
         self._stopping = False
         self._placed_version = -1  # registry snapshot last used for placement
+        self._placed_freed = 0  # the registry's count of freed slots at that placement
         self._checked_version = -1  # registry snapshot last used to look for lost servers
         self._dirty: dict[str, JobRecord] = {}
         self._dirty_rooms: dict[str, RoomLife | None] = {}  # None: forget the room's life
@@ -447,10 +448,13 @@ class PartitionWorker:
     # --- placement ------------------------------------------------------------------------
 
     def _should_place(self) -> bool:
-        """Something waits, and either a job became pending or the snapshot changed."""
+        """Something waits, and a job became pending, the snapshot changed or a slot was
+        freed since the last placement (so a job waiting for capacity takes a slot as soon
+        as any partition sees it freed, not at the next snapshot)."""
         if not self.state.waiting:
             return False
-        if self._registry.version != self._placed_version:
+        registry = self._registry
+        if registry.version != self._placed_version or registry.freed != self._placed_freed:
             return True
         return any(r.phase == "pending" for r in self._dirty.values())
 
@@ -473,7 +477,7 @@ class PartitionWorker:
 
     def _queue_reservations(self, batch: scripts.Batch) -> list[JobRecord]:
         """One reservation per waiting job that has a candidate; the jobs, in call order."""
-        self._placed_version = self._registry.version
+        self._placed_version, self._placed_freed = self._registry.version, self._registry.freed
         order: list[JobRecord] = []
         full: set[str] = set()  # pools with no candidate left in this pass
         for key in self.state.waiting:

@@ -27,6 +27,7 @@ class Registry:
         self._offset_ms = 0  # Redis clock minus local clock
         self._refreshed_at = float("-inf")  # monotonic time of the last good refresh
         self.version = 0
+        self.freed = 0  # slots freed locally so far: jobs waiting for capacity retry on it
 
     def now_ms(self) -> int:
         """Now on Redis's clock, which every expiry in the registry uses."""
@@ -56,6 +57,7 @@ class Registry:
         for server in self.servers(agent_name):
             if server.id == server_id and server.used > 0:
                 server.used -= 1
+                self.freed += 1
 
     async def run(self) -> None:
         while True:

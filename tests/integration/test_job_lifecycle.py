@@ -219,6 +219,43 @@ async def test_drain_takes_no_new_jobs_and_lets_running_ones_finish(stack: Stack
     assert await stack.status("drain-b") == JS.JS_PENDING
 
 
+async def test_a_freed_slot_takes_a_waiting_job_before_the_next_snapshot(
+    redis_single_target: RedisTarget,
+) -> None:
+    url = redis_single_target.url
+    release = asyncio.Event()
+
+    async def first_holds(ctx: JobContext) -> None:
+        if ctx.job.room.name == "slot-a":
+            await release.wait()
+
+    # One slot, and a snapshot that is not refreshed again within the test (the long TTL
+    # keeps the server alive in it): only the scheduler's own count of freed slots can let
+    # the waiting job in.
+    server = AgentServer(
+        redis_url=url, capacity=1, heartbeat_interval_s=0.2, heartbeat_ttl_ms=600_000
+    )
+    server.rtc_session(agent_name="life")(first_holds)
+    await server.start()
+    scheduler = await start_scheduler(url, "slot-s", snapshot_interval_s=600.0)
+    node = await start_api(url)
+    stack = Stack(url, node, scheduler, api.LiveKitAPI(api_url(node), API_KEY, API_SECRET))
+    try:
+        await eventually(lambda: len(scheduler.workers) == 64, what="ownership")
+        await stack.dispatch("slot-a")
+        await eventually(lambda: _is(stack, "slot-a", JS.JS_RUNNING), what="the first job")
+        await stack.dispatch("slot-b")
+        await asyncio.sleep(0.3)  # several placement rounds: the one slot is taken
+        assert await stack.status("slot-b") == JS.JS_PENDING
+        release.set()
+        await eventually(lambda: _is(stack, "slot-b", JS.JS_SUCCESS), what="the waiting job")
+    finally:
+        await stack.lk.aclose()
+        await node.aclose()
+        await server.aclose()
+        await scheduler.aclose()
+
+
 async def test_a_reservation_that_never_reaches_its_server_is_reclaimed(
     redis_target: RedisTarget,
 ) -> None:
