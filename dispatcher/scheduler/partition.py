@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -222,7 +222,7 @@ class PartitionWorker:
             await self._fan_out(now)
         if due := list(self.state.due(now)):
             await self._timers_fired(due, now)
-        if closing := self.state.rooms_due(now):
+        if closing := self.state.rooms_due(now, limit=self._batch_size):
             await self._close_rooms(closing, now)
         self._check_servers(now)
         acks = [entry_id for entry_id, _ in entries]
@@ -411,15 +411,18 @@ class PartitionWorker:
         self._end_jobs(room, now, jobs.on_room_closed)
 
     async def _close_rooms(self, closing: list[str], now: int) -> None:
+        """Every room due in one round trip: rooms opened in a burst come due in one too."""
+        k, batch = self._keys, scripts.Batch()
         for room in closing:
-            k = self._keys
-            closed = await self._fenced(
-                scripts.close_room(
-                    self._client,
-                    [k.lease, k.events, k.rooms, *k.room_keys(room), k.life],
-                    [self.lease_value, keys.CONSUMER_GROUP, room, self._room_retention_s],
-                )
+            batch.script(
+                scripts.close_room,
+                [k.lease, k.events, k.rooms, *k.room_keys(room), k.life],
+                [self.lease_value, keys.CONSUMER_GROUP, room, self._room_retention_s],
             )
+        results = await batch.run(self._client)
+        if failure := next((r for r in results if isinstance(r, Exception)), None):
+            self._raise_failure(failure)
+        for room, closed in zip(closing, results, strict=True):
             if closed:
                 log.info("partition %d: room %r closed (timeout)", self.partition, room)
                 self._room_gone(room, now)
@@ -532,12 +535,6 @@ class PartitionWorker:
         if isinstance(failure, ResponseError) and "FENCED" in str(failure):
             raise OwnershipLost(f"partition {self.partition}: lease lost") from failure
         raise failure
-
-    async def _fenced(self, call: Awaitable[Any]) -> Any:
-        try:
-            return await call
-        except ResponseError as exc:
-            self._raise_failure(exc)
 
     async def _send_effects(self) -> None:
         batch = scripts.Batch()

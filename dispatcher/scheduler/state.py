@@ -81,10 +81,13 @@ class PartitionState:
         """Look at a room whose close was deferred again at ``at``."""
         heapq.heappush(self._room_timers, (at, room))
 
-    def rooms_due(self, now: int) -> list[str]:
-        """Rooms whose close time has come; entries made stale by a join are skipped."""
+    def rooms_due(self, now: int, limit: int | None = None) -> list[str]:
+        """Rooms whose close time has come, at most ``limit`` (the rest stay due for the
+        next call); entries made stale by a join are skipped."""
         due_rooms: list[str] = []
         while self._room_timers and self._room_timers[0][0] <= now:
+            if limit is not None and len(due_rooms) >= limit:
+                break
             due, room = heapq.heappop(self._room_timers)
             life = self.rooms.get(room)
             close_at = rooms.close_due(life) if life is not None else None

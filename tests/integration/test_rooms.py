@@ -209,6 +209,15 @@ async def test_a_room_nobody_joins_closes_after_its_empty_timeout(stack: Stack) 
         await client.aclose()
 
 
+async def test_rooms_of_one_partition_that_come_due_together_all_close(stack: Stack) -> None:
+    same = partition_of("burst-0", 64)
+    names = [n for n in (f"burst-{i}" for i in range(1000)) if partition_of(n, 64) == same][:6]
+    for name in names:
+        await stack.lk.room.create_room(api.CreateRoomRequest(name=name, empty_timeout=1))
+    for name in names:
+        await _closes(stack, name)
+
+
 async def test_a_room_closes_after_the_last_participant_leaves(stack: Stack) -> None:
     token = join_token("visited", "gina", empty_timeout=1, departure_timeout=1)
     await stack.join(token)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import msgspec
+
 from dispatcher.scheduler import jobs, rooms
 from dispatcher.scheduler.state import PartitionState
 from dispatcher.wire import (
@@ -376,6 +378,18 @@ def test_a_deferred_close_comes_back_and_a_forgotten_room_never_does() -> None:
     state.recheck_room("room", 12 * S)
     state.forget_room("room")
     assert state.rooms_due(20 * S) == []
+
+
+def test_rooms_come_due_at_most_limit_at_a_time_and_the_rest_stay_due() -> None:
+    state = new_state()
+    names = [f"room-{i}" for i in range(5)]
+    for name in names:
+        state.put_room(rooms.created(msgspec.structs.replace(ROOM, name=name)))
+
+    first = state.rooms_due(10 * S, limit=3)
+    rest = state.rooms_due(10 * S, limit=3)
+
+    assert len(first) == 3 and sorted(first + rest) == names
 
 
 def test_a_room_timer_is_armed_once_per_close_time() -> None:
