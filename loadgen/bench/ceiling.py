@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from dispatcher.store.client import Client
@@ -108,8 +109,9 @@ async def measure_ceiling(client: Client, port: int, cpus: str | None) -> Ceilin
     )
 
 
-def ceiling_lines(ceiling: Ceiling, ours_redis_us: float | None, low_rate: float) -> list[str]:
-    """The limit, and what our Redis CPU per dispatch makes of it."""
+def ceiling_lines(ceiling: Ceiling, ours: Sequence[tuple[str, float]]) -> list[str]:
+    """The limit, and what each of our Redis CPU figures per dispatch (labelled by where
+    it was measured) makes of it."""
     one, many = ceiling.unpipelined, ceiling.pipelined
     lines = [
         f"Redis ceiling (redis-benchmark XADD, {one.clients} clients): "
@@ -117,13 +119,14 @@ def ceiling_lines(ceiling: Ceiling, ours_redis_us: float | None, low_rate: float
         f"us/XADD; {many.requests_per_s:.0f}/s with -P {many.pipeline}, "
         f"{many.redis_cpu_us_per_op:.2f} us/XADD"
     ]
-    if ours_redis_us:
-        lines.append(
-            f"dispatcher at {low_rate:g}/s: Redis CPU {ours_redis_us:.1f} us/dispatch -> "
-            f"{1e6 / ours_redis_us:.0f} dispatches/s per Redis shard (one core); one dispatch"
-            f" = {_equivalents(ours_redis_us, one)} unpipelined XADDs, "
-            f"{_equivalents(ours_redis_us, many)} pipelined"
-        )
+    lines += [
+        f"dispatcher {where}: Redis CPU {redis_us:.1f} us/dispatch -> "
+        f"{1e6 / redis_us:.0f} dispatches/s per Redis shard (one core); one dispatch"
+        f" = {_equivalents(redis_us, one)} unpipelined XADDs, "
+        f"{_equivalents(redis_us, many)} pipelined"
+        for where, redis_us in ours
+        if redis_us > 0
+    ]
     return lines
 
 

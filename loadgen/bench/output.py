@@ -12,7 +12,7 @@ from loadgen.bench.ceiling import ceiling_lines
 from loadgen.bench.render import acceptance_lines, render_table, table_dict
 from loadgen.bench.suite import BenchRun
 from loadgen.bench.systems import OURS
-from loadgen.bench.table import Table, sweep_points
+from loadgen.bench.table import Table, redis_us_at_knee, sweep_points
 from loadgen.plot import plot_sweep
 
 
@@ -30,9 +30,7 @@ def report_text(run: BenchRun, table: Table) -> str:
     )
     lines = [head, "", render_table(table), "", *acceptance_lines(table)]
     if run.ceiling is not None:
-        ours = next((row for row in table.rows if row.system == OURS), None)
-        redis_us = ours.redis_cpu_us_low.median if ours and ours.redis_cpu_us_low else None
-        lines += ["", *ceiling_lines(run.ceiling, redis_us, table.low_rate)]
+        lines += ["", *ceiling_lines(run.ceiling, _our_redis_us(run, table))]
     failed = [s for s in run.steps if s.failure is not None]
     if run.failures or failed:
         lines += ["", "did not run:"]
@@ -43,6 +41,17 @@ def report_text(run: BenchRun, table: Table) -> str:
         ]
     lines.append(f"\nran {run.elapsed_s / 60:.1f} min")
     return "\n".join(lines)
+
+
+def _our_redis_us(run: BenchRun, table: Table) -> list[tuple[str, float]]:
+    """Our Redis CPU per dispatch at the low fixed rate and at our own knee (medians)."""
+    ours = next((row for row in table.rows if row.system == OURS), None)
+    at_knee = redis_us_at_knee(run.knees, run.steps, OURS)
+    figures = [
+        (f"at {table.low_rate:g}/s", ours.redis_cpu_us_low if ours else None),
+        ("at its knee", at_knee),
+    ]
+    return [(where, value.median) for where, value in figures if value is not None]
 
 
 def _where(system: str, repeat: int | None) -> str:

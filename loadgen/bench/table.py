@@ -76,6 +76,22 @@ def knee_spread(knees: Iterable[KneeRecord], system: str) -> Spread | None:
     return spread(k.knee_rate or 0.0 for k in knees if k.system == system)
 
 
+def redis_us_at_knee(
+    knees: Iterable[KneeRecord], steps: Iterable[StepRecord], system: str
+) -> Spread | None:
+    """Redis CPU per dispatch in the step at each repeat's own knee: what a shard spends
+    per dispatch under load, where idle reads no longer weigh on it."""
+    knee_of = {k.repeat: k.knee_rate for k in knees if k.system == system and k.knee_rate}
+    return spread(
+        s.redis_cpu_us
+        for s in steps
+        if s.system == system
+        and s.phase == KNEE
+        and s.rate == knee_of.get(s.repeat)
+        and s.redis_cpu_us is not None
+    )
+
+
 def peer_knee(
     systems: Sequence[System], knees: Sequence[KneeRecord]
 ) -> tuple[str | None, float | None]:

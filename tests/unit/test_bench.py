@@ -38,6 +38,7 @@ from loadgen.bench.table import (
     fixed_rates,
     peer_knee,
     ratio,
+    redis_us_at_knee,
     spread,
     sweep_points,
 )
@@ -203,6 +204,20 @@ def test_rows_hold_medians_over_repeats_and_ratios_to_the_best_peer() -> None:
     assert arq.knee_ratio == 0.0
     assert arq.process_cpu_us_low is None  # no figure is no figure, not an infinite one
     assert arq.redis_cpu_us_low == Spread(30.0, 30.0, 30.0, 3)
+
+
+def test_redis_at_the_knee_comes_from_each_repeats_own_knee_step() -> None:
+    knees = [knee(DISPATCHER, 2000.0, 1), knee(DISPATCHER, 1500.0, 2), knee(DISPATCHER, None, 3)]
+    steps = [
+        step(DISPATCHER, 2000.0, repeat=1, phase=KNEE, redis_us=200.0),
+        step(DISPATCHER, 1500.0, repeat=1, phase=KNEE, redis_us=250.0),  # not repeat 1's knee
+        step(DISPATCHER, 1500.0, repeat=2, phase=KNEE, redis_us=240.0),
+        step(DISPATCHER, 2000.0, repeat=2, phase=FIXED, redis_us=190.0),  # a fixed step
+        step(DISPATCHER, 500.0, repeat=3, phase=KNEE, redis_us=500.0),  # repeat 3 has no knee
+    ]
+
+    assert redis_us_at_knee(knees, steps, DISPATCHER.label) == Spread(220.0, 200.0, 240.0, 2)
+    assert redis_us_at_knee(knees, steps, TASKIQ.label) is None
 
 
 def test_failed_steps_are_left_out_of_the_figures() -> None:
@@ -398,14 +413,15 @@ def test_ceiling_lines_relate_our_redis_cpu_to_xadds() -> None:
         unpipelined=XaddRun(1, 200_000, 50, 100_000.0, 10.0),
         pipelined=XaddRun(16, 200_000, 50, 800_000.0, 1.25),
     )
-    lines = ceiling_lines(ceiling, 50.0, 500.0)
+    lines = ceiling_lines(ceiling, [("at 500/s", 50.0), ("at its knee", 20.0)])
     assert "100000/s unpipelined, Redis CPU 10.00 us/XADD" in lines[0]
     assert "800000/s with -P 16, 1.25 us/XADD" in lines[0]
     assert lines[1] == (
         "dispatcher at 500/s: Redis CPU 50.0 us/dispatch -> 20000 dispatches/s per Redis shard"
         " (one core); one dispatch = 5.0 unpipelined XADDs, 40.0 pipelined"
     )
-    assert len(ceiling_lines(ceiling, None, 500.0)) == 1
+    assert lines[2].startswith("dispatcher at its knee: Redis CPU 20.0 us/dispatch -> 50000")
+    assert len(ceiling_lines(ceiling, [])) == 1
 
 
 def test_the_report_lists_what_did_not_run() -> None:
