@@ -160,7 +160,7 @@ class PartitionWorker:
     async def _catch_up(self) -> None:
         """Apply everything outstanding (other consumers' pending entries included) before
         placing, so a job that already ran is not placed again."""
-        start = "0-0"
+        start: str | bytes = "0-0"  # the reply names the next start as bytes
         while True:
             reply: Any = await self._client.fast.execute(
                 "XAUTOCLAIM", self._keys.events, keys.CONSUMER_GROUP, self._consumer, 0, start,
