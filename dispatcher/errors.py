@@ -20,3 +20,16 @@ class OwnershipLost(DispatcherError):
 
 class AuthError(DispatcherError):
     """Invalid authorization token."""
+
+
+class StoreUnavailable(DispatcherError):
+    """Redis is unreachable or not serving (restarting, loading, failing over): try again."""
+
+
+class BatchFailed(DispatcherError):
+    """One or more calls of a Redis batch failed; ``failures`` holds them, the first is
+    the cause."""
+
+    def __init__(self, failures: list[Exception], calls: int) -> None:
+        super().__init__(f"{len(failures)} of {calls} Redis calls failed: {failures[0]!r}")
+        self.failures = failures

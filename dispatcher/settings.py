@@ -51,6 +51,11 @@ class SchedulerSettings(RedisSettings, kw_only=True, frozen=True):
     idle_block_ms: int = 1000  # read timeout of a partition without jobs
     assign_timeout_ms: int = 5000
     terminate_grace_ms: int = 20000
+    # How long a job may wait for a free slot before it fails (NO_CAPACITY); 0: for ever.
+    capacity_wait_s: float = 600.0
+    # Added to an agent server's expiry before it counts as lost; the server fences itself
+    # a third of its TTL before the expiry, so this only widens the gap.
+    loss_margin_ms: int = 500
     load_threshold: float = 0.7
     snapshot_interval_s: float = 0.25
     reap_after_ms: int = 60000

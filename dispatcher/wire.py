@@ -160,6 +160,9 @@ class JobReport(msgspec.Struct, tag="report", kw_only=True, frozen=True, gc=Fals
     error: str = ""
     at: int = 0  # unix ns
     key: str = ""  # ``JobSpec.key``
+    # The server stopped the job because it could not renew its heartbeat: the job did not
+    # fail, its server did, so it is re-placed as for a lost server.
+    fenced: bool = False
 
     @property
     def job_key(self) -> str:

@@ -5,6 +5,12 @@ server confirms the slot and reports RUNNING in one pipelined round trip, then s
 entrypoint; when the entrypoint ends it reports SUCCESS or FAILED (with the error text) to
 the job's partition and only then frees the slot, so the scheduler always sees either the
 final report or the reservation. It never runs more jobs than its capacity.
+
+Liveness is a lease: a server that has had no heartbeat acknowledged for ``heartbeat_ttl``
+minus ``fence_margin`` stops its jobs (it fences itself), before any scheduler may declare
+it lost and re-place them; each heartbeat also names the jobs it runs, and a job whose
+reservation is gone (re-placed while this server was cut off) is stopped at once. Reports
+that end a job are retried until Redis acknowledges them.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from dispatcher.wire import (
     pool_name,
 )
 from workers.context import JobContext, JobRequest
+from workers.retry import until_acknowledged
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +52,8 @@ RequestHandler = Callable[[JobRequest], Awaitable[None]]
 LoadFunction = Callable[["AgentServer"], float]
 _REQUEST_TIMEOUT_S = 5.0
 _INBOX_BLOCK_MS = 500
+_HEARTBEAT_RETRY_S = 0.1  # while heartbeats fail: the first one after Redis is back counts
+_CLOSE_REPORTS_S = 10.0  # how long closing waits for stopped jobs' final reports
 
 
 class AgentServer:
@@ -58,10 +67,14 @@ class AgentServer:
         labels: dict[str, str] | None = None,
         heartbeat_interval_s: float = 1.0,
         heartbeat_ttl_ms: int = 3000,
+        fence_margin_ms: int | None = None,
         drain_timeout_s: float = 600.0,
     ) -> None:
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
+        fence_margin_ms = heartbeat_ttl_ms // 3 if fence_margin_ms is None else fence_margin_ms
+        if not 0 < fence_margin_ms < heartbeat_ttl_ms:
+            raise ValueError("fence_margin_ms must be positive and below heartbeat_ttl_ms")
         self.redis_url = redis_url or os.environ.get(
             "DISPATCHER_REDIS_URL", "redis://127.0.0.1:6379"
         )
@@ -71,6 +84,7 @@ class AgentServer:
         self.labels = labels or {}
         self.heartbeat_interval_s = heartbeat_interval_s
         self.heartbeat_ttl_ms = heartbeat_ttl_ms
+        self.fence_margin_ms = fence_margin_ms
         self.drain_timeout_s = drain_timeout_s
         self.id = ids.worker_id()
         self.agent_name = ""
@@ -82,6 +96,9 @@ class AgentServer:
         self._client: Client | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = asyncio.Event()
+        self._acked_at = float("-inf")  # monotonic send time of the last acknowledged heartbeat
+        self._entered: set[str] = set()  # jobs confirmed and in their entrypoint
+        self._stopped: dict[str, str] = {}  # job id -> why this server stopped it itself
         self._use_pool("")
 
     def rtc_session(
@@ -130,6 +147,7 @@ class AgentServer:
         await self.heartbeat()
         self._tasks = [
             asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
+            asyncio.create_task(self._fence_loop(), name="fence"),
             asyncio.create_task(self._inbox_loop(), name="inbox"),
         ]
         log.info(
@@ -156,17 +174,32 @@ class AgentServer:
             _, late = await asyncio.wait(self._tasks, timeout=_INBOX_BLOCK_MS / 1000 + 2)
             for task in late:
                 task.cancel()
-        for task in list(self.running.values()):
-            task.cancel()
-        await asyncio.gather(*self.running.values(), return_exceptions=True)
+        await self._stop_jobs()
         if self._client is not None:
             pool = self._pool
             server_keys = [pool.servers, pool.server(self.id), pool.reservations(self.id)]
-            await scripts.deregister(
-                self._client, [*server_keys, pool.inbox(self.id), pool.jobs], [self.id]
-            )
+            try:
+                await scripts.deregister(
+                    self._client, [*server_keys, pool.inbox(self.id), pool.jobs], [self.id]
+                )
+            except Exception as exc:  # policy: the schedulers find it lost and reap it
+                log.warning("could not leave the pool (%r); it will be reaped", exc)
             await self._client.aclose()
             self._client = None
+
+    async def _stop_jobs(self) -> None:
+        """Stop every job; their final reports get a while to reach Redis, then are
+        abandoned (the schedulers then treat this server as lost)."""
+        for task in list(self.running.values()):
+            task.cancel()
+        if not self.running:
+            return
+        _, late = await asyncio.wait(list(self.running.values()), timeout=_CLOSE_REPORTS_S)
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*late, return_exceptions=True)
+        if late:
+            log.error("%d job(s) closed without a final report: Redis did not answer", len(late))
 
     # --- heartbeat ------------------------------------------------------------------------
 
@@ -190,6 +223,7 @@ class AgentServer:
             host=socket.gethostname(),
             pid=os.getpid(),
         )
+        entered = sorted(self._entered)
         args: list[str | int | bytes] = [
             self.id,
             self.capacity,
@@ -197,23 +231,72 @@ class AgentServer:
             int(self.status()),
             self.heartbeat_ttl_ms,
             encode(info),
+            *entered,
         ]
         server_keys = [pool.servers, pool.server(self.id), pool.reservations(self.id), pool.jobs]
-        reply = await scripts.heartbeat(self.client, server_keys, args)
-        if len(reply) > 1:
-            log.warning(
-                "reclaimed %d reservation(s) that never reached this server", len(reply) - 1
-            )
+        sent = time.monotonic()
+        _used, reclaimed, gone = await scripts.heartbeat(self.client, server_keys, args)
+        self._acked_at = max(self._acked_at, sent)
+        if reclaimed:
+            log.warning("reclaimed %d reservation(s) never delivered here", len(reclaimed))
+        for raw in gone:
+            self._stop(raw.decode(), "its reservation is gone: the job was placed elsewhere")
 
     async def _heartbeat_loop(self) -> None:
+        """Every interval; while heartbeats fail, every ``_HEARTBEAT_RETRY_S``, so the first
+        one after Redis comes back is sent at once."""
+        failing = False
         while not self._closing.is_set():
+            pause = _HEARTBEAT_RETRY_S if failing else self.heartbeat_interval_s
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._closing.wait(), self.heartbeat_interval_s)
+                await asyncio.wait_for(self._closing.wait(), pause)
                 return
             try:
-                await self.heartbeat()
-            except Exception:
-                log.exception("heartbeat failed")
+                await asyncio.wait_for(self.heartbeat(), self.heartbeat_ttl_ms / 1000)
+            except Exception as exc:
+                if not failing:
+                    log.warning("heartbeat failed (%r); retrying", exc)
+                failing = True
+            else:
+                if failing:
+                    log.info("heartbeat acknowledged again")
+                failing = False
+
+    # --- fencing --------------------------------------------------------------------------
+
+    def fence_deadline(self) -> float:
+        """Monotonic time after which this server may no longer run jobs: its last
+        acknowledged heartbeat's send time plus the TTL, less the margin. Redis set that
+        heartbeat's expiry no earlier than the send time plus the TTL, and schedulers wait
+        for the expiry plus their own margin before re-placing, so the fence comes first."""
+        return self._acked_at + (self.heartbeat_ttl_ms - self.fence_margin_ms) / 1000
+
+    def fenced(self) -> bool:
+        return time.monotonic() >= self.fence_deadline()
+
+    async def _fence_loop(self) -> None:
+        while not self._closing.is_set():
+            pause = max(self.fence_deadline() - time.monotonic(), _HEARTBEAT_RETRY_S)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), pause)
+                return
+            if self.fenced() and self._entered:
+                for job_id in list(self._entered):
+                    self._stop(job_id, self._fence_reason())
+
+    def _fence_reason(self) -> str:
+        silent_s = time.monotonic() - self._acked_at
+        return f"agent server fenced itself: no heartbeat acknowledged for {silent_s:.1f} s"
+
+    def _stop(self, job_id: str, why: str) -> None:
+        """Stop a job because this server may not run it (fenced, or re-placed); its final
+        report says so, and the scheduler re-places it if it is still current."""
+        task = self.running.get(job_id)
+        if task is None or job_id not in self._entered or job_id in self._stopped:
+            return  # not in its entrypoint: it has not started, or is reporting its end
+        log.warning("job %s stopped: %s", job_id, why)
+        self._stopped[job_id] = why
+        task.cancel()
 
     # --- inbox ----------------------------------------------------------------------------
 
@@ -224,17 +307,28 @@ class AgentServer:
             while not self._closing.is_set():
                 try:
                     reply = await reads.execute(
-                        "XREAD", "COUNT", 256, "BLOCK", _INBOX_BLOCK_MS, "STREAMS", inbox, last_id
-                    )
-                except Exception:
-                    log.exception("reading the inbox failed")
-                    await asyncio.sleep(0.5)
+                        "XREAD", "COUNT", 256, "BLOCK", _INBOX_BLOCK_MS, "STREAMS", inbox, last_id,
+                        extra_s=_INBOX_BLOCK_MS / 1000,
+                    )  # fmt: skip
+                except Exception as exc:  # policy: read again from the same id
+                    log.warning("reading the inbox failed (%r); retrying", exc)
+                    await asyncio.sleep(0.2)
                     continue
                 for entry_id, fields in stream_entries(reply):
                     last_id = entry_id
-                    self._dispatch(inbox_decoder.decode(fields[b"m"]))
+                    self._take(entry_id, fields)
         finally:
             reads.close()
+
+    def _take(self, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
+        """A message that cannot be read is skipped (its job, if any, times out and is
+        re-placed by the scheduler); the inbox goes on."""
+        try:
+            message = inbox_decoder.decode(fields[b"m"])
+        except Exception as exc:
+            log.error("inbox entry %s skipped: undecodable (%r)", entry_id, exc)
+            return
+        self._dispatch(message)
 
     def _dispatch(self, message: InboxMessage) -> None:
         if isinstance(message, Assignment):
@@ -273,6 +367,8 @@ class AgentServer:
         """None to accept; else (terminate, reason) to reject."""
         if self.draining:
             return False, "draining"
+        if self.fenced():
+            return False, "no heartbeat acknowledged lately"
         if len(self.running) > self.capacity:
             return False, "over capacity"
         if self._on_request is None:
@@ -294,7 +390,12 @@ class AgentServer:
         batch.script(scripts.confirm, [self._reservations], [spec.job_id])
         self._queue_report(batch, spec, JobStatus.RUNNING)
         try:
-            confirmed = (await batch.run(self.client))[0]
+            # Policy: retried until acknowledged (a confirm is idempotent, a second RUNNING
+            # report changes nothing); a revoke in the meantime makes it answer 0.
+            results = await until_acknowledged(
+                f"starting job {spec.job_id}", lambda: batch.run(self.client)
+            )
+            confirmed = results[0]
         except asyncio.CancelledError:
             # Terminated while confirming: the confirm may well have run, and a confirmed
             # slot is never reclaimed, so end the job as a terminated one and free it.
@@ -310,27 +411,40 @@ class AgentServer:
         spec = ctx.spec
         status, error = JobStatus.SUCCESS, ""
         assert self._entrypoint is not None
+        self._entered.add(spec.job_id)
+        if self.fenced():  # confirmed only after the fence deadline: never start it
+            self._stopped[spec.job_id] = self._fence_reason()
         try:
-            await self._entrypoint(ctx)
+            if spec.job_id not in self._stopped:
+                await self._entrypoint(ctx)
         except asyncio.CancelledError:
             pass  # terminated: LiveKit reports a terminated job as SUCCESS
         except Exception as exc:
             log.exception("job %s failed", spec.job_id)
             status, error = JobStatus.FAILED, f"{type(exc).__name__}: {exc}"
+        finally:
+            self._entered.discard(spec.job_id)
         await ctx.run_shutdown_callbacks()
-        await self._finish(spec, status, error)
+        stopped = self._stopped.pop(spec.job_id, None)
+        if stopped is not None:
+            status, error = JobStatus.FAILED, stopped
+        await self._finish(spec, status, error, fenced=stopped is not None)
 
-    async def _finish(self, spec: JobSpec, status: JobStatus, error: str) -> None:
-        # The report must be on the stream before the slot is free. On one node both share
-        # a connection and one write, and Redis runs them in order; a cluster may keep the
-        # partition and the pool on different nodes, so there the report is awaited first.
-        batch = scripts.Batch()
-        self._queue_report(batch, spec, status, error)
-        if is_cluster(self.client):
-            await batch.run(self.client)
-            batch = scripts.Batch()
-        batch.script(scripts.release, self._release_keys, [spec.job_id, self.id])
-        await batch.run(self.client)
+    async def _finish(
+        self, spec: JobSpec, status: JobStatus, error: str, *, fenced: bool = False
+    ) -> None:
+        """Policy: the final report and the release are retried until Redis acknowledges
+        them, report first. On one node both share a connection and one write, and Redis
+        runs them in order; a cluster may keep the partition and the pool on different
+        nodes, so there the report is acknowledged before the release is sent."""
+        report = scripts.Batch()
+        self._queue_report(report, spec, status, error, fenced=fenced)
+        release = report if not is_cluster(self.client) else scripts.Batch()
+        release.script(scripts.release, self._release_keys, [spec.job_id, self.id])
+        what = f"final report of job {spec.job_id}"
+        if release is not report:
+            await until_acknowledged(what, lambda: report.run(self.client))
+        await until_acknowledged(what, lambda: release.run(self.client))
 
     async def _reject(self, spec: JobSpec, *, terminate: bool, reason: str) -> None:
         event = JobRejected(
@@ -343,14 +457,22 @@ class AgentServer:
             key=spec.key,
         )
         events = keys.partition_keys(spec.partition).events
-        await self.client.fast.execute("XADD", events, "*", "e", encode(event))
-        await self._release(spec)
-
-    async def _release(self, spec: JobSpec) -> None:
-        await scripts.release(self.client, self._release_keys, [spec.job_id, self.id])
+        what = f"rejection of job {spec.job_id}"
+        await until_acknowledged(
+            what, lambda: self.client.fast.execute("XADD", events, "*", "e", encode(event))
+        )
+        await until_acknowledged(
+            what, lambda: scripts.release(self.client, self._release_keys, [spec.job_id, self.id])
+        )
 
     def _queue_report(
-        self, batch: scripts.Batch, spec: JobSpec, status: JobStatus, error: str = ""
+        self,
+        batch: scripts.Batch,
+        spec: JobSpec,
+        status: JobStatus,
+        error: str = "",
+        *,
+        fenced: bool = False,
     ) -> None:
         report = JobReport(
             dispatch_id=spec.dispatch_id,
@@ -362,6 +484,7 @@ class AgentServer:
             error=error,
             at=time.time_ns(),
             key=spec.key,
+            fenced=fenced,
         )
         batch.command("XADD", keys.partition_keys(spec.partition).events, "*", "e", encode(report))
 

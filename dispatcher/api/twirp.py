@@ -25,6 +25,7 @@ from google.protobuf import json_format
 from google.protobuf.message import DecodeError, Message
 
 from dispatcher.api.http import HttpApp, Request, Response
+from dispatcher.store.client import is_unavailable
 
 __all__ = [
     "MAX_BODY_SIZE",
@@ -286,7 +287,10 @@ class TwirpRouter:
             return message_response(reply, is_json)
         except TwirpError as err:
             return error_response(err)
-        except Exception:
+        except Exception as exc:
+            if is_unavailable(exc):  # nothing was accepted: the caller may retry the call
+                logger.warning("%s: Redis unavailable (%r)", request.path, exc)
+                return error_response(TwirpError.unavailable(_UNAVAILABLE))
             # Unexpected failures are bugs: log them, but leak no details to the caller.
             logger.exception("Twirp handler for %s failed", request.path)
             return error_response(TwirpError.internal("internal error"))
@@ -308,6 +312,8 @@ class TwirpRouter:
             )
         return method
 
+
+_UNAVAILABLE = "the dispatch store (Redis) is unavailable; retry the call"
 
 #: Where ``TwirpService.install`` finds (or leaves) the app's router.
 TWIRP_ROUTER = "twirp_router"

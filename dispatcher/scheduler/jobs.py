@@ -66,6 +66,7 @@ class Step:
 class Timeouts:
     assign_ms: int = 5000
     terminate_grace_ms: int = 20000
+    capacity_wait_ms: int = 0  # how long a job may wait for a free slot; 0: for ever
 
 
 def created(event: DispatchCreated, partition: int, now: int, room_sid: str | None = None) -> Step:
@@ -127,6 +128,8 @@ def placed(record: JobRecord, server_id: str, now: int) -> JobRecord:
 def on_report(record: JobRecord, report: JobReport, now: int) -> Step:
     if report.attempt != record.spec.attempt or record.phase == "ended":
         return _stray(record, report)
+    if report.fenced:
+        return on_server_lost(record, now, report.error)
     if report.status is JobStatus.RUNNING:
         return Step(_running(record, report, now))
     if report.status in _ENDED:
@@ -185,7 +188,16 @@ def on_timer(record: JobRecord, now: int) -> Step:
     if record.phase == "terminating":
         error = "agent server did not confirm the termination"
         return Step(_ended(record, now, JobStatus.FAILED, error, c.reason), [_release(record)])
+    if record.phase == "pending":
+        error = _no_capacity(record, now)
+        return Step(_ended(record, now, JobStatus.FAILED, error, JobReason.NO_CAPACITY))
     return Step(record)
+
+
+def _no_capacity(record: JobRecord, now: int) -> str:
+    waited_s = (now - record.current.updated_at) / 1e9
+    name = record.spec.agent_name
+    return f"no agent server of agent {name!r} had a free slot within {waited_s:.0f} s"
 
 
 def on_confirmed(record: JobRecord, now: int) -> Step:
@@ -199,10 +211,12 @@ def on_confirmed(record: JobRecord, now: int) -> Step:
     return Step(msgspec.structs.replace(record, phase="running", current=current))
 
 
-def on_server_lost(record: JobRecord, now: int) -> Step:
+def on_server_lost(record: JobRecord, now: int, error: str = "") -> Step:
+    """The job's server is gone (or fenced itself off). The caller has already taken back
+    its reservation, so the server cannot start it late."""
     if record.phase not in ("assigned", "running", "terminating"):
         return Step(record)
-    error = f"agent server {record.current.server_id} was lost"
+    error = error or f"agent server {record.current.server_id} was lost"
     if record.phase == "terminating" or record.restart_policy is RestartPolicy.NEVER:
         return Step(_ended(record, now, JobStatus.FAILED, error, record.current.reason))
     return _retry(record, now, error)
@@ -214,6 +228,8 @@ def due_at(record: JobRecord, timeouts: Timeouts) -> int | None:
         return record.current.updated_at + timeouts.assign_ms * 1_000_000
     if record.phase == "terminating":
         return record.current.updated_at + timeouts.terminate_grace_ms * 1_000_000
+    if record.phase == "pending" and timeouts.capacity_wait_ms > 0:
+        return record.current.updated_at + timeouts.capacity_wait_ms * 1_000_000
     return None
 
 

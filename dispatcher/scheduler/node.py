@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from dispatcher.errors import OwnershipLost
 from dispatcher.scheduler import jobs
@@ -19,7 +20,7 @@ from dispatcher.scheduler.partition import PartitionWorker
 from dispatcher.scheduler.registry import Registry
 from dispatcher.settings import SchedulerSettings, default_node_id
 from dispatcher.store import keys, scripts
-from dispatcher.store.client import Client, connect
+from dispatcher.store.client import Client, connect, is_unavailable
 from dispatcher.store.meta import ensure_partitions
 
 log = logging.getLogger(__name__)
@@ -30,12 +31,19 @@ class SchedulerNode:
         self.settings = settings
         self.node_id = settings.node_id or default_node_id()
         self.client = client
-        self.registry = Registry(client, settings.snapshot_interval_s, settings.reap_after_ms)
+        self.registry = Registry(
+            client, settings.snapshot_interval_s, settings.reap_after_ms, settings.loss_margin_ms
+        )
         self.workers: dict[int, PartitionWorker] = {}
         self.members: list[str] = []
         self._tasks: dict[int, asyncio.Task[None]] = {}
+        self._renewed: dict[int, float] = {}  # partition -> monotonic send time of its renewal
         self._background: list[asyncio.Task[None]] = []
-        self._timeouts = jobs.Timeouts(settings.assign_timeout_ms, settings.terminate_grace_ms)
+        self._timeouts = jobs.Timeouts(
+            settings.assign_timeout_ms,
+            settings.terminate_grace_ms,
+            int(settings.capacity_wait_s * 1000),
+        )
 
     @classmethod
     async def create(cls, settings: SchedulerSettings) -> SchedulerNode:
@@ -84,8 +92,10 @@ class SchedulerNode:
             await asyncio.sleep(self.settings.heartbeat_interval_s)
             try:
                 await self.tick()
-            except Exception:
-                log.exception("scheduler heartbeat failed")
+            except Exception as exc:  # policy: try again next heartbeat
+                if not is_unavailable(exc):
+                    log.exception("scheduler heartbeat failed")
+                log.warning("scheduler heartbeat failed: Redis unavailable (%r)", exc)
 
     async def tick(self) -> None:
         ttl = self.settings.membership_ttl_ms
@@ -97,20 +107,31 @@ class SchedulerNode:
         await self._acquire(sorted(wanted - set(self.workers)))
 
     async def _renew_leases(self) -> None:
+        """Policy: a lease another node now holds is abandoned at once; a renewal that
+        failed is retried next heartbeat, and the partition is abandoned only once its lease
+        may have expired (its writes are fenced anyway; this also stops its unfenced calls
+        to agent-server pools)."""
         held = list(self.workers.items())
         batch = scripts.Batch()
         for partition, worker in held:
             k = keys.partition_keys(partition)
             args: list[str | int] = [self.node_id, self.settings.lease_ttl_ms, worker.lease_value]
             batch.script(scripts.lease, [k.lease, k.fence], args)
-        for (partition, worker), value in zip(held, await batch.run(self.client), strict=True):
-            if (
-                value is None
-                or isinstance(value, Exception)
-                or value.decode() != worker.lease_value
-            ):
+        sent = time.monotonic()
+        failed = 0
+        for (partition, worker), value in zip(held, await batch.outcomes(self.client), strict=True):
+            if isinstance(value, Exception):
+                failed += 1
+                if sent - self._renewed.get(partition, sent) > self.settings.lease_ttl_ms / 1000:
+                    log.warning("partition %d: lease not renewed in time; stopping", partition)
+                    self._abandon(partition)
+            elif value is None or value.decode() != worker.lease_value:
                 log.warning("scheduler %s lost the lease of partition %d", self.node_id, partition)
                 self._abandon(partition)
+            else:
+                self._renewed[partition] = sent
+        if failed:
+            log.warning("%d of %d lease renewals failed; retrying", failed, len(held))
 
     async def _acquire(self, partitions: list[int]) -> None:
         batch = scripts.Batch()
@@ -119,9 +140,14 @@ class SchedulerNode:
             batch.script(
                 scripts.lease, [k.lease, k.fence], [self.node_id, self.settings.lease_ttl_ms, ""]
             )
-        for partition, value in zip(partitions, await batch.run(self.client), strict=True):
+        sent = time.monotonic()
+        results = await batch.outcomes(self.client)  # policy: a failure is retried next tick
+        for partition, value in zip(partitions, results, strict=True):
             if isinstance(value, bytes):
+                self._renewed[partition] = sent
                 self._start_partition(partition, value.decode())
+        if failures := [r for r in results if isinstance(r, Exception)]:
+            log.warning("%d lease acquisition(s) failed: %r", len(failures), failures[0])
 
     def _start_partition(self, partition: int, lease_value: str) -> None:
         s = self.settings
@@ -150,8 +176,11 @@ class SchedulerNode:
             log.warning("%s", exc)
         except asyncio.CancelledError:
             raise
-        except Exception:
-            log.exception("partition %d worker failed; it will be retried", worker.partition)
+        except Exception as exc:  # policy: restart from Redis's state at the next heartbeat
+            if is_unavailable(exc):
+                log.warning("partition %d: Redis unavailable (%r)", worker.partition, exc)
+            else:
+                log.exception("partition %d worker failed; it will be retried", worker.partition)
         finally:
             if self.workers.get(worker.partition) is worker:
                 self.workers.pop(worker.partition)
@@ -170,6 +199,7 @@ class SchedulerNode:
 
     def _abandon(self, partition: int) -> None:
         """The lease is gone: stop at once; the commit fence already refuses its writes."""
+        self._renewed.pop(partition, None)
         self.workers.pop(partition, None)
         task = self._tasks.pop(partition, None)
         if task is not None:

@@ -21,7 +21,7 @@ from typing import Any, NoReturn
 import msgspec
 from redis.exceptions import ResponseError
 
-from dispatcher.errors import OwnershipLost
+from dispatcher.errors import BatchFailed, OwnershipLost
 from dispatcher.rooms import DEFAULT_DEPARTURE_TIMEOUT_S, DEFAULT_EMPTY_TIMEOUT_S
 from dispatcher.scheduler import jobs, rooms
 from dispatcher.scheduler.commit import commit_call
@@ -63,6 +63,8 @@ _STALE_CHECK_S = 5.0
 _STALE_AFTER_MS = 30_000
 _SLOT_FREED = (JobStatus.SUCCESS, JobStatus.FAILED)  # the release follows in the same write
 _CLOSE_RETRY_NS = 1_000_000_000  # a deferred room close is looked at again after this
+_REVOKE_RETRY_NS = 500_000_000  # a timer whose revoke failed fires again after this
+_DEAD_LETTER_MAXLEN = 10_000
 RoomEvent = (
     RoomDeleted | DispatchDeleted | ParticipantJoined | ParticipantLeft | ParticipantPublished
 )
@@ -107,6 +109,8 @@ class PartitionWorker:
         self._dirty_rooms: dict[str, RoomLife | None] = {}  # None: forget the room's life
         self._fanouts: list[_Fanout] = []  # participant jobs waiting to learn who is present
         self._effects: list[jobs.Terminate | jobs.Release] = []
+        self._dead: list[tuple[bytes, dict[bytes, bytes], str]] = []  # (id, fields, reason)
+        self.dead_lettered = 0
         self._last_trim = time.monotonic()
         self._last_stale_check = time.monotonic()
         self._last_id = b""
@@ -207,24 +211,25 @@ class PartitionWorker:
         group = ("GROUP", keys.CONSUMER_GROUP, self._consumer, "COUNT", self._batch_size)
         block = ("BLOCK", block_ms) if block_ms is not None else ()
         stream = ("STREAMS", self._keys.events, start)
-        return stream_entries(await self._reads.execute("XREADGROUP", *group, *block, *stream))
+        extra_s = (block_ms or 0) / 1000
+        reply = await self._reads.execute("XREADGROUP", *group, *block, *stream, extra_s=extra_s)
+        return stream_entries(reply)
 
     # --- one turn -------------------------------------------------------------------------
 
     async def _turn(self, entries: list[Entry], place: bool = True) -> None:
         now = time.time_ns()
-        for _entry_id, fields in entries:
-            if (room := fields.get(b"r")) is not None:  # this entry's call created the room
-                self._room_created(room_decoder.decode(room))
-            if (event := _decode(fields)) is not None:
-                self._apply(event, now)
+        for entry_id, fields in entries:
+            self._take(entry_id, fields, now)
+        if self._dead:
+            await self._send_dead_letters()
         if self._fanouts:
             await self._fan_out(now)
         if due := list(self.state.due(now)):
             await self._timers_fired(due, now)
         if closing := self.state.rooms_due(now, limit=self._batch_size):
             await self._close_rooms(closing, now)
-        self._check_servers(now)
+        await self._check_servers(now)
         acks = [entry_id for entry_id, _ in entries]
         await self._commit(acks, now, place=place and self._should_place())
         if self._effects:
@@ -233,6 +238,35 @@ class PartitionWorker:
             self._last_id = entries[-1][0]
         if time.monotonic() - self._last_trim >= _TRIM_EVERY_S:
             await self._trim()
+
+    def _take(self, entry_id: bytes, fields: dict[bytes, bytes], now: int) -> None:
+        """Apply one entry; one that cannot be decoded or applied is dead-lettered, so
+        poison input never wedges the partition."""
+        try:
+            if (room := fields.get(b"r")) is not None:  # this entry's call created the room
+                self._room_created(room_decoder.decode(room))
+            self._apply(event_decoder.decode(fields[b"e"]), now)
+        except (KeyError, msgspec.DecodeError, msgspec.ValidationError) as exc:
+            self._dead.append((entry_id, fields, f"undecodable: {exc!r}"))
+        except Exception as exc:
+            log.exception("partition %d: entry %s could not be applied", self.partition, entry_id)
+            self._dead.append((entry_id, fields, f"not applicable: {exc!r}"))
+
+    async def _send_dead_letters(self) -> None:
+        """Copy each poison entry with its reason to the dead-letter stream before the
+        commit acks it; if the copy fails the turn fails, and the entry is read again."""
+        batch = scripts.Batch()
+        for entry_id, fields, reason in self._dead:
+            flat = [b for name, value in fields.items() for b in (b"f:" + name, value)]
+            batch.command(
+                "XADD", self._keys.dead, "MAXLEN", "~", _DEAD_LETTER_MAXLEN, "*",
+                "id", entry_id, "reason", reason, *flat,
+            )  # fmt: skip
+        await batch.run(self._client)
+        for entry_id, _fields, reason in self._dead:
+            log.error("partition %d: entry %s dead-lettered (%s)", self.partition, entry_id, reason)
+        self.dead_lettered += len(self._dead)
+        self._dead.clear()
 
     def _apply(self, event: Event, now: int) -> None:
         if isinstance(event, DispatchCreated):
@@ -263,13 +297,15 @@ class PartitionWorker:
             c, pool = record.current, keys.pool_keys(record.spec.pool)
             call_keys = [pool.reservations(c.server_id), pool.jobs]
             batch.script(scripts.revoke, call_keys, [c.job_id, c.server_id])
-        confirmed = {
-            r.spec.job_key
-            for r, revoked in zip(assigned, await batch.run(self._client), strict=True)
-            if revoked == 0
-        }
+        # Policy: a revoke that failed leaves the job assigned and fires its timer again.
+        outcomes = await batch.outcomes(self._client)
+        revoked = {r.spec.job_key: o for r, o in zip(assigned, outcomes, strict=True)}
         for record in due:
-            if record.spec.job_key in confirmed:
+            outcome = revoked.get(record.spec.job_key, 1)
+            if isinstance(outcome, Exception):
+                log.warning("partition %d: revoke failed (%s); retrying", self.partition, outcome)
+                self.state.rearm(record, now + _REVOKE_RETRY_NS)
+            elif outcome == 0:  # the server confirmed it in the meantime
                 self._step(jobs.on_confirmed(record, now))
             else:
                 self._step(jobs.on_timer(record, now))
@@ -419,9 +455,10 @@ class PartitionWorker:
                 [k.lease, k.events, k.rooms, *k.room_keys(room), k.life],
                 [self.lease_value, keys.CONSUMER_GROUP, room, self._room_retention_s],
             )
-        results = await batch.run(self._client)
-        if failure := next((r for r in results if isinstance(r, Exception)), None):
-            self._raise_failure(failure)
+        try:
+            results = await batch.run(self._client)
+        except BatchFailed as failed:
+            self._raise_failure(failed)
         for room, closed in zip(closing, results, strict=True):
             if closed:
                 log.info("partition %d: room %r closed (timeout)", self.partition, room)
@@ -439,14 +476,36 @@ class PartitionWorker:
         if self.state.put(record):
             self._dirty[record.spec.job_key] = record
 
-    def _check_servers(self, now: int) -> None:
+    async def _check_servers(self, now: int) -> None:
+        """Jobs on servers the registry saw lost are re-placed (or ended), each only once
+        its reservation is taken back: a server that is alive after all then finds it gone
+        and stops the job rather than run it next to its replacement."""
         if self._registry.version == self._checked_version:
             return
         self._checked_version = self._registry.version
-        for pool, server_id in self.state.servers():
-            if self._registry.is_lost(pool, server_id):
-                for record in self.state.on_server((pool, server_id)):
-                    self._step(jobs.on_server_lost(record, now))
+        lost = [
+            record
+            for pool, server_id in self.state.servers()
+            if self._registry.is_lost(pool, server_id)
+            for record in self.state.on_server((pool, server_id))
+        ]
+        if not lost:
+            return
+        batch = scripts.Batch()
+        for record in lost:
+            c, pool = record.current, keys.pool_keys(record.spec.pool)
+            batch.script(
+                scripts.release, [pool.reservations(c.server_id), pool.jobs],
+                [c.job_id, c.server_id],
+            )  # fmt: skip
+        # Policy: a job whose reservation could not be taken back stays where it is, and
+        # the next turn looks again.
+        for record, outcome in zip(lost, await batch.outcomes(self._client), strict=True):
+            if isinstance(outcome, Exception):
+                log.warning("partition %d: release failed (%s)", self.partition, outcome)
+                self._checked_version = -1
+            else:
+                self._step(jobs.on_server_lost(record, now))
 
     # --- placement ------------------------------------------------------------------------
 
@@ -472,7 +531,9 @@ class PartitionWorker:
         if commit is not None:
             batch.script(scripts.commit, *commit)
         order = self._queue_reservations(batch) if place else []
-        results = await batch.run(self._client)
+        # Policy: a failed commit fails the turn (the worker restarts from Redis); a failed
+        # reservation leaves its job pending for the next placement.
+        results = await batch.outcomes(self._client)
         if commit is not None and isinstance(committed := results.pop(0), Exception):
             self._raise_failure(committed)
         for record, result in zip(order, results, strict=True):
@@ -532,7 +593,8 @@ class PartitionWorker:
 
     def _raise_failure(self, failure: Exception) -> NoReturn:
         """A fenced script failed: "FENCED" means another node now owns us."""
-        if isinstance(failure, ResponseError) and "FENCED" in str(failure):
+        failures = failure.failures if isinstance(failure, BatchFailed) else [failure]
+        if any(isinstance(f, ResponseError) and "FENCED" in str(f) for f in failures):
             raise OwnershipLost(f"partition {self.partition}: lease lost") from failure
         raise failure
 
@@ -547,10 +609,16 @@ class PartitionWorker:
             else:
                 res = pool.reservations(effect.server_id)
                 batch.script(scripts.release, [res, pool.jobs], [effect.job_id, effect.server_id])
-        self._effects.clear()
-        for result in await batch.run(self._client):
+        # Policy: an effect that failed is sent again after the next turn, until Redis
+        # acknowledges it (terminating a job twice and releasing a slot twice are no-ops).
+        effects, self._effects = self._effects, []
+        for effect, result in zip(effects, await batch.outcomes(self._client), strict=True):
             if isinstance(result, Exception):
-                log.warning("partition %d: effect failed: %s", self.partition, result)
+                self._effects.append(effect)
+        if self._effects:
+            log.warning(
+                "partition %d: %d effect(s) failed; retrying", self.partition, len(self._effects)
+            )
 
     async def _trim(self) -> None:
         """Drop acked entries: everything older than the oldest still-pending one."""
@@ -572,12 +640,3 @@ class _Fanout:
     room: str
     dispatch_id: str | None = None
     identity: str | None = None
-
-
-def _decode(fields: dict[bytes, bytes]) -> Event | None:
-    try:
-        event: Event = event_decoder.decode(fields[b"e"])
-    except (KeyError, msgspec.DecodeError, msgspec.ValidationError) as exc:
-        log.error("dropping undecodable event: %s", exc)
-        return None
-    return event

@@ -26,6 +26,7 @@ class ServerView:
     status: ServerStatus
     expires_at: int  # Redis ms
     used: int
+    ttl_ms: int = 0  # the heartbeat TTL the server asked for
 
     @property
     def free(self) -> int:

@@ -2,6 +2,12 @@
 
 Placement ranks candidates from this snapshot; the reservation script re-checks them, so
 staleness costs at most a retry. The snapshot also tells partitions which servers are dead.
+
+Loss is judged on evidence: a server is lost only once its heartbeat expiry has passed and
+it has had a whole TTL to heartbeat since Redis was last seen coming back (a refresh that
+failed, or a connection that dropped, means Redis may have been away, and expiries run on
+Redis's clock while nobody can reach it), plus a margin that keeps the agent servers' own
+fence ahead of any re-placement.
 """
 
 from __future__ import annotations
@@ -19,10 +25,16 @@ log = logging.getLogger(__name__)
 
 
 class Registry:
-    def __init__(self, client: Client, interval_s: float, reap_after_ms: int) -> None:
+    def __init__(
+        self, client: Client, interval_s: float, reap_after_ms: int, loss_margin_ms: int = 500
+    ) -> None:
         self._client = client
         self._interval_s = interval_s
         self._reap_after_ms = reap_after_ms
+        self._loss_margin_ms = loss_margin_ms
+        self._back_at_ms = 0  # Redis ms when Redis was last seen coming back
+        self._unreachable = True  # nothing seen yet: the first refresh counts as a return
+        self._disconnects = 0  # the fast lane's count at the last good refresh
         self._pools: dict[str, list[ServerView]] = {}
         self._offset_ms = 0  # Redis clock minus local clock
         self._refreshed_at = float("-inf")  # monotonic time of the last good refresh
@@ -42,8 +54,15 @@ class Registry:
         would make every server look dead."""
         if time.monotonic() - self._refreshed_at > max(1.0, 4 * self._interval_s):
             return False
-        now = self.now_ms()
-        return not any(s.id == server_id and s.alive(now) for s in self.servers(agent_name))
+        server = next((s for s in self.servers(agent_name) if s.id == server_id), None)
+        if server is None:
+            return True  # left the pool, or reaped
+        return self.now_ms() > self.lost_after(server)
+
+    def lost_after(self, server: ServerView) -> int:
+        """Redis ms after which the server counts as lost."""
+        fresh = self._back_at_ms + server.ttl_ms  # its chance to heartbeat since Redis is back
+        return max(server.expires_at, fresh) + self._loss_margin_ms
 
     def note_reserved(self, agent_name: str, server_id: str) -> None:
         """Count a reservation locally so the rest of a batch spreads over other servers."""
@@ -69,6 +88,21 @@ class Registry:
 
     async def refresh(self) -> None:
         # The fast lane, not redis-py: a refresh cancelled at shutdown must stop at once.
+        disconnects = self._client.fast.disconnects
+        try:
+            pools = await self._scan()
+        except Exception:
+            self._unreachable = True
+            raise
+        if self._unreachable or disconnects != self._disconnects:
+            self._back_at_ms = self.now_ms()
+            log.info("Redis reachable: agent servers get a full TTL from now to heartbeat")
+        self._unreachable, self._disconnects = False, disconnects
+        self._pools = pools
+        self._refreshed_at = time.monotonic()
+        self.version += 1
+
+    async def _scan(self) -> dict[str, list[ServerView]]:
         members: list[bytes] = await self._client.fast.execute("SMEMBERS", keys.POOLS)
         names = sorted(n.decode() for n in members)
         batch = scripts.Batch()
@@ -79,14 +113,7 @@ class Registry:
                 scripts.pool_scan, [pool.servers, pool.jobs], [prefix, self._reap_after_ms]
             )
         results = await batch.run(self._client)
-        pools = {}
-        for name, result in zip(names, results, strict=True):
-            if isinstance(result, Exception):
-                raise result
-            pools[name] = self._parse(result)
-        self._pools = pools
-        self._refreshed_at = time.monotonic()
-        self.version += 1
+        return {name: self._parse(result) for name, result in zip(names, results, strict=True)}
 
     def _parse(self, result: list[bytes | int]) -> list[ServerView]:
         self._offset_ms = int(result[0]) - int(time.time() * 1000)
@@ -99,8 +126,9 @@ class Registry:
                 status=ServerStatus(int(rows[i + 3])),
                 expires_at=int(rows[i + 4]),
                 used=int(rows[i + 5]),
+                ttl_ms=int(rows[i + 6]),
             )
-            for i in range(0, len(rows), 6)
+            for i in range(0, len(rows), 7)
         ]
 
 

@@ -20,6 +20,7 @@ class PartitionState:
         self.records: dict[str, JobRecord] = {}  # by job key
         self.waiting: dict[str, None] = {}  # job keys to place, oldest first
         self._timers: list[tuple[int, str]] = []  # (due ns, job key), lazily invalidated
+        self._rearmed: dict[str, int] = {}  # job key -> due ns of a timer fired again later
         self._by_server: dict[ServerKey, set[str]] = {}
         self.rooms: dict[str, RoomLife] = {}
         self._room_timers: list[tuple[int, str]] = []  # (close due ns, room), lazily invalidated
@@ -53,8 +54,18 @@ class PartitionState:
         while self._timers and self._timers[0][0] <= now:
             due, key = heapq.heappop(self._timers)
             record = self.records.get(key)
-            if record is not None and jobs.due_at(record, self.timeouts) == due:
+            if record is None:
+                continue
+            if jobs.due_at(record, self.timeouts) == due or self._rearmed.get(key) == due:
+                self._rearmed.pop(key, None)
                 yield record
+
+    def rearm(self, record: JobRecord, at: int) -> None:
+        """Fire the record's timer again at ``at``: what it had to do could not be done yet
+        (Redis did not answer), so the record stays as it is until then."""
+        key = record.spec.job_key
+        self._rearmed[key] = at
+        heapq.heappush(self._timers, (at, key))
 
     def servers(self) -> list[ServerKey]:
         return list(self._by_server)
@@ -98,6 +109,7 @@ class PartitionState:
     def _unindex(self, key: str) -> None:
         old = self.records.get(key)
         self.waiting.pop(key, None)
+        self._rearmed.pop(key, None)
         if old is not None and (in_room := self._by_room.get(old.spec.room)) is not None:
             in_room.discard(key)
             if not in_room:

@@ -10,7 +10,11 @@ from typing import Any, TypeAlias, cast
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterPipeline, RedisCluster
+from redis.exceptions import ClusterError, ReadOnlyError, ResponseError, TryAgainError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from dispatcher.errors import BatchFailed, StoreUnavailable
 from dispatcher.store.fastlane import FastLane
 
 # redis-py's asyncio pool raises once its cap is reached instead of waiting; a scheduler holds
@@ -63,3 +67,20 @@ async def connect(url: str, **options: Any) -> Client:
 
 def is_cluster(client: Client) -> bool:
     return isinstance(client, RedisCluster)
+
+
+# Error replies of a Redis that is up but not serving: loading its data, a cluster without a
+# majority or a primary for the slot, a slot in migration, a replica that was just demoted.
+_NOT_SERVING = ("LOADING", "CLUSTERDOWN", "MASTERDOWN", "TRYAGAIN", "READONLY", "NOREPLICAS")
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether a failure says Redis is (for now) unreachable or not serving, rather than
+    that the call was wrong: the caller may answer "unavailable" and try again later."""
+    if isinstance(exc, BatchFailed):
+        return any(is_unavailable(f) for f in exc.failures)
+    if isinstance(exc, RedisConnectionError | RedisTimeoutError | StoreUnavailable):
+        return True  # BusyLoadingError is a ConnectionError
+    if isinstance(exc, ClusterError | TryAgainError | ReadOnlyError | OSError | TimeoutError):
+        return True
+    return isinstance(exc, ResponseError) and str(exc).startswith(_NOT_SERVING)

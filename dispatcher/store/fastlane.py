@@ -13,13 +13,18 @@ handle errors the same on both lanes. In a Redis Cluster a command goes to the p
 owns its first key's slot; ``MOVED`` refreshes the slot map and retries, ``ASK`` retries once
 on the named node. Blocking commands (``XREADGROUP BLOCK``) get a ``dedicated`` connection
 so they never hold up the shared one.
+
+Every command has a deadline: a connection whose oldest command has had no reply by then is
+dropped and its callers fail with ``TimeoutError``, so a stalled network surfaces as an error
+instead of a wait without end. The lane counts connections that dropped without being closed
+(``disconnects``): a scheduler reads it as evidence that Redis was unreachable for a while.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 from urllib.parse import unquote, urlparse
@@ -28,12 +33,14 @@ import hiredis
 from redis.crc import key_slot
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 Arg = str | bytes | int | float
 Address = tuple[str, int]
 
 _MAX_REDIRECTS = 5
 _CONNECT_TIMEOUT_S = 5.0
+COMMAND_TIMEOUT_S = 5.0  # a reply later than this means the connection is stalled
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,22 +98,34 @@ class Connection(asyncio.Protocol):
     """One socket: commands are buffered and written once per loop turn, replies matched
     to waiting futures in order."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self, timeout_s: float = COMMAND_TIMEOUT_S, on_lost: Callable[[], None] | None = None
+    ) -> None:
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
         self._reader = hiredis.Reader()
         self._waiters: collections.deque[asyncio.Future[Any]] = collections.deque()
+        self._deadlines: collections.deque[float] = collections.deque()  # loop time, per waiter
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._timeout_s = timeout_s
+        self._on_lost = on_lost
         self._out: list[bytes] = []
         self._flush_pending = False
         self.closed = False
 
     @classmethod
-    async def open(cls, endpoint: Endpoint) -> Connection:
+    async def open(
+        cls,
+        endpoint: Endpoint,
+        timeout_s: float = COMMAND_TIMEOUT_S,
+        on_lost: Callable[[], None] | None = None,
+    ) -> Connection:
         loop = asyncio.get_running_loop()
         async with asyncio.timeout(_CONNECT_TIMEOUT_S):
             _, conn = await loop.create_connection(
-                cls, endpoint.host, endpoint.port, ssl=endpoint.tls or None
-            )
+                lambda: cls(timeout_s, on_lost), endpoint.host, endpoint.port,
+                ssl=endpoint.tls or None,
+            )  # fmt: skip
             try:
                 await conn.handshake(endpoint)
             except BaseException:  # cancelled or refused: the socket must not outlive it
@@ -121,18 +140,38 @@ class Connection(asyncio.Protocol):
         if endpoint.db:
             await self.execute("SELECT", endpoint.db)
 
-    def execute(self, *args: Arg) -> asyncio.Future[Any]:
-        """Queue one command; the future resolves with its reply or error."""
+    def execute(self, *args: Arg, extra_s: float = 0.0) -> asyncio.Future[Any]:
+        """Queue one command; the future resolves with its reply or error. ``extra_s`` adds
+        to the deadline (a blocking read's own wait)."""
         future: asyncio.Future[Any] = self._loop.create_future()
         if self.closed:
             future.set_exception(RedisConnectionError("connection to Redis is closed"))
             return future
         self._out.append(hiredis.pack_command(args))  # type: ignore[arg-type]
         self._waiters.append(future)
+        deadline = self._loop.time() + self._timeout_s + extra_s
+        self._deadlines.append(deadline)
+        if self._watchdog is None:
+            self._watchdog = self._loop.call_at(deadline, self._check_deadline)
         if not self._flush_pending:
             self._flush_pending = True
             self._loop.call_soon(self._flush)
         return future
+
+    def _check_deadline(self) -> None:
+        """Replies come in order, so only the oldest command's deadline matters."""
+        self._watchdog = None
+        if not self._deadlines or self.closed:
+            return
+        if self._deadlines[0] > self._loop.time():
+            self._watchdog = self._loop.call_at(self._deadlines[0], self._check_deadline)
+            return
+        self._fail_all(RedisTimeoutError(f"Redis did not answer within {self._timeout_s:g} s"))
+        self.closed = True
+        if self._transport is not None:
+            self._transport.abort()
+        if self._on_lost is not None:
+            self._on_lost()
 
     def _flush(self) -> None:
         self._flush_pending = False
@@ -150,6 +189,7 @@ class Connection(asyncio.Protocol):
         self._reader.feed(data)
         while (reply := self._reader.gets()) is not False:
             future = self._waiters.popleft()
+            self._deadlines.popleft()
             if future.done():
                 continue  # the caller was cancelled; the reply is dropped in order
             if isinstance(reply, hiredis.ReplyError):
@@ -158,9 +198,15 @@ class Connection(asyncio.Protocol):
                 future.set_result(reply)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        unexpected = not self.closed
         self.closed = True
         self._transport = None
-        error = RedisConnectionError(f"connection to Redis lost: {exc or 'closed'}")
+        self._fail_all(RedisConnectionError(f"connection to Redis lost: {exc or 'closed'}"))
+        if unexpected and self._on_lost is not None:
+            self._on_lost()
+
+    def _fail_all(self, error: Exception) -> None:
+        self._deadlines.clear()
         while self._waiters:
             future = self._waiters.popleft()
             if not future.done():
@@ -175,9 +221,11 @@ class Connection(asyncio.Protocol):
 class FastLane:
     """Auto-pipelined commands to one node or to the primaries of a cluster."""
 
-    def __init__(self, url: str, cluster: bool) -> None:
+    def __init__(self, url: str, cluster: bool, timeout_s: float = COMMAND_TIMEOUT_S) -> None:
         self._endpoint = Endpoint.from_url(url)
         self._cluster = cluster
+        self._timeout_s = timeout_s
+        self.disconnects = 0  # connections that dropped or stalled (not closed by us)
         self._connections: dict[Address, Connection] = {}
         self._connecting: dict[Address, asyncio.Task[Connection]] = {}
         self._slots: list[Address] = []
@@ -200,7 +248,7 @@ class FastLane:
             return await future
         except Redirect as redirect:
             return await self._follow(redirect, args)
-        except RedisConnectionError:
+        except (RedisConnectionError, RedisTimeoutError):
             self._slots = []  # a failover may have moved the slot: look again next time
             raise
 
@@ -240,7 +288,7 @@ class FastLane:
         return Dedicated(self, key)
 
     async def open_dedicated(self, key: str) -> Connection:
-        conn = self._adopt(await Connection.open(self._endpoint_at(await self._route(key))))
+        conn = self._adopt(await self._open_at(await self._route(key)))
         self._dedicated.add(conn)
         return conn
 
@@ -298,9 +346,15 @@ class FastLane:
     async def _open(self, address: Address) -> Connection:
         # Registered by the task itself, so a connection whose waiters were all cancelled
         # is still owned (and closed by ``aclose``) rather than left to the collector.
-        conn = self._adopt(await Connection.open(self._endpoint_at(address)))
+        conn = self._adopt(await self._open_at(address))
         self._connections[address] = conn
         return conn
+
+    async def _open_at(self, address: Address) -> Connection:
+        return await Connection.open(self._endpoint_at(address), self._timeout_s, self._lost)
+
+    def _lost(self) -> None:
+        self.disconnects += 1
 
     def _adopt(self, conn: Connection) -> Connection:
         """A connection that finished opening; one that outlived ``aclose`` is shut."""
@@ -319,11 +373,12 @@ class Dedicated:
         self._key = key
         self._conn: Connection | None = None
 
-    async def execute(self, *args: Arg) -> Any:
+    async def execute(self, *args: Arg, extra_s: float = 0.0) -> Any:
+        """``extra_s``: how long the command itself may wait in Redis (``BLOCK``)."""
         if self._conn is None or self._conn.closed:
             self._conn = await self._lane.open_dedicated(self._key)
         try:
-            return await self._conn.execute(*args)
+            return await self._conn.execute(*args, extra_s=extra_s)
         except Redirect:
             self.close()  # the slot moved: the next call connects to its new owner
             raise

@@ -31,6 +31,9 @@ Partition keys (``T`` = ``{pNN}``); writer in brackets:
                                 room's dispatch records after the room closes.
 ``dsp:T:active``                hash job key -> room, for jobs that have not ended [lease
                                 holder].
+``dsp:T:dead``                  stream of entries that could not be decoded or applied: the
+                                entry id, the reason and the entry's fields as ``f:<name>``
+                                [lease holder].
 
 Timers need no key of their own: each is derived from a persisted job record (phase and
 ``updated_at``), so a new lease holder inherits them when it loads the active jobs.
@@ -69,6 +72,7 @@ class PartitionKeys:
     rooms: str
     active: str
     life: str
+    dead: str
 
     def room(self, room: str) -> str:
         return f"{self.base}room:{room}"
@@ -108,6 +112,7 @@ def partition_keys(partition: int) -> PartitionKeys:
         rooms=base + "rooms",
         active=base + "active",
         life=base + "life",
+        dead=base + "dead",
     )
 
 

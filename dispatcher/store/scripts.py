@@ -1,7 +1,13 @@
 """The Lua scripts, loaded once per process and called by SHA over the fast lane.
 
-A script is loaded on every primary at start. If Redis forgets it (a restart), the call that
-meets ``NOSCRIPT`` reloads all scripts and retries once.
+A script is loaded on every primary at start. A node that does not know it (restarted, or a
+replica just promoted by a failover: the script cache is per node and never replicated)
+answers ``NOSCRIPT``; the call then loads the script on that very node, through the same
+route, and retries once.
+
+Failure policy: a failed call raises. ``Batch.run`` raises ``BatchFailed`` when any of its
+calls failed; a caller that has a policy for single failures (retry it next turn, leave the
+job where it is) says so by calling ``Batch.outcomes`` instead and handling each exception.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from typing import Any
 
 from redis.exceptions import NoScriptError
 
+from dispatcher.errors import BatchFailed
 from dispatcher.store.client import Client
 from dispatcher.store.fastlane import FastLane, Redirect
 
@@ -45,8 +52,13 @@ class Script:
         try:
             return await client.fast.evalsha(self.sha, keys, args)
         except NoScriptError:
-            await load_all(client)
+            await self.load_on(client.fast, keys[0] if keys else "")
             return await client.fast.evalsha(self.sha, keys, args)
+
+    async def load_on(self, fast: FastLane, key: str) -> None:
+        """Load the script on the node that owns ``key``, the one that answered NOSCRIPT
+        (redis-py's cluster client may still map the slot to a node that lost it)."""
+        await fast.execute("SCRIPT", "LOAD", self.source, key=key)
 
 
 create_dispatch = Script("create_dispatch")
@@ -103,47 +115,74 @@ async def load_all(client: Client) -> None:
 class Batch:
     """Script calls and plain commands sent together (one write and round trip per node).
 
-    On NOSCRIPT the scripts are reloaded and the whole batch is sent again, so every call in a
-    batch must be idempotent (all of ours are).
+    A call that meets NOSCRIPT is sent again, alone, once its script is loaded on the node
+    that answered; every other call runs exactly once.
     """
 
     def __init__(self) -> None:
-        self._calls: list[tuple[tuple[ScriptArg, ...], str]] = []  # (command, routing key)
+        # (command, routing key, script or None)
+        self._calls: list[tuple[tuple[ScriptArg, ...], str, Script | None]] = []
 
     def __len__(self) -> int:
         return len(self._calls)
 
     def script(self, script: Script, keys: Sequence[str], args: Sequence[ScriptArg] = ()) -> None:
         call = ("EVALSHA", script.sha, len(keys), *keys, *args)
-        self._calls.append((call, keys[0] if keys else ""))
+        self._calls.append((call, keys[0] if keys else "", script))
 
     def command(self, name: str, key: str, *args: ScriptArg) -> None:
-        self._calls.append(((name, key, *args), key))
+        self._calls.append(((name, key, *args), key, None))
 
     async def run(self, client: Client) -> list[Any]:
-        """Results in call order; failed calls come back as exception objects."""
-        if not self._calls:
-            return []
-        results = await self._send(client)
-        if any(isinstance(r, NoScriptError) for r in results):
-            await load_all(client)
-            results = await self._send(client)
+        """Every call's reply in call order; raises ``BatchFailed`` if any call failed."""
+        results = await self.outcomes(client)
+        failures = [r for r in results if isinstance(r, Exception)]
+        if failures:
+            raise BatchFailed(failures, len(results)) from failures[0]
         return results
 
-    async def _send(self, client: Client) -> list[Any]:
+    async def outcomes(self, client: Client) -> list[Any]:
+        """Results in call order, a failed call's as its exception: for callers that
+        handle each failure themselves (and say how where they call this)."""
+        if not self._calls:
+            return []
+        results = await self._send(client, self._calls)
+        again = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
+        if again:
+            await _load_where_missing(client, [self._calls[i] for i in again])
+            retried = await self._send(client, [self._calls[i] for i in again])
+            for i, result in zip(again, retried, strict=True):
+                results[i] = result
+        return results
+
+    @staticmethod
+    async def _send(
+        client: Client, calls: list[tuple[tuple[ScriptArg, ...], str, Script | None]]
+    ) -> list[Any]:
         fast = client.fast
-        calls = self._calls
-        futures = [fast.send(call, key) for call, key in calls]
+        futures = [fast.send(call, key) for call, key, _ in calls]
         # Replies come back in order, so after the first wait the rest are usually done:
         # awaiting each costs less than gather's bookkeeping.
         results: list[Any] = []
         try:
-            for future, (call, _key) in zip(futures, calls, strict=True):
+            for future, (call, _key, _script) in zip(futures, calls, strict=True):
                 results.append(await _outcome(fast, future, call))
         finally:
             for future in futures[len(results) :]:  # cancelled: nobody will read these
                 future.cancel()
         return results
+
+
+async def _load_where_missing(
+    client: Client, calls: list[tuple[tuple[ScriptArg, ...], str, Script | None]]
+) -> None:
+    """Load each script that met NOSCRIPT on the node of its call, once per (script, node)."""
+    seen: set[tuple[str, str]] = set()
+    for _call, key, script in calls:
+        if script is None or (script.sha, key) in seen:
+            continue
+        seen.add((script.sha, key))
+        await script.load_on(client.fast, key)
 
 
 async def _outcome(fast: FastLane, future: asyncio.Future[Any], call: tuple[ScriptArg, ...]) -> Any:
