@@ -7,6 +7,7 @@ import asyncio
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from dispatcher.store.client import connect
 from dispatcher.store.fastlane import FastLane, stream_entries
@@ -114,3 +115,34 @@ async def test_a_dedicated_connection_opened_after_close_is_shut(
         await read
     await _settles_at(probe, baseline)
     await probe.aclose()
+
+
+async def test_a_command_without_a_reply_fails_at_its_deadline(
+    redis_single_target: RedisTarget,
+) -> None:
+    lane = FastLane(redis_single_target.url, cluster=False, timeout_s=0.3)
+    other = FastLane(redis_single_target.url, cluster=False)
+    try:
+        assert await lane.execute("PING") == b"PONG"
+        await other.execute("CLIENT", "PAUSE", 1500, "ALL")  # Redis stops answering a while
+        with pytest.raises(RedisTimeoutError, match="did not answer"):
+            await lane.execute("SET", "k", "v")
+        assert lane.disconnects == 1  # evidence that Redis was out of reach
+        await asyncio.sleep(1.5)
+        assert await lane.execute("PING") == b"PONG"  # a new connection, no restart needed
+    finally:
+        await lane.aclose()
+        await other.aclose()
+
+
+async def test_a_blocking_read_has_its_wait_added_to_the_deadline(
+    redis_single_target: RedisTarget,
+) -> None:
+    lane = FastLane(redis_single_target.url, cluster=False, timeout_s=0.2)
+    reads = lane.dedicated("{s}idle")
+    try:
+        reply = await reads.execute("XREAD", "BLOCK", 500, "STREAMS", "{s}idle", "0", extra_s=0.5)
+        assert reply is None and lane.disconnects == 0
+    finally:
+        reads.close()
+        await lane.aclose()

@@ -5,6 +5,8 @@ Time is a plain integer (unix ns) passed in by the test; no clock is read.
 
 from __future__ import annotations
 
+import msgspec
+
 from dispatcher import ids
 from dispatcher.scheduler import jobs
 from dispatcher.scheduler.jobs import Place, Release, Terminate, Timeouts
@@ -458,6 +460,20 @@ def test_ended_job_has_no_timer() -> None:
     assert jobs.due_at(ended, Timeouts()) is None
 
 
+def test_pending_job_is_due_after_the_capacity_wait_when_one_is_set() -> None:
+    assert jobs.due_at(pending(), Timeouts(capacity_wait_ms=0)) is None
+    assert jobs.due_at(pending(), Timeouts(capacity_wait_ms=700)) == T0 + 700 * 1_000_000
+
+
+def test_capacity_wait_expiry_fails_a_pending_job_naming_the_agent_and_the_wait() -> None:
+    step = jobs.on_timer(pending(), T0 + 30 * 1_000_000_000)
+
+    assert step.record.phase == "ended" and step.effects == []
+    assert step.record.current.status is JobStatus.FAILED
+    assert step.record.current.reason is JobReason.NO_CAPACITY
+    assert AGENT in step.record.current.error and "30 s" in step.record.current.error
+
+
 def test_assignment_timeout_terminates_and_releases_the_old_server_then_retries() -> None:
     step = jobs.on_timer(assigned(), T3)
 
@@ -532,6 +548,24 @@ def test_lost_server_ends_a_terminating_job() -> None:
     assert step.record.phase == "ended"
     assert step.record.current.status is JobStatus.FAILED
     assert step.record.current.reason is JobReason.DISPATCH_DELETED
+
+
+def test_a_fenced_report_re_places_the_job_as_a_lost_server_would() -> None:
+    fenced = msgspec.structs.replace(
+        report(JobStatus.FAILED, error="agent server fenced itself"), fenced=True
+    )
+
+    step = jobs.on_report(running(), fenced, T3)
+
+    assert step.record.phase == "pending" and step.record.spec.attempt == 1
+    assert step.record.past[0].error == "agent server fenced itself"
+
+
+def test_a_fenced_report_of_an_old_attempt_changes_nothing() -> None:
+    fenced = msgspec.structs.replace(report(JobStatus.FAILED, attempt=0), fenced=True)
+    record = retried_once()
+
+    assert jobs.on_report(record, fenced, T3).record == record
 
 
 def test_lost_server_does_not_affect_a_pending_job() -> None:

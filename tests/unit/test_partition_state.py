@@ -229,6 +229,31 @@ def test_due_skips_the_stale_timer_of_a_record_re_put_with_a_new_updated_at() ->
     assert list(state.due(T0 + 10 * MS + ASSIGN_MS * MS)) == [later]
 
 
+def test_a_rearmed_timer_fires_again_at_its_new_time_only() -> None:
+    state = new_state()
+    record = assigned("AD_1", now=T0)
+    state.put(record)
+    now = T0 + ASSIGN_MS * MS
+    assert due_ids(state, now) == ["AD_1"]
+
+    state.rearm(record, now + 500 * MS)
+
+    assert due_ids(state, now + 499 * MS) == []
+    assert due_ids(state, now + 500 * MS) == ["AD_1"]
+    assert due_ids(state, now + 10**18) == []
+
+
+def test_a_rearmed_timer_is_dropped_when_the_record_changes() -> None:
+    state = new_state()
+    record = assigned("AD_1", now=T0)
+    state.put(record)
+    state.rearm(record, T0 + 10 * ASSIGN_MS * MS)
+
+    state.put(running("AD_1", now=T0 + 1))
+
+    assert due_ids(state, T0 + 10**18) == []
+
+
 def test_due_skips_the_timer_of_a_record_that_became_running() -> None:
     state = new_state()
     state.put(assigned("AD_1", now=T0))
