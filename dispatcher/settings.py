@@ -36,6 +36,9 @@ class ApiSettings(RedisSettings, kw_only=True, frozen=True):
     max_metadata_bytes: int = 512 * 1024
     max_body_bytes: int = 10 * 1024 * 1024
     idempotency_ttl_s: int = 600
+    # On SIGTERM readiness fails at once; requests are still served this long (a load
+    # balancer's time to notice, e.g. 5 s on Kubernetes), then in-flight ones finish.
+    drain_delay_s: float = 0.0
     # A join token's roomConfig agents on a room that already exists: "ignore" them (as the
     # reference, and say so), or "ensure" each agent the room has no live dispatch of.
     token_agents: Literal["ignore", "ensure"] = "ignore"

@@ -21,6 +21,7 @@ from dispatcher.store.client import Client, connect
 from dispatcher.store.meta import ensure_partitions
 
 log = logging.getLogger(__name__)
+DRAINING = "draining"  # app state: set once the node stops, so readiness fails first
 
 
 def create_app(settings: ApiSettings, client: Client, api_keys: dict[str, str]) -> HttpApp:
@@ -43,6 +44,8 @@ def create_app(settings: ApiSettings, client: Client, api_keys: dict[str, str]) 
         return Response.text("ok")
 
     async def readyz(_: Request) -> Response:
+        if app.state.get(DRAINING):
+            return Response.text("not ready: draining", 503)
         try:
             await client.fast.execute("PING")
         except Exception as exc:  # the reason is logged; the reply names no address
@@ -59,7 +62,8 @@ class ApiNode:
     def __init__(self, settings: ApiSettings, client: Client, api_keys: dict[str, str]) -> None:
         self.settings = settings
         self.client = client
-        self._server = HttpServer(create_app(settings, client, api_keys))
+        self._app = create_app(settings, client, api_keys)
+        self._server = HttpServer(self._app)
 
     @classmethod
     async def create(cls, settings: ApiSettings) -> ApiNode:
@@ -73,6 +77,14 @@ class ApiNode:
         await self._server.start(self.settings.host, self.settings.port, backlog=1024)
         log.info("API node listening on %s:%d", self.settings.host, self.settings.port)
 
+    async def drain(self) -> None:
+        """Fail readiness, keep serving for ``drain_delay_s`` (while load balancers take
+        the node out), then stop accepting and let requests in progress finish."""
+        self._app.state[DRAINING] = True
+        log.info("API node draining: not ready, closing in %.1f s", self.settings.drain_delay_s)
+        await asyncio.sleep(self.settings.drain_delay_s)
+        await self._server.aclose()
+
     async def aclose(self) -> None:
         await self._server.aclose()
         await self.client.aclose()
@@ -83,5 +95,6 @@ async def run_api(settings: ApiSettings, stop: asyncio.Event) -> None:
     try:
         await node.start()
         await stop.wait()
+        await node.drain()
     finally:
         await node.aclose()
