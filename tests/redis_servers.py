@@ -365,7 +365,8 @@ def _known_ports(port: int) -> set[int]:
 
 
 class RedisCluster:
-    """Three cluster-enabled ``redis-server`` nodes joined as a 3-master cluster.
+    """Three cluster-enabled ``redis-server`` nodes joined as a 3-master cluster, each
+    master with ``replicas`` replicas of its own when asked (for failover tests).
 
     ``url`` is the first node's URL; cluster clients discover the others.
     """
@@ -374,17 +375,27 @@ class RedisCluster:
         "--cluster-enabled", "yes",
         "--cluster-config-file", "nodes.conf",
         "--cluster-node-timeout", "5000",
+        "--repl-diskless-sync-delay", "0",  # replicas sync at once, not after 5 s
     )  # fmt: skip
 
-    def __init__(self, *, size: int = 3, extra_args: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        *,
+        size: int = 3,
+        replicas: int = 0,
+        appendonly: bool = False,
+        extra_args: Sequence[str] = (),
+    ) -> None:
         self._cli = find_binary("redis-cli")
+        self.replicas = replicas
         self.nodes: list[RedisServer] = [
             RedisServer(
                 cluster_node=True,
+                appendonly=appendonly,
                 extra_args=(*self.NODE_ARGS, *extra_args),
                 name=f"redis-cluster{i}",
             )
-            for i in range(size)
+            for i in range(size * (1 + replicas))
         ]
 
     @property
@@ -405,6 +416,7 @@ class RedisCluster:
                 node.start()
             self._create(deadline)
             self._wait_ok(deadline)
+            self._wait_replicas_synced(deadline)
         except BaseException:
             self.stop()
             raise
@@ -415,7 +427,7 @@ class RedisCluster:
             self._cli,
             "--cluster", "create",
             *(f"{HOST}:{node.port}" for node in self.nodes),
-            "--cluster-replicas", "0",
+            "--cluster-replicas", str(self.replicas),
             "--cluster-yes",
         ]  # fmt: skip
         with tempfile.TemporaryFile() as out:
@@ -479,6 +491,20 @@ class RedisCluster:
                 )
             time.sleep(0.02)
 
+    def _wait_replicas_synced(self, deadline: float) -> None:
+        """A replica promoted before its first sync would take over with no data."""
+        for node in self.nodes:
+            while self.role(node) == "slave":
+                with node.client() as client:
+                    info = client.info("replication")
+                if info.get("master_link_status") == "up" and not info.get(
+                    "master_sync_in_progress"
+                ):
+                    break
+                if time.monotonic() > deadline:
+                    raise RedisStartError(f"{node!r} did not sync with its primary in time")
+                time.sleep(0.05)
+
     def stop(self) -> None:
         for node in self.nodes:  # signal all first: they shut down in parallel
             node._state.send(signal.SIGTERM)
@@ -486,9 +512,40 @@ class RedisCluster:
             node.stop()
 
     def flushall(self) -> None:
-        """FLUSHALL on every master (all nodes are masters here)."""
+        """FLUSHALL on every master."""
         for node in self.nodes:
-            node.flushall()
+            if not self.replicas or self.role(node) == "master":
+                node.flushall()
+
+    def role(self, node: RedisServer) -> str:
+        with node.client() as client:
+            return str(client.info("replication")["role"])
+
+    def primary_of(self, key: str) -> RedisServer:
+        """The node serving ``key``'s slot now."""
+        with self.nodes[0].client() as client:
+            slot = int(client.execute_command("CLUSTER", "KEYSLOT", key))
+        for node in self.nodes:
+            if node.running and self.role(node) == "master" and self._serves(node, slot):
+                return node
+        raise LookupError(f"no master serves slot {slot}")
+
+    def replica_of(self, primary: RedisServer) -> RedisServer:
+        for node in self.nodes:
+            if node is not primary and node.running:
+                with node.client() as client:
+                    info = client.info("replication")
+                if info["role"] == "slave" and int(info["master_port"]) == primary.port:
+                    return node
+        raise LookupError(f"no replica of {primary!r}")
+
+    @staticmethod
+    def _serves(node: RedisServer, slot: int) -> bool:
+        with node.client() as client:
+            for start, end, primary, *_replicas in client.execute_command("CLUSTER", "SLOTS"):
+                if start <= slot <= end and int(primary[1]) == node.port:
+                    return True
+        return False
 
     def __enter__(self) -> Self:
         return self.start()

@@ -143,7 +143,6 @@ class AgentServer:
             raise RuntimeError("no entrypoint: decorate one with @server.rtc_session(...)")
         self._client = await connect(self.redis_url)
         await scripts.load_all(self._client)
-        await self._client.sadd(keys.POOLS, self._pool.agent_name)
         await self.heartbeat()
         self._tasks = [
             asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
@@ -234,8 +233,12 @@ class AgentServer:
             *entered,
         ]
         server_keys = [pool.servers, pool.server(self.id), pool.reservations(self.id), pool.jobs]
+        batch = scripts.Batch()
+        batch.script(scripts.heartbeat, server_keys, args)
+        # Named again each time: a failover may lose the write that first named the pool.
+        batch.command("SADD", keys.POOLS, pool.agent_name)
         sent = time.monotonic()
-        _used, reclaimed, gone = await scripts.heartbeat(self.client, server_keys, args)
+        (_used, reclaimed, gone), _added = await batch.run(self.client)
         self._acked_at = max(self._acked_at, sent)
         if reclaimed:
             log.warning("reclaimed %d reservation(s) never delivered here", len(reclaimed))

@@ -18,7 +18,7 @@ import time
 
 from dispatcher.scheduler.placement import ServerView
 from dispatcher.store import keys, scripts
-from dispatcher.store.client import Client
+from dispatcher.store.client import Client, is_unavailable
 from dispatcher.wire import ServerStatus
 
 log = logging.getLogger(__name__)
@@ -35,6 +35,7 @@ class Registry:
         self._back_at_ms = 0  # Redis ms when Redis was last seen coming back
         self._unreachable = True  # nothing seen yet: the first refresh counts as a return
         self._disconnects = 0  # the fast lane's count at the last good refresh
+        self._unreachable_logged = False
         self._pools: dict[str, list[ServerView]] = {}
         self._offset_ms = 0  # Redis clock minus local clock
         self._refreshed_at = float("-inf")  # monotonic time of the last good refresh
@@ -82,8 +83,14 @@ class Registry:
         while True:
             try:
                 await self.refresh()
-            except Exception:
-                log.exception("registry refresh failed")
+            except Exception as exc:  # policy: the snapshot goes stale; no loss is judged
+                if not is_unavailable(exc):
+                    log.exception("registry refresh failed")
+                elif not self._unreachable_logged:
+                    log.warning("registry refresh failed: Redis unavailable (%r)", exc)
+                self._unreachable_logged = True
+            else:
+                self._unreachable_logged = False
             await asyncio.sleep(self._interval_s)
 
     async def refresh(self) -> None:

@@ -15,7 +15,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from dispatcher.errors import BatchFailed, StoreUnavailable
-from dispatcher.store.fastlane import FastLane
+from dispatcher.store.fastlane import FastLane, Redirect
 
 # redis-py's asyncio pool raises once its cap is reached instead of waiting; a scheduler holds
 # one blocking read per owned partition on top of its other calls, so the cap must be roomy.
@@ -71,7 +71,9 @@ def is_cluster(client: Client) -> bool:
 
 # Error replies of a Redis that is up but not serving: loading its data, a cluster without a
 # majority or a primary for the slot, a slot in migration, a replica that was just demoted.
-_NOT_SERVING = ("LOADING", "CLUSTERDOWN", "MASTERDOWN", "TRYAGAIN", "READONLY", "NOREPLICAS")
+_NOT_SERVING = (
+    "LOADING", "CLUSTERDOWN", "MASTERDOWN", "TRYAGAIN", "READONLY", "NOREPLICAS", "UNBLOCKED"
+)  # fmt: skip
 
 
 def is_unavailable(exc: BaseException) -> bool:
@@ -81,6 +83,8 @@ def is_unavailable(exc: BaseException) -> bool:
         return any(is_unavailable(f) for f in exc.failures)
     if isinstance(exc, RedisConnectionError | RedisTimeoutError | StoreUnavailable):
         return True  # BusyLoadingError is a ConnectionError
-    if isinstance(exc, ClusterError | TryAgainError | ReadOnlyError | OSError | TimeoutError):
+    if isinstance(exc, Redirect | ClusterError | TryAgainError | ReadOnlyError):
+        return True  # a slot on the move
+    if isinstance(exc, OSError | TimeoutError):
         return True
     return isinstance(exc, ResponseError) and str(exc).startswith(_NOT_SERVING)

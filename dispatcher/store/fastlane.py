@@ -229,6 +229,7 @@ class FastLane:
         self._connections: dict[Address, Connection] = {}
         self._connecting: dict[Address, asyncio.Task[Connection]] = {}
         self._slots: list[Address] = []
+        self._nodes: set[Address] = set()  # every node a slot map named: refresh seeds
         self._dedicated: set[Connection] = set()
         self._closed = False
 
@@ -248,7 +249,7 @@ class FastLane:
             return await future
         except Redirect as redirect:
             return await self._follow(redirect, args)
-        except (RedisConnectionError, RedisTimeoutError):
+        except (RedisConnectionError, RedisTimeoutError, OSError):
             self._slots = []  # a failover may have moved the slot: look again next time
             raise
 
@@ -257,7 +258,11 @@ class FastLane:
         return await self.finish(self.send(args, key), args)
 
     async def _execute(self, args: tuple[Arg, ...], key: str | bytes) -> Any:
-        conn = await self._connection(await self._route(key))
+        try:
+            conn = await self._connection(await self._route(key))
+        except OSError:
+            self.forget_slots()  # the node may be gone for good (a failover)
+            raise
         return await conn.execute(*args)
 
     async def _follow(self, redirect: Redirect, args: tuple[Arg, ...]) -> Any:
@@ -292,6 +297,10 @@ class FastLane:
         self._dedicated.add(conn)
         return conn
 
+    def forget_slots(self) -> None:
+        """The slot map is stale (a redirection): look it up again before the next call."""
+        self._slots = []
+
     def forget(self, conn: Connection) -> None:
         self._dedicated.discard(conn)
         conn.close()
@@ -321,13 +330,33 @@ class FastLane:
         return await reply
 
     async def _refresh_slots(self) -> None:
-        seed = next(iter(self._connections), (self._endpoint.host, self._endpoint.port))
-        conn = await self._connection(seed)
+        """The slot map from the first node that answers: after a failover, the node
+        the map was last read from may be gone for good."""
+        failure: Exception | None = None
+        for seed in self._seeds():
+            try:
+                reply = await (await self._connection(seed)).execute("CLUSTER", "SLOTS")
+            except (OSError, RedisConnectionError, RedisTimeoutError) as exc:
+                failure = exc
+                continue
+            self._slots = self._slot_table(reply, seed)
+            return
+        raise RedisConnectionError(f"no cluster node answered CLUSTER SLOTS: {failure!r}")
+
+    def _seeds(self) -> list[Address]:
+        """Open connections first, then every node seen before, then the URL's."""
+        seeds = dict.fromkeys(a for a, c in self._connections.items() if not c.closed)
+        seeds.update(dict.fromkeys(self._nodes))
+        seeds[(self._endpoint.host, self._endpoint.port)] = None
+        return list(seeds)
+
+    def _slot_table(self, reply: list[Any], seed: Address) -> list[Address]:
         table: list[Address] = [seed] * 16384
-        for start, end, primary, *_replicas in await conn.execute("CLUSTER", "SLOTS"):
-            host = primary[0].decode() or seed[0]
-            table[start : end + 1] = [(host, int(primary[1]))] * (end - start + 1)
-        self._slots = table
+        for start, end, primary, *replicas in reply:
+            nodes = [(n[0].decode() or seed[0], int(n[1])) for n in (primary, *replicas)]
+            self._nodes.update(nodes)
+            table[start : end + 1] = [nodes[0]] * (end - start + 1)
+        return table
 
     def _endpoint_at(self, address: Address) -> Endpoint:
         return self._endpoint.at(address) if self._cluster else self._endpoint
@@ -355,6 +384,7 @@ class FastLane:
 
     def _lost(self) -> None:
         self.disconnects += 1
+        self.forget_slots()  # a failover drops connections: read the slot map again
 
     def _adopt(self, conn: Connection) -> Connection:
         """A connection that finished opening; one that outlived ``aclose`` is shut."""
@@ -374,14 +404,17 @@ class Dedicated:
         self._conn: Connection | None = None
 
     async def execute(self, *args: Arg, extra_s: float = 0.0) -> Any:
-        """``extra_s``: how long the command itself may wait in Redis (``BLOCK``)."""
-        if self._conn is None or self._conn.closed:
-            self._conn = await self._lane.open_dedicated(self._key)
-        try:
-            return await self._conn.execute(*args, extra_s=extra_s)
-        except Redirect:
-            self.close()  # the slot moved: the next call connects to its new owner
-            raise
+        """``extra_s``: how long the command itself may wait in Redis (``BLOCK``). A slot
+        that moved (a failover) is followed once, on a connection to its new owner."""
+        for _ in range(2):
+            if self._conn is None or self._conn.closed:
+                self._conn = await self._lane.open_dedicated(self._key)
+            try:
+                return await self._conn.execute(*args, extra_s=extra_s)
+            except Redirect:
+                self.close()
+                self._lane.forget_slots()
+        raise RedisConnectionError(f"the slot of {self._key!r} is moving; try again")
 
     def close(self) -> None:
         if self._conn is not None:

@@ -28,6 +28,9 @@ ScriptArg = str | bytes | int | float
 
 
 _INCLUDE = "--@include "
+# Loads per NOSCRIPT call: right after a failover the first load may reach the old primary
+# (the slot map is refreshed by the MOVED that follows), the next one the new primary.
+_LOADS = 3
 
 
 def _source(name: str) -> str:
@@ -49,11 +52,12 @@ class Script:
     async def __call__(
         self, client: Client, keys: Sequence[str], args: Sequence[ScriptArg] = ()
     ) -> Any:
-        try:
-            return await client.fast.evalsha(self.sha, keys, args)
-        except NoScriptError:
-            await self.load_on(client.fast, keys[0] if keys else "")
-            return await client.fast.evalsha(self.sha, keys, args)
+        for _ in range(_LOADS):
+            try:
+                return await client.fast.evalsha(self.sha, keys, args)
+            except NoScriptError:
+                await self.load_on(client.fast, keys[0] if keys else "")
+        return await client.fast.evalsha(self.sha, keys, args)
 
     async def load_on(self, fast: FastLane, key: str) -> None:
         """Load the script on the node that owns ``key``, the one that answered NOSCRIPT
@@ -147,8 +151,10 @@ class Batch:
         if not self._calls:
             return []
         results = await self._send(client, self._calls)
-        again = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
-        if again:
+        for _ in range(_LOADS):
+            again = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
+            if not again:
+                break
             await _load_where_missing(client, [self._calls[i] for i in again])
             retried = await self._send(client, [self._calls[i] for i in again])
             for i, result in zip(again, retried, strict=True):
