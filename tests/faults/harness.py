@@ -1,8 +1,9 @@
 """``FaultStack``: a whole deployment as real processes, with ways to hurt it.
 
-One redis-server (AOF, fsync every second), one API node, three schedulers and three
-recording agent servers, each its own process with its log under the test's directory;
-optionally agent server ``agent-0`` reaches Redis through the pausable proxy. ``run`` drives
+One redis-server (AOF, fsync every second) or a Redis Cluster of three primaries with a
+replica each, one API node, three schedulers and three recording agent servers, each its
+own process with its log under the test's directory; optionally agent server ``agent-0``
+reaches Redis through the pausable proxy. ``run`` drives
 load, injects one fault, waits for the system to settle and reconciles what happened.
 """
 
@@ -22,6 +23,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self, cast
 
+import redis
+
 from dispatcher.store import keys
 from tests.e2e.procs import DISPATCHER, env, wait_http
 from tests.faults import AGENT_NAME, driver
@@ -35,7 +38,7 @@ from tests.faults.reconcile import (
     parse_records,
     reconcile,
 )
-from tests.redis_servers import _PREEXEC, RedisServer, free_port
+from tests.redis_servers import _PREEXEC, RedisCluster, RedisServer, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 POOL = keys.pool_keys(AGENT_NAME)
@@ -47,6 +50,10 @@ SCHEDULER_ENV = {
     "DISPATCHER_SNAPSHOT_INTERVAL_S": "0.25",
 }
 AGENT_ENV = {**FAST_TIMERS, "DISPATCHER_HEARTBEAT_TTL_MS": "2000"}
+AOF = ("--appendfsync", "everysec")
+# A killed primary's replica takes over after about a second; a replica may be promoted
+# however long it was cut off from its primary (the test's cluster is young).
+FAILOVER = ("--cluster-node-timeout", "1000", "--cluster-replica-validity-factor", "0")
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 8.0
 Fault = Callable[["FaultStack"], Awaitable[None]]
@@ -120,14 +127,24 @@ def wait_port(port: int, timeout_s: float = START_TIMEOUT_S) -> None:
 
 
 class FaultStack:
-    def __init__(self, tmp_path: Path, *, proxied_agent: bool = False, capacity: int = 40) -> None:
+    def __init__(
+        self,
+        tmp_path: Path,
+        *,
+        proxied_agent: bool = False,
+        capacity: int = 40,
+        cluster: bool = False,
+    ) -> None:
         self.dir = tmp_path
         self.logs = tmp_path / "logs"
         self.records_dir = tmp_path / "records"
         self.logs.mkdir()
         self.records_dir.mkdir()
-        self.redis = RedisServer(
-            appendonly=True, extra_args=("--appendfsync", "everysec"), name="fault-redis"
+        self.redis = RedisServer(appendonly=True, extra_args=AOF, name="fault-redis")
+        self.cluster = (
+            RedisCluster(replicas=1, appendonly=True, extra_args=(*AOF, *FAILOVER))
+            if cluster
+            else None
         )
         self.api_port = free_port()
         self.proxy_port = free_port() if proxied_agent else 0
@@ -148,8 +165,18 @@ class FaultStack:
         self.procs[name] = proc
         return proc
 
+    @property
+    def url(self) -> str:
+        return self.cluster.url if self.cluster is not None else self.redis.url
+
+    def client(self) -> redis.Redis | redis.RedisCluster:
+        """A synchronous client of the deployment's Redis (caller closes it)."""
+        if self.cluster is not None:
+            return redis.RedisCluster.from_url(self.url, socket_timeout=10.0)
+        return self.redis.client()
+
     def _define(self) -> None:
-        url = self.redis.url
+        url = self.url
         self._add("api", [DISPATCHER, "api", "--host", "127.0.0.1",
                           "--port", str(self.api_port), "--redis-url", url])  # fmt: skip
         for i in range(1, 4):
@@ -169,7 +196,10 @@ class FaultStack:
                       FAULT_AGENT_CAPACITY=str(self.capacity), **AGENT_ENV)  # fmt: skip
 
     async def __aenter__(self) -> Self:
-        self.redis.start()
+        if self.cluster is not None:
+            self.cluster.start()  # from the main thread: its processes die with this one
+        else:
+            self.redis.start()
         try:
             self._define()
             if "proxy" in self.procs:
@@ -200,6 +230,8 @@ class FaultStack:
             until = time.monotonic() + STOP_TIMEOUT_S
             for proc in group:
                 proc.reap(until)
+        if self.cluster is not None:
+            self.cluster.stop()
         self.redis.stop()
 
     async def _wait_ready(self) -> None:
@@ -213,19 +245,19 @@ class FaultStack:
 
     def _schedulers_ready(self) -> bool:
         """Every scheduler a member and every partition leased."""
-        with self.redis.client() as r:
+        with self.client() as r:
             if cast(int, r.zcard(keys.SCHEDULERS)) < 3:
                 return False
             partitions = int(cast(bytes, r.hget(keys.META, "partitions")))
             leases = [keys.partition_keys(p).lease for p in range(partitions)]
-            return cast(int, r.exists(*leases)) == partitions
+            return sum(cast(int, r.exists(lease)) for lease in leases) == partitions
 
     def _agents_ready(self) -> bool:
         servers = self.servers()
         agents = [p for name, p in self.procs.items() if name.startswith("agent-")]
         if any(p.pid not in servers for p in agents):
             return False
-        with self.redis.client() as r:
+        with self.client() as r:
             members = {m.decode() for m in cast(set[bytes], r.smembers(POOL.servers))}
         return all(servers[p.pid] in members for p in agents)
 
@@ -255,6 +287,18 @@ class FaultStack:
         """Start the same server again (port and AOF kept). From the main thread, so it
         gets PDEATHSIG; the few ms it blocks the event loop only delay the driver's sends."""
         self.redis.start()
+
+    def failover(self, key: str) -> None:
+        """``CLUSTER FAILOVER`` on the replica of ``key``'s primary: a coordinated switch."""
+        assert self.cluster is not None
+        replica = self.cluster.replica_of(self.cluster.primary_of(key))
+        with replica.client() as r:
+            r.execute_command("CLUSTER", "FAILOVER")
+
+    def kill_primary(self, key: str) -> None:
+        """kill -9 the primary of ``key``'s slot; its replica takes over."""
+        assert self.cluster is not None
+        self.cluster.primary_of(key).kill()
 
     def cut(self) -> None:
         """Stall agent-0's traffic to Redis in both directions (connections stay open)."""
@@ -292,7 +336,7 @@ class FaultStack:
         """Server id -> job id -> reach deadline, for every reservation hash in the pool."""
         prefix = POOL.reservations("")
         out = {}
-        with self.redis.client() as r:
+        with self.client() as r:
             for key in r.scan_iter(match=prefix + "*", count=1000):
                 entries = cast(dict[bytes, bytes], r.hgetall(key))
                 if entries:

@@ -12,12 +12,15 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from tests.faults.harness import Fault, FaultStack
+from dispatcher.store import keys
+from tests.faults.harness import POOL, Fault, FaultStack
 from tests.faults.reconcile import Report
 
 
-async def _scenario(tmp_path: Path, name: str, fault: Fault, *, proxied: bool = False) -> Report:
-    async with FaultStack(tmp_path, proxied_agent=proxied) as stack:
+async def _scenario(
+    tmp_path: Path, name: str, fault: Fault, *, proxied: bool = False, cluster: bool = False
+) -> Report:
+    async with FaultStack(tmp_path, proxied_agent=proxied, cluster=cluster) as stack:
         report = await stack.run(fault)
         print(f"\n=== {name}\n{report.summary()}\nlogs: {stack.logs}\n{stack.log_digest()}")
     return report
@@ -88,3 +91,41 @@ async def test_agent_server_cut_off_from_redis(tmp_path: Path) -> None:
 
     report = await _scenario(tmp_path, "agent-0 cut off from Redis for 5 s", fault, proxied=True)
     _assert_clean(report)
+
+
+# --- Redis Cluster: three primaries with a replica each ----------------------------------
+
+PARTITION_SLOT = keys.partition_keys(0).events  # partition 0's slot: it holds dispatches too
+POOL_SLOT = POOL.servers  # every reservation, inbox and heartbeat of the agent servers
+
+
+async def test_cluster_failover_of_a_partition_slot(tmp_path: Path) -> None:
+    async def fault(stack: FaultStack) -> None:
+        stack.failover(PARTITION_SLOT)
+
+    name = "CLUSTER FAILOVER of a partition's primary"
+    _assert_clean(await _scenario(tmp_path, name, fault, cluster=True))
+
+
+async def test_cluster_failover_of_the_pool_slot(tmp_path: Path) -> None:
+    async def fault(stack: FaultStack) -> None:
+        stack.failover(POOL_SLOT)
+
+    name = "CLUSTER FAILOVER of the pool's primary"
+    _assert_clean(await _scenario(tmp_path, name, fault, cluster=True))
+
+
+async def test_cluster_primary_of_a_partition_slot_killed(tmp_path: Path) -> None:
+    async def fault(stack: FaultStack) -> None:
+        stack.kill_primary(PARTITION_SLOT)
+
+    name = "kill -9 a partition's primary; its replica takes over"
+    _assert_clean(await _scenario(tmp_path, name, fault, cluster=True))
+
+
+async def test_cluster_primary_of_the_pool_slot_killed(tmp_path: Path) -> None:
+    async def fault(stack: FaultStack) -> None:
+        stack.kill_primary(POOL_SLOT)
+
+    name = "kill -9 the pool's primary; its replica takes over"
+    _assert_clean(await _scenario(tmp_path, name, fault, cluster=True))
