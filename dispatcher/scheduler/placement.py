@@ -38,7 +38,7 @@ class ServerView:
     def eligible(self, now_ms: int, load_threshold: float) -> bool:
         return (
             self.alive(now_ms)
-            and self.status is ServerStatus.AVAILABLE
+            and self.status is not ServerStatus.DRAINING  # FULL may be stale: count slots
             and self.free > 0
             and self.load < load_threshold
         )

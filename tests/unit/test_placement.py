@@ -67,14 +67,18 @@ def test_expired_server_is_not_ranked() -> None:
     assert rank(servers) == ["ok"]
 
 
-def test_full_and_draining_servers_are_not_ranked() -> None:
-    servers = [
-        server("full", status=ServerStatus.FULL),
-        server("draining", status=ServerStatus.DRAINING),
-        server("ok"),
-    ]
+def test_draining_servers_are_not_ranked() -> None:
+    servers = [server("draining", status=ServerStatus.DRAINING), server("ok")]
 
     assert rank(servers) == ["ok"]
+
+
+def test_a_server_that_said_full_but_has_a_free_slot_is_ranked() -> None:
+    """FULL is the server's own count as of its last heartbeat; a slot freed since then
+    must not wait for the next one."""
+    servers = [server("was-full", status=ServerStatus.FULL, capacity=2, used=1)]
+
+    assert rank(servers) == ["was-full"]
 
 
 def test_server_without_free_slots_is_not_ranked() -> None:

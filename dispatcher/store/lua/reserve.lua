@@ -12,7 +12,9 @@ local threshold = tonumber(ARGV[3])
 for c = 1, (#KEYS - 1) / 3 do
   local srv, res, inbox = KEYS[3 * c - 1], KEYS[3 * c], KEYS[3 * c + 1]
   local f = redis.call('HMGET', srv, 'cap', 'load', 'status', 'exp')
-  if f[1] and tonumber(f[4]) > now and f[3] == '0' and tonumber(f[2]) < threshold
+  -- A FULL status is only the server's count as of its last heartbeat; the reservations
+  -- are the count that matters, so only DRAINING ('2') refuses a server with a free slot.
+  if f[1] and tonumber(f[4]) > now and f[3] ~= '2' and tonumber(f[2]) < threshold
       and redis.call('HLEN', res) < tonumber(f[1]) then
     local server_id = ARGV[4 + c]
     redis.call('HSET', res, ARGV[1], now + tonumber(ARGV[2]))
