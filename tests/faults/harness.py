@@ -151,7 +151,7 @@ class FaultStack:
         self.capacity = capacity
         self.procs: dict[str, Proc] = {}
         self.killed_agents: dict[str, int] = {}  # server id -> kill time (unix ns)
-        self.cut_agents: dict[str, tuple[int, int]] = {}  # server id -> cut (from, to) ns
+        self.cut_agents: dict[str, list[tuple[int, int]]] = {}  # server id -> cuts (from, to)
         self.fault_ns = 0
 
     @property
@@ -304,12 +304,13 @@ class FaultStack:
         """Stall agent-0's traffic to Redis in both directions (connections stay open)."""
         self.procs["proxy"].send(signal.SIGUSR1)
         server = self.servers()[self.procs["agent-0"].pid]
-        self.cut_agents[server] = (time.time_ns(), 2**63)
+        self.cut_agents.setdefault(server, []).append((time.time_ns(), 2**63))
 
     def uncut(self) -> None:
         self.procs["proxy"].send(signal.SIGUSR2)
-        for server, (since, _) in self.cut_agents.items():
-            self.cut_agents[server] = (since, time.time_ns())
+        for cuts in self.cut_agents.values():
+            if cuts and cuts[-1][1] == 2**63:
+                cuts[-1] = (cuts[-1][0], time.time_ns())
 
     # --- observation ----------------------------------------------------------------------
 

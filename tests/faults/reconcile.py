@@ -81,7 +81,7 @@ class Observed:
     fault_ns: int  # when the fault was injected
     load_end_ns: int  # when the load driver sent its last new request
     # agent server id -> (from, to) unix ns: cut off from Redis, the process alive
-    cut_off: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+    cut_off: Mapping[str, Sequence[tuple[int, int]]] = field(default_factory=dict)
 
 
 @dataclass
@@ -195,7 +195,7 @@ def overlapping(runs: Sequence[Run]) -> list[tuple[Run, Run]]:
 def unexplained_reruns(
     runs: Sequence[Run],
     killed: Mapping[str, int],
-    cut_off: Mapping[str, tuple[int, int]] | None = None,
+    cut_off: Mapping[str, Sequence[tuple[int, int]]] | None = None,
 ) -> list[tuple[Run, Run]]:
     """Runs that started after an earlier run of the same dispatch finished its work (``done``)
     and got its report out. Re-runs after a cancelled run, a killed server, or a run that
@@ -214,14 +214,14 @@ def unexplained_reruns(
 
 
 def _unreported(
-    run: Run, killed: Mapping[str, int], cut_off: Mapping[str, tuple[int, int]]
+    run: Run, killed: Mapping[str, int], cut_off: Mapping[str, Sequence[tuple[int, int]]]
 ) -> bool:
     """Whether the run's end may never have reached Redis before its server was judged lost."""
     kill = killed.get(run.server)
     if kill is not None and 0 <= kill - run.end <= REPORT_GRACE_NS:
         return True
-    cut = cut_off.get(run.server)
-    return cut is not None and cut[0] - REPORT_GRACE_NS <= run.end <= cut[1]
+    cuts = cut_off.get(run.server, ())
+    return any(since - REPORT_GRACE_NS <= run.end <= until for since, until in cuts)
 
 
 def stuck_jobs(

@@ -145,10 +145,10 @@ def test_a_done_run_that_ended_while_its_server_was_cut_off_may_rerun() -> None:
         _start("AD_1", "AJ_2", "AW_b", 6),
         _end("AD_1", "AJ_2", "AW_b", 8),
     ]
-    cut = {"AW_a": (T0 + 3 * NS, T0 + 8 * NS)}
+    cut = {"AW_a": [(T0 + 3 * NS, T0 + 8 * NS)]}
     assert reconcile(replace(_observe(records), cut_off=cut)).unexplained == []
     # ended well before the cut: its report went out, so the re-run is not explained
-    early = {"AW_a": (T0 + 11 * NS // 2, T0 + 8 * NS)}
+    early = {"AW_a": [(T0 + 11 * NS // 2, T0 + 8 * NS)]}
     assert len(reconcile(replace(_observe(records), cut_off=early)).unexplained) == 1
 
 
