@@ -31,5 +31,11 @@ class BatchFailed(DispatcherError):
     the cause."""
 
     def __init__(self, failures: list[Exception], calls: int) -> None:
-        super().__init__(f"{len(failures)} of {calls} Redis calls failed: {failures[0]!r}")
+        super().__init__(f"{len(failures)} of {calls} Redis calls failed: {describe(failures[0])}")
         self.failures = failures
+
+
+def describe(exc: BaseException) -> str:
+    """``Type: message`` for a log line (redis-py's own repr hides the message)."""
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

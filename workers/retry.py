@@ -13,6 +13,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from dispatcher.errors import describe
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -28,7 +30,9 @@ async def until_acknowledged(what: str, call: Callable[[], Awaitable[T]]) -> T:
             result = await call()
         except Exception as exc:
             if failures == 0:
-                log.warning("%s failed (%r); retrying until Redis acknowledges it", what, exc)
+                log.warning(
+                    "%s failed (%s); retrying until Redis acknowledges it", what, describe(exc)
+                )
             failures += 1
         else:
             if failures:

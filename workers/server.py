@@ -24,6 +24,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from dispatcher import ids
+from dispatcher.errors import describe
 from dispatcher.store import keys, scripts
 from dispatcher.store.client import Client, connect, is_cluster
 from dispatcher.store.fastlane import stream_entries
@@ -182,7 +183,7 @@ class AgentServer:
                     self._client, [*server_keys, pool.inbox(self.id), pool.jobs], [self.id]
                 )
             except Exception as exc:  # policy: the schedulers find it lost and reap it
-                log.warning("could not leave the pool (%r); it will be reaped", exc)
+                log.warning("could not leave the pool (%s); it will be reaped", describe(exc))
             await self._client.aclose()
             self._client = None
 
@@ -258,7 +259,7 @@ class AgentServer:
                 await asyncio.wait_for(self.heartbeat(), self.heartbeat_ttl_ms / 1000)
             except Exception as exc:
                 if not failing:
-                    log.warning("heartbeat failed (%r); retrying", exc)
+                    log.warning("heartbeat failed (%s); retrying", describe(exc))
                 failing = True
             else:
                 if failing:
@@ -314,7 +315,7 @@ class AgentServer:
                         extra_s=_INBOX_BLOCK_MS / 1000,
                     )  # fmt: skip
                 except Exception as exc:  # policy: read again from the same id
-                    log.warning("reading the inbox failed (%r); retrying", exc)
+                    log.warning("reading the inbox failed (%s); retrying", describe(exc))
                     await asyncio.sleep(0.2)
                     continue
                 for entry_id, fields in stream_entries(reply):
@@ -329,7 +330,7 @@ class AgentServer:
         try:
             message = inbox_decoder.decode(fields[b"m"])
         except Exception as exc:
-            log.error("inbox entry %s skipped: undecodable (%r)", entry_id, exc)
+            log.error("inbox entry %s skipped: undecodable (%s)", entry_id, describe(exc))
             return
         self._dispatch(message)
 

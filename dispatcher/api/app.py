@@ -15,6 +15,7 @@ from dispatcher.api.sip_inbound import SipInboundService
 from dispatcher.api.sip_service import SipService
 from dispatcher.api.twirp import TwirpRouter
 from dispatcher.api.validation import Limits
+from dispatcher.errors import describe
 from dispatcher.settings import ApiSettings, api_key_pairs
 from dispatcher.store import scripts
 from dispatcher.store.client import Client, connect
@@ -49,7 +50,7 @@ def create_app(settings: ApiSettings, client: Client, api_keys: dict[str, str]) 
         try:
             await client.fast.execute("PING")
         except Exception as exc:  # the reason is logged; the reply names no address
-            log.warning("not ready: Redis unavailable (%r)", exc)
+            log.warning("not ready: Redis unavailable (%s)", describe(exc))
             return Response.text("not ready: Redis is unavailable", 503)
         return Response.text("ready")
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -25,6 +26,7 @@ from google.protobuf import json_format
 from google.protobuf.message import DecodeError, Message
 
 from dispatcher.api.http import HttpApp, Request, Response
+from dispatcher.errors import describe
 from dispatcher.store.client import is_unavailable
 
 __all__ = [
@@ -259,6 +261,7 @@ class TwirpRouter:
         self.prefix = prefix.rstrip("/") + "/"
         self.max_body_size = max_body_size
         self._services: dict[str, TwirpService] = {}
+        self._outage = _OutageLog()
 
     def add_service(self, service: TwirpService) -> None:
         if service.name in self._services:
@@ -289,7 +292,7 @@ class TwirpRouter:
             return error_response(err)
         except Exception as exc:
             if is_unavailable(exc):  # nothing was accepted: the caller may retry the call
-                logger.warning("%s: Redis unavailable (%r)", request.path, exc)
+                self._outage.note(request.path, exc)
                 return error_response(TwirpError.unavailable(_UNAVAILABLE))
             # Unexpected failures are bugs: log them, but leak no details to the caller.
             logger.exception("Twirp handler for %s failed", request.path)
@@ -314,6 +317,26 @@ class TwirpRouter:
 
 
 _UNAVAILABLE = "the dispatch store (Redis) is unavailable; retry the call"
+
+
+class _OutageLog:
+    """One warning per ``every_s`` while calls fail for want of Redis, with how many calls
+    failed since the last one: an outage at thousands of calls a second is one line a few
+    seconds, not one line a call."""
+
+    def __init__(self, every_s: float = 5.0) -> None:
+        self._every_s = every_s
+        self._last = float("-inf")
+        self._held = 0
+
+    def note(self, path: str, exc: Exception) -> None:
+        now = time.monotonic()
+        if now - self._last < self._every_s:
+            self._held += 1
+            return
+        more = f" ({self._held} more calls failed since the last line)" if self._held else ""
+        logger.warning("%s: Redis unavailable (%s)%s", path, describe(exc), more)
+        self._last, self._held = now, 0
 
 #: Where ``TwirpService.install`` finds (or leaves) the app's router.
 TWIRP_ROUTER = "twirp_router"

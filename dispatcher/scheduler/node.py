@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 
-from dispatcher.errors import OwnershipLost
+from dispatcher.errors import OwnershipLost, describe
 from dispatcher.scheduler import jobs
 from dispatcher.scheduler.ownership import owned_by
 from dispatcher.scheduler.partition import PartitionWorker
@@ -93,9 +93,10 @@ class SchedulerNode:
             try:
                 await self.tick()
             except Exception as exc:  # policy: try again next heartbeat
-                if not is_unavailable(exc):
+                if is_unavailable(exc):
+                    log.warning("scheduler heartbeat failed: Redis unavailable (%s)", describe(exc))
+                else:
                     log.exception("scheduler heartbeat failed")
-                log.warning("scheduler heartbeat failed: Redis unavailable (%r)", exc)
 
     async def tick(self) -> None:
         ttl = self.settings.membership_ttl_ms
@@ -178,7 +179,7 @@ class SchedulerNode:
             raise
         except Exception as exc:  # policy: restart from Redis's state at the next heartbeat
             if is_unavailable(exc):
-                log.warning("partition %d: Redis unavailable (%r)", worker.partition, exc)
+                log.warning("partition %d: Redis unavailable (%s)", worker.partition, describe(exc))
             else:
                 log.exception("partition %d worker failed; it will be retried", worker.partition)
         finally:

@@ -21,7 +21,7 @@ from typing import Any, NoReturn
 import msgspec
 from redis.exceptions import ResponseError
 
-from dispatcher.errors import BatchFailed, OwnershipLost
+from dispatcher.errors import BatchFailed, OwnershipLost, describe
 from dispatcher.rooms import DEFAULT_DEPARTURE_TIMEOUT_S, DEFAULT_EMPTY_TIMEOUT_S
 from dispatcher.scheduler import jobs, rooms
 from dispatcher.scheduler.commit import commit_call
@@ -247,10 +247,10 @@ class PartitionWorker:
                 self._room_created(room_decoder.decode(room))
             self._apply(event_decoder.decode(fields[b"e"]), now)
         except (KeyError, msgspec.DecodeError, msgspec.ValidationError) as exc:
-            self._dead.append((entry_id, fields, f"undecodable: {exc!r}"))
+            self._dead.append((entry_id, fields, f"undecodable: {describe(exc)}"))
         except Exception as exc:
             log.exception("partition %d: entry %s could not be applied", self.partition, entry_id)
-            self._dead.append((entry_id, fields, f"not applicable: {exc!r}"))
+            self._dead.append((entry_id, fields, f"not applicable: {describe(exc)}"))
 
     async def _send_dead_letters(self) -> None:
         """Copy each poison entry with its reason to the dead-letter stream before the

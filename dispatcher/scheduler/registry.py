@@ -16,6 +16,7 @@ import asyncio
 import logging
 import time
 
+from dispatcher.errors import describe
 from dispatcher.scheduler.placement import ServerView
 from dispatcher.store import keys, scripts
 from dispatcher.store.client import Client, is_unavailable
@@ -87,7 +88,7 @@ class Registry:
                 if not is_unavailable(exc):
                     log.exception("registry refresh failed")
                 elif not self._unreachable_logged:
-                    log.warning("registry refresh failed: Redis unavailable (%r)", exc)
+                    log.warning("registry refresh failed: Redis unavailable (%s)", describe(exc))
                 self._unreachable_logged = True
             else:
                 self._unreachable_logged = False
