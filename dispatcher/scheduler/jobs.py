@@ -121,8 +121,21 @@ def _new_job(
 
 
 def placed(record: JobRecord, server_id: str, now: int) -> JobRecord:
-    current = msgspec.structs.replace(record.current, server_id=server_id, updated_at=now)
+    current = record.current
+    if current.reason is JobReason.NO_CAPACITY:  # it waited; now it has a server
+        current = msgspec.structs.replace(current, reason=JobReason.UNSPECIFIED, error="")
+    current = msgspec.structs.replace(current, server_id=server_id, updated_at=now)
     return msgspec.structs.replace(record, phase="assigned", current=current)
+
+
+def waiting_for_capacity(record: JobRecord) -> JobRecord:
+    """A pending job no server has a slot for: ListDispatch says so. Its timers keep their
+    start (``updated_at`` is left alone)."""
+    if record.phase != "pending" or record.current.reason is JobReason.NO_CAPACITY:
+        return record
+    error = f"waiting for a free agent server of agent {record.spec.agent_name!r}"
+    current = msgspec.structs.replace(record.current, reason=JobReason.NO_CAPACITY, error=error)
+    return msgspec.structs.replace(record, current=current)
 
 
 def on_report(record: JobRecord, report: JobReport, now: int) -> Step:

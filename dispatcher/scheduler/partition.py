@@ -544,15 +544,19 @@ class PartitionWorker:
         self._placed_version, self._placed_freed = self._registry.version, self._registry.freed
         order: list[JobRecord] = []
         full: set[str] = set()  # pools with no candidate left in this pass
+        unplaced: list[JobRecord] = []
         for key in self.state.waiting:
             record = self.state.records[key]
             if record.spec.pool in full:
-                continue  # e.g. automatic jobs waiting for an unnamed server that never came
-            if (call := self._reservation(record)) is not None:
+                unplaced.append(record)  # e.g. automatic jobs for servers that never came
+            elif (call := self._reservation(record)) is not None:
                 batch.script(scripts.reserve, *call)
                 order.append(record)
             else:
                 full.add(record.spec.pool)
+                unplaced.append(record)
+        for record in unplaced:  # ListDispatch says why they wait (written once)
+            self._record(jobs.waiting_for_capacity(record))
         return order
 
     def _reservation(self, record: JobRecord) -> tuple[list[str], list[Any]] | None:

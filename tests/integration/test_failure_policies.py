@@ -201,15 +201,16 @@ async def test_a_job_without_capacity_fails_after_the_configured_wait(
     redis_single_target: RedisTarget,
 ) -> None:
     url = redis_single_target.url
-    scheduler = await start_scheduler(url, capacity_wait_s=0.5)
+    scheduler = await start_scheduler(url, capacity_wait_s=2.0)
     node = await start_api(url)
     rig = Rig(url, node, scheduler, api.LiveKitAPI(api_url(node), API_KEY, API_SECRET))
     try:
         await rig.dispatch("empty-room")
-        assert await rig.last_status("empty-room") == JS.JS_PENDING
+        await eventually(lambda: _says_it_waits(rig, "empty-room"), what="a pending reason")
         await eventually(lambda: _status_is(rig, "empty-room", JS.JS_FAILED), what="give-up")
         [job] = await rig.jobs("empty-room")
-        assert "no agent server of agent 'policy'" in job.state.error
+        assert job.state.reason == api.JobStateReason.JSR_NO_CAPACITY
+        assert "no agent server of agent 'policy' had a free slot within 2 s" in job.state.error
     finally:
         await rig.lk.aclose()
         await node.aclose()
@@ -233,6 +234,13 @@ async def test_calls_answer_unavailable_while_redis_is_away_and_succeed_after(ri
 
 async def _status_is(rig: Rig, room: str, status: int) -> bool:
     return await rig.last_status(room) == status
+
+
+async def _says_it_waits(rig: Rig, room: str) -> bool:
+    jobs = await rig.jobs(room)
+    return bool(jobs) and jobs[-1].state.status == JS.JS_PENDING and (
+        "waiting for a free agent server of agent 'policy'" in jobs[-1].state.error
+    )
 
 
 async def _hlen_is(rig: Rig, key: str, n: int) -> bool:

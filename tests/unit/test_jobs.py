@@ -163,6 +163,20 @@ def test_placed_job_is_assigned_to_the_server() -> None:
     assert record.current.updated_at == T1
 
 
+def test_a_job_without_a_server_says_it_waits_for_capacity_keeping_its_timer_start() -> None:
+    record = jobs.waiting_for_capacity(pending())
+
+    assert record.phase == "pending" and record.current.reason is JobReason.NO_CAPACITY
+    assert AGENT in record.current.error and record.current.updated_at == T0
+    assert jobs.waiting_for_capacity(record) == record
+
+
+def test_a_job_placed_after_waiting_for_capacity_no_longer_says_so() -> None:
+    record = jobs.placed(jobs.waiting_for_capacity(pending()), SERVER, T1)
+
+    assert record.current.reason is JobReason.UNSPECIFIED and record.current.error == ""
+
+
 def test_placed_job_keeps_its_job_id() -> None:
     assert assigned().current.job_id == ids.job_id(DISPATCH, 0)
 
