@@ -67,6 +67,9 @@ class SchedulerSettings(RedisSettings, kw_only=True, frozen=True):
 class AgentSettings(RedisSettings, kw_only=True, frozen=True):
     heartbeat_interval_s: float = 1.0
     heartbeat_ttl_ms: int = 3000
+    # How long before its heartbeat expires an agent server that cannot renew it stops its
+    # jobs (fences itself); 0: a third of the TTL.
+    fence_margin_ms: int = 0
     drain_timeout_s: float = 600.0
 
 

@@ -22,8 +22,10 @@ import os
 import socket
 import time
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from dispatcher import ids
+from dispatcher import settings as config
 from dispatcher.errors import describe
 from dispatcher.store import keys, scripts
 from dispatcher.store.client import Client, connect, is_cluster
@@ -66,27 +68,27 @@ class AgentServer:
         load_fnc: LoadFunction | None = None,
         version: str = "",
         labels: dict[str, str] | None = None,
-        heartbeat_interval_s: float = 1.0,
-        heartbeat_ttl_ms: int = 3000,
+        heartbeat_interval_s: float | None = None,
+        heartbeat_ttl_ms: int | None = None,
         fence_margin_ms: int | None = None,
-        drain_timeout_s: float = 600.0,
+        drain_timeout_s: float | None = None,
     ) -> None:
+        """Settings left out come from ``DISPATCHER_*`` (``AgentSettings``), else defaults."""
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
-        fence_margin_ms = heartbeat_ttl_ms // 3 if fence_margin_ms is None else fence_margin_ms
-        if not 0 < fence_margin_ms < heartbeat_ttl_ms:
+        env = config.load(config.AgentSettings)
+        self.heartbeat_interval_s = _given(heartbeat_interval_s, env.heartbeat_interval_s)
+        self.heartbeat_ttl_ms = _given(heartbeat_ttl_ms, env.heartbeat_ttl_ms)
+        margin = _given(fence_margin_ms, env.fence_margin_ms) or self.heartbeat_ttl_ms // 3
+        if not 0 < margin < self.heartbeat_ttl_ms:
             raise ValueError("fence_margin_ms must be positive and below heartbeat_ttl_ms")
-        self.redis_url = redis_url or os.environ.get(
-            "DISPATCHER_REDIS_URL", "redis://127.0.0.1:6379"
-        )
+        self.fence_margin_ms = margin
+        self.drain_timeout_s = _given(drain_timeout_s, env.drain_timeout_s)
+        self.redis_url = redis_url or env.redis_url
         self.capacity = capacity
         self.load_fnc = load_fnc
         self.version = version
         self.labels = labels or {}
-        self.heartbeat_interval_s = heartbeat_interval_s
-        self.heartbeat_ttl_ms = heartbeat_ttl_ms
-        self.fence_margin_ms = fence_margin_ms
-        self.drain_timeout_s = drain_timeout_s
         self.id = ids.worker_id()
         self.agent_name = ""
         self.job_type = JobType.ROOM
@@ -157,7 +159,10 @@ class AgentServer:
     async def drain(self, timeout_s: float | None = None) -> None:
         """Take no new jobs, let running ones finish (up to the drain timeout), then leave."""
         self.draining = True
-        await self.heartbeat()
+        try:
+            await self.heartbeat()  # DRAINING: no new placements
+        except Exception as exc:  # policy: the heartbeat loop says it again in a moment
+            log.warning("could not announce the drain (%s)", describe(exc))
         timeout = self.drain_timeout_s if timeout_s is None else timeout_s
         if self.running:
             log.info("draining: waiting for %d running job(s)", len(self.running))
@@ -497,3 +502,10 @@ class AgentServer:
         from workers.runner import run_server
 
         run_server(self)
+
+
+T = TypeVar("T")
+
+
+def _given(value: T | None, default: T) -> T:
+    return default if value is None else value

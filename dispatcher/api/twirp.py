@@ -338,5 +338,6 @@ class _OutageLog:
         logger.warning("%s: Redis unavailable (%s)%s", path, describe(exc), more)
         self._last, self._held = now, 0
 
+
 #: Where ``TwirpService.install`` finds (or leaves) the app's router.
 TWIRP_ROUTER = "twirp_router"
