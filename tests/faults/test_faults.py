@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from dispatcher.store import keys
 from tests.faults.harness import POOL, Fault, FaultStack
 from tests.faults.reconcile import Report
@@ -99,33 +101,23 @@ PARTITION_SLOT = keys.partition_keys(0).events  # partition 0's slot: it holds d
 POOL_SLOT = POOL.servers  # every reservation, inbox and heartbeat of the agent servers
 
 
-async def test_cluster_failover_of_a_partition_slot(tmp_path: Path) -> None:
+CLUSTER_FAULTS = [
+    pytest.param("failover", PARTITION_SLOT, id="failover-partition-slot"),
+    pytest.param("failover", POOL_SLOT, id="failover-pool-slot"),
+    pytest.param("kill", PARTITION_SLOT, id="kill-partition-primary"),
+    pytest.param("kill", POOL_SLOT, id="kill-pool-primary"),
+]
+
+
+@pytest.mark.parametrize(("how", "slot"), CLUSTER_FAULTS)
+async def test_cluster_primary_replaced(tmp_path: Path, how: str, slot: str) -> None:
+    """A coordinated failover, or a primary killed so that its replica takes over."""
+
     async def fault(stack: FaultStack) -> None:
-        stack.failover(PARTITION_SLOT)
+        if how == "failover":
+            stack.failover(slot)
+        else:
+            stack.kill_primary(slot)
 
-    name = "CLUSTER FAILOVER of a partition's primary"
-    _assert_clean(await _scenario(tmp_path, name, fault, cluster=True))
-
-
-async def test_cluster_failover_of_the_pool_slot(tmp_path: Path) -> None:
-    async def fault(stack: FaultStack) -> None:
-        stack.failover(POOL_SLOT)
-
-    name = "CLUSTER FAILOVER of the pool's primary"
-    _assert_clean(await _scenario(tmp_path, name, fault, cluster=True))
-
-
-async def test_cluster_primary_of_a_partition_slot_killed(tmp_path: Path) -> None:
-    async def fault(stack: FaultStack) -> None:
-        stack.kill_primary(PARTITION_SLOT)
-
-    name = "kill -9 a partition's primary; its replica takes over"
-    _assert_clean(await _scenario(tmp_path, name, fault, cluster=True))
-
-
-async def test_cluster_primary_of_the_pool_slot_killed(tmp_path: Path) -> None:
-    async def fault(stack: FaultStack) -> None:
-        stack.kill_primary(POOL_SLOT)
-
-    name = "kill -9 the pool's primary; its replica takes over"
+    name = f"{'CLUSTER FAILOVER' if how == 'failover' else 'kill -9'} of the primary of {slot}"
     _assert_clean(await _scenario(tmp_path, name, fault, cluster=True))

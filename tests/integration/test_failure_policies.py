@@ -238,8 +238,10 @@ async def _status_is(rig: Rig, room: str, status: int) -> bool:
 
 async def _says_it_waits(rig: Rig, room: str) -> bool:
     jobs = await rig.jobs(room)
-    return bool(jobs) and jobs[-1].state.status == JS.JS_PENDING and (
-        "waiting for a free agent server of agent 'policy'" in jobs[-1].state.error
+    return (
+        bool(jobs)
+        and jobs[-1].state.status == JS.JS_PENDING
+        and ("waiting for a free agent server of agent 'policy'" in jobs[-1].state.error)
     )
 
 
