@@ -102,6 +102,7 @@ class AgentServer:
         self._acked_at = float("-inf")  # monotonic send time of the last acknowledged heartbeat
         self._entered: set[str] = set()  # jobs confirmed and in their entrypoint
         self._stopped: dict[str, str] = {}  # job id -> why this server stopped it itself
+        self._finishing: set[str] = set()  # jobs whose final report is on its way
         self._use_pool("")
 
     def rtc_session(
@@ -195,8 +196,9 @@ class AgentServer:
     async def _stop_jobs(self) -> None:
         """Stop every job; their final reports get a while to reach Redis, then are
         abandoned (the schedulers then treat this server as lost)."""
-        for task in list(self.running.values()):
-            task.cancel()
+        for job_id, task in list(self.running.items()):
+            if job_id not in self._finishing:  # a report on its way is let through
+                task.cancel()
         if not self.running:
             return
         _, late = await asyncio.wait(list(self.running.values()), timeout=_CLOSE_REPORTS_S)
@@ -451,9 +453,13 @@ class AgentServer:
         release = report if not is_cluster(self.client) else scripts.Batch()
         release.script(scripts.release, self._release_keys, [spec.job_id, self.id])
         what = f"final report of job {spec.job_id}"
-        if release is not report:
-            await until_acknowledged(what, lambda: report.run(self.client))
-        await until_acknowledged(what, lambda: release.run(self.client))
+        self._finishing.add(spec.job_id)
+        try:
+            if release is not report:
+                await until_acknowledged(what, lambda: report.run(self.client))
+            await until_acknowledged(what, lambda: release.run(self.client))
+        finally:
+            self._finishing.discard(spec.job_id)
 
     async def _reject(self, spec: JobSpec, *, terminate: bool, reason: str) -> None:
         event = JobRejected(

@@ -107,6 +107,20 @@ async def test_a_final_report_that_fails_is_retried_until_redis_takes_it(rig: Ri
     await eventually(lambda: _hlen_is(rig, reservations, 0), what="the slot freed")
 
 
+async def test_closing_lets_a_final_report_that_is_being_retried_land(rig: Rig) -> None:
+    gate = Gate()
+    server = await rig.agent(gate)
+    await rig.dispatch("closing-room")
+    await eventually(lambda: _status_is(rig, "closing-room", JS.JS_RUNNING), what="start")
+    rule = Faults(server.client.fast).fail_command("XADD", ":events", times=4)
+    gate.opened.set()
+    await eventually(lambda: rule.failed >= 1, what="the first failed report")
+    rig.agents.remove(server)
+    await server.aclose()  # while the report is still being retried
+    assert rule.failed == 4
+    await eventually(lambda: _status_is(rig, "closing-room", JS.JS_SUCCESS), what="the report")
+
+
 async def test_a_server_cut_off_from_redis_stops_its_jobs_before_they_run_elsewhere(
     rig: Rig,
 ) -> None:
