@@ -15,6 +15,7 @@ import msgspec
 
 from dispatcher.errors import ConfigError
 from dispatcher.partitions import DEFAULT_PARTITIONS
+from dispatcher.store.replication import Replication
 
 PREFIX = "DISPATCHER_"
 DEV_API_KEY = "devkey"
@@ -25,6 +26,13 @@ class RedisSettings(msgspec.Struct, kw_only=True, frozen=True):
     redis_url: str = "redis://127.0.0.1:6379"
     partitions: int = DEFAULT_PARTITIONS
     room_retention_s: int = 3600  # how long a closed room's dispatch records stay listable
+    # Writes that must survive a failover wait until this many replicas have them (0: no
+    # wait); one not replicated within the timeout fails as unavailable.
+    replica_acks: int = 0
+    replica_ack_timeout_ms: int = 200
+
+    def replication(self) -> Replication:
+        return Replication(self.replica_acks, self.replica_ack_timeout_ms)
 
 
 class ApiSettings(RedisSettings, kw_only=True, frozen=True):

@@ -85,6 +85,7 @@ class AgentServer:
         self.fence_margin_ms = margin
         self.drain_timeout_s = _given(drain_timeout_s, env.drain_timeout_s)
         self.redis_url = redis_url or env.redis_url
+        self._replication = env.replication()
         self.capacity = capacity
         self.load_fnc = load_fnc
         self.version = version
@@ -145,7 +146,7 @@ class AgentServer:
     async def start(self) -> None:
         if self._entrypoint is None:
             raise RuntimeError("no entrypoint: decorate one with @server.rtc_session(...)")
-        self._client = await connect(self.redis_url)
+        self._client = await connect(self.redis_url, self._replication)
         await scripts.load_all(self._client)
         await self.heartbeat()
         self._tasks = [
@@ -447,17 +448,26 @@ class AgentServer:
         """Policy: the final report and the release are retried until Redis acknowledges
         them, report first. On one node both share a connection and one write, and Redis
         runs them in order; a cluster may keep the partition and the pool on different
-        nodes, so there the report is acknowledged before the release is sent."""
+        nodes, and replicas may be asked to have the report, so there the report is
+        acknowledged before the release is sent."""
+        client = self.client
         report = scripts.Batch()
         self._queue_report(report, spec, status, error, fenced=fenced)
-        release = report if not is_cluster(self.client) else scripts.Batch()
+        apart = is_cluster(client) or client.replication.replicas > 0
+        release = scripts.Batch() if apart else report
         release.script(scripts.release, self._release_keys, [spec.job_id, self.id])
+        events = keys.partition_keys(spec.partition).events
+
+        async def report_durably() -> None:
+            await report.run(client)
+            await client.replication.settle(client.fast, events)
+
         what = f"final report of job {spec.job_id}"
         self._finishing.add(spec.job_id)
         try:
-            if release is not report:
-                await until_acknowledged(what, lambda: report.run(self.client))
-            await until_acknowledged(what, lambda: release.run(self.client))
+            if apart:
+                await until_acknowledged(what, report_durably)
+            await until_acknowledged(what, lambda: release.run(client))
         finally:
             self._finishing.discard(spec.job_id)
 

@@ -69,7 +69,7 @@ class ApiNode:
     @classmethod
     async def create(cls, settings: ApiSettings) -> ApiNode:
         api_keys = api_key_pairs(settings)
-        client = await connect(settings.redis_url)
+        client = await connect(settings.redis_url, settings.replication())
         await ensure_partitions(client, settings.partitions)
         await scripts.load_all(client)
         return cls(settings, client, api_keys)

@@ -81,6 +81,7 @@ class DispatchService:
             [k.rooms, *k.room_keys(req.room), k.events, idem_key],
             [req.room, record.id, encode(record), encode(event), encode(room), ttl, req.agent_name],
         )
+        await self._client.replication.settle(self._client.fast, k.events)
         # An idempotent replay answers with the dispatch the first call created.
         return dispatch_message(record if created == 1 else dispatch_decoder.decode(stored))
 
@@ -138,6 +139,7 @@ class DispatchService:
         )
         if result[0] == -1:
             raise TwirpError.not_found("dispatch ID not found")
+        await self._client.replication.settle(self._client.fast, k.events)
         return deleted if result[0] == 1 else None
 
 

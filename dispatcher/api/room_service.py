@@ -101,6 +101,7 @@ class Rooms:
             ],
         )
         created, stored, made, joined, stored_participant = reply
+        await self.client.replication.settle(self.client.fast, k.events)
         made_ids = {m.decode() for m in made}
         return Opened(
             created=bool(created),
@@ -153,6 +154,7 @@ class Rooms:
                 [name, self._retention_s, encode(event), len(flat) // 2, *marks],
             )
             if result != 0:
+                await self.client.replication.settle(self.client.fast, k.events)
                 return bool(result == 1)
         raise TwirpError("aborted", "room changed concurrently; retry the call")
 

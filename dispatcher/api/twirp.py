@@ -26,7 +26,7 @@ from google.protobuf import json_format
 from google.protobuf.message import DecodeError, Message
 
 from dispatcher.api.http import HttpApp, Request, Response
-from dispatcher.errors import describe
+from dispatcher.errors import StoreUnavailable, describe
 from dispatcher.store.client import is_unavailable
 
 __all__ = [
@@ -293,7 +293,10 @@ class TwirpRouter:
         except Exception as exc:
             if is_unavailable(exc):  # nothing was accepted: the caller may retry the call
                 self._outage.note(request.path, exc)
-                return error_response(TwirpError.unavailable(_UNAVAILABLE))
+                why = (
+                    f"{_UNAVAILABLE} ({exc})" if isinstance(exc, StoreUnavailable) else _UNAVAILABLE
+                )
+                return error_response(TwirpError.unavailable(why))
             # Unexpected failures are bugs: log them, but leak no details to the caller.
             logger.exception("Twirp handler for %s failed", request.path)
             return error_response(TwirpError.internal("internal error"))

@@ -16,6 +16,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from dispatcher.errors import BatchFailed, StoreUnavailable
 from dispatcher.store.fastlane import FastLane, Redirect
+from dispatcher.store.replication import Replication
 
 # redis-py's asyncio pool raises once its cap is reached instead of waiting; a scheduler holds
 # one blocking read per owned partition on top of its other calls, so the cap must be roomy.
@@ -26,6 +27,7 @@ class SingleClient(aioredis.Redis):
     """A client of one Redis node."""
 
     fast: FastLane
+    replication = Replication()
 
     async def aclose(self, close_connection_pool: bool | None = None) -> None:
         await self.fast.aclose()
@@ -36,6 +38,7 @@ class ClusterClient(RedisCluster):
     """A client of a Redis Cluster."""
 
     fast: FastLane
+    replication = Replication()
 
     async def aclose(self) -> None:
         await self.fast.aclose()
@@ -46,8 +49,16 @@ Client: TypeAlias = "SingleClient | ClusterClient"
 Pipeline: TypeAlias = "aioredis.client.Pipeline | ClusterPipeline"
 
 
-async def connect(url: str, **options: Any) -> Client:
-    """Open a client for ``url``; a node with cluster mode enabled yields a cluster client."""
+async def connect(url: str, replication: Replication | None = None, **options: Any) -> Client:
+    """Open a client for ``url``; a node with cluster mode enabled yields a cluster client.
+    ``replication`` says which of its writes wait for replicas (see ``replication``)."""
+    client = await _connect(url, **options)
+    if replication is not None:
+        client.replication = replication
+    return client
+
+
+async def _connect(url: str, **options: Any) -> Client:
     options.setdefault("max_connections", MAX_CONNECTIONS)
     single = cast(SingleClient, SingleClient.from_url(url, **options))
     single.fast = FastLane(url, cluster=False)

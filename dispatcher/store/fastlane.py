@@ -107,6 +107,7 @@ class Connection(asyncio.Protocol):
         self._waiters: collections.deque[asyncio.Future[Any]] = collections.deque()
         self._deadlines: collections.deque[float] = collections.deque()  # loop time, per waiter
         self._watchdog: asyncio.TimerHandle | None = None
+        self._wait: tuple[asyncio.Future[Any], int, int] | None = None  # (WAIT, place, n)
         self._timeout_s = timeout_s
         self._on_lost = on_lost
         self._out: list[bytes] = []
@@ -158,6 +159,15 @@ class Connection(asyncio.Protocol):
             self._loop.call_soon(self._flush)
         return future
 
+    def wait_replicas(self, replicas: int, timeout_ms: int) -> asyncio.Future[Any]:
+        """``WAIT``: how many replicas have every write this connection sent before it.
+        Callers whose writes all went before the last WAIT still queued share that one."""
+        if self._wait is not None and self._wait[1:] == (len(self._out), replicas):
+            return self._wait[0]
+        future = self.execute("WAIT", replicas, timeout_ms, extra_s=timeout_ms / 1000)
+        self._wait = (future, len(self._out), replicas)
+        return future
+
     def _check_deadline(self) -> None:
         """Replies come in order, so only the oldest command's deadline matters."""
         self._watchdog = None
@@ -175,6 +185,7 @@ class Connection(asyncio.Protocol):
 
     def _flush(self) -> None:
         self._flush_pending = False
+        self._wait = None
         if self._transport is not None and self._out:
             self._transport.write(b"".join(self._out))
         self._out.clear()
@@ -284,6 +295,15 @@ class FastLane:
         if not self._cluster:
             return (self._endpoint.host, self._endpoint.port)
         return self._slots[key_slot(key.encode() if isinstance(key, str) else key)]
+
+    async def wait_replicas(self, key: str, replicas: int, timeout_ms: int) -> int:
+        """How many replicas of ``key``'s node have this lane's writes to it. It asks on the
+        connection the writes went through; if that one dropped since, it cannot tell and
+        raises."""
+        conn = self._connections.get(self._known_route(key)) if self._routable() else None
+        if conn is None or conn.closed:
+            raise RedisConnectionError("the connection of the write is gone; retry the call")
+        return int(await asyncio.shield(conn.wait_replicas(replicas, timeout_ms)))
 
     async def evalsha(self, sha: str, keys: Sequence[str], args: Sequence[Arg]) -> Any:
         return await self.execute("EVALSHA", sha, len(keys), *keys, *args, key=_first(keys))
