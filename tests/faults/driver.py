@@ -116,7 +116,12 @@ def jobs_of(reply: dict[str, Any]) -> dict[str, list[ListedJob]]:
     for dispatch in reply.get("agent_dispatches", []):
         jobs = dispatch.get("state", {}).get("jobs", [])
         out[dispatch["id"]] = [
-            ListedJob(job["id"], job["state"]["status"], job["state"].get("worker_id", ""))
+            ListedJob(
+                job["id"],
+                job["state"]["status"],
+                job["state"].get("worker_id", ""),
+                job["state"].get("error", ""),
+            )
             for job in jobs
         ]
     return out

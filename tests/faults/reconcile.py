@@ -51,6 +51,7 @@ class ListedJob:
     job: str
     status: str
     worker: str
+    error: str = ""
 
 
 @dataclass(frozen=True)
@@ -237,6 +238,8 @@ def stuck_jobs(
             if job.status in OPEN_STATUSES:
                 where = "" if job.worker in alive else " on a dead server"
                 stuck.append((dispatch, f"{job.job} {job.status}{where} ({job.worker})"))
+            elif job.status == "JS_FAILED" and not job.error:
+                stuck.append((dispatch, f"{job.job} failed without saying why"))
     return stuck
 
 

@@ -152,6 +152,14 @@ def test_a_done_run_that_ended_while_its_server_was_cut_off_may_rerun() -> None:
     assert len(reconcile(replace(_observe(records), cut_off=early)).unexplained) == 1
 
 
+def test_a_job_that_failed_without_an_error_is_not_truthful() -> None:
+    listed = {"AD_1": [ListedJob("AJ_1", "JS_FAILED", "AW_a"), *DONE]}
+    report = reconcile(_observe([], listed=listed))
+    assert report.stuck == [("AD_1", "AJ_1 failed without saying why")]
+    listed = {"AD_1": [ListedJob("AJ_1", "JS_FAILED", "AW_a", "agent server lost"), *DONE]}
+    assert reconcile(_observe([], listed=listed)).stuck == []
+
+
 def test_jobs_still_open_after_settle_are_stuck() -> None:
     listed = {
         "AD_1": [ListedJob("AJ_1", "JS_RUNNING", "AW_a")],
