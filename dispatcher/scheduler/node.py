@@ -37,7 +37,6 @@ class SchedulerNode:
         self.workers: dict[int, PartitionWorker] = {}
         self.members: list[str] = []
         self._tasks: dict[int, asyncio.Task[None]] = {}
-        self._renewed: dict[int, float] = {}  # partition -> monotonic send time of its renewal
         self._background: list[asyncio.Task[None]] = []
         self._timeouts = jobs.Timeouts(
             settings.assign_timeout_ms,
@@ -118,19 +117,19 @@ class SchedulerNode:
             k = keys.partition_keys(partition)
             args: list[str | int] = [self.node_id, self.settings.lease_ttl_ms, worker.lease_value]
             batch.script(scripts.lease, [k.lease, k.fence], args)
-        sent = time.monotonic()
+        until = time.monotonic() + self.settings.lease_ttl_ms / 1000
         failed = 0
         for (partition, worker), value in zip(held, await batch.outcomes(self.client), strict=True):
             if isinstance(value, Exception):
                 failed += 1
-                if sent - self._renewed.get(partition, sent) > self.settings.lease_ttl_ms / 1000:
+                if time.monotonic() > worker.lease_until:
                     log.warning("partition %d: lease not renewed in time; stopping", partition)
                     self._abandon(partition)
             elif value is None or value.decode() != worker.lease_value:
                 log.warning("scheduler %s lost the lease of partition %d", self.node_id, partition)
                 self._abandon(partition)
             else:
-                self._renewed[partition] = sent
+                worker.lease_until = until
         if failed:
             log.warning("%d of %d lease renewals failed; retrying", failed, len(held))
 
@@ -141,16 +140,15 @@ class SchedulerNode:
             batch.script(
                 scripts.lease, [k.lease, k.fence], [self.node_id, self.settings.lease_ttl_ms, ""]
             )
-        sent = time.monotonic()
+        until = time.monotonic() + self.settings.lease_ttl_ms / 1000
         results = await batch.outcomes(self.client)  # policy: a failure is retried next tick
         for partition, value in zip(partitions, results, strict=True):
             if isinstance(value, bytes):
-                self._renewed[partition] = sent
-                self._start_partition(partition, value.decode())
+                self._start_partition(partition, value.decode()).lease_until = until
         if failures := [r for r in results if isinstance(r, Exception)]:
             log.warning("%d lease acquisition(s) failed: %r", len(failures), failures[0])
 
-    def _start_partition(self, partition: int, lease_value: str) -> None:
+    def _start_partition(self, partition: int, lease_value: str) -> PartitionWorker:
         s = self.settings
         worker = PartitionWorker(
             self.client,
@@ -169,6 +167,7 @@ class SchedulerNode:
         task = asyncio.create_task(self._run_partition(worker), name=f"partition-{partition}")
         self._tasks[partition] = task
         log.debug("scheduler %s owns partition %d (%s)", self.node_id, partition, lease_value)
+        return worker
 
     async def _run_partition(self, worker: PartitionWorker) -> None:
         try:
@@ -200,7 +199,6 @@ class SchedulerNode:
 
     def _abandon(self, partition: int) -> None:
         """The lease is gone: stop at once; the commit fence already refuses its writes."""
-        self._renewed.pop(partition, None)
         self.workers.pop(partition, None)
         task = self._tasks.pop(partition, None)
         if task is not None:

@@ -91,6 +91,9 @@ class PartitionWorker:
     ) -> None:
         self.partition = partition
         self.lease_value = lease_value
+        # Monotonic time by which the lease may have lapsed (the node moves it on at each
+        # renewal): past it the worker does nothing, fenced calls or not.
+        self.lease_until = float("inf")
         self._client = client
         self._keys = keys.partition_keys(partition)
         self._consumer = consumer
@@ -218,6 +221,8 @@ class PartitionWorker:
     # --- one turn -------------------------------------------------------------------------
 
     async def _turn(self, entries: list[Entry], place: bool = True) -> None:
+        if time.monotonic() > self.lease_until:  # e.g. this process was stopped a while
+            raise OwnershipLost(f"partition {self.partition}: lease not renewed in time")
         now = time.time_ns()
         for entry_id, fields in entries:
             self._take(entry_id, fields, now)
