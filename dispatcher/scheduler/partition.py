@@ -308,7 +308,8 @@ class PartitionWorker:
         for record in due:
             outcome = revoked.get(record.spec.job_key, 1)
             if isinstance(outcome, Exception):
-                log.warning("partition %d: revoke failed (%s); retrying", self.partition, outcome)
+                why = describe(outcome)
+                log.warning("partition %d: revoke failed (%s); retrying", self.partition, why)
                 self.state.rearm(record, now + _REVOKE_RETRY_NS)
             elif outcome == 0:  # the server confirmed it in the meantime
                 self._step(jobs.on_confirmed(record, now))
@@ -507,7 +508,7 @@ class PartitionWorker:
         # the next turn looks again.
         for record, outcome in zip(lost, await batch.outcomes(self._client), strict=True):
             if isinstance(outcome, Exception):
-                log.warning("partition %d: release failed (%s)", self.partition, outcome)
+                log.warning("partition %d: release failed (%s)", self.partition, describe(outcome))
                 self._checked_version = -1
             else:
                 self._step(jobs.on_server_lost(record, now))
