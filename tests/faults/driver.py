@@ -12,6 +12,7 @@ import asyncio
 import json
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,7 +36,6 @@ class Request:
 
     room: str
     request_id: str
-    token: str
     sent_ns: int = 0
     accepted_ns: int = 0
     dispatch_id: str = ""
@@ -44,7 +44,9 @@ class Request:
 
     @property
     def auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"}
+        """Minted for each try: a run may outlast any token's lifetime (the soak does)."""
+        token = admin_token(self.room)
+        return {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
 
     @property
     def headers(self) -> dict[str, str]:
@@ -56,9 +58,9 @@ def admin_token(room: str) -> str:
 
 
 def plan(count: int) -> list[Request]:
-    """Rooms, request ids and tokens, built before the clock starts."""
+    """Rooms and request ids, built before the clock starts."""
     run = uuid.uuid4().hex[:8]
-    return [Request(f"f-{n}", f"fault-{run}-{n}", admin_token(f"f-{n}")) for n in range(count)]
+    return [Request(f"f-{n}", f"fault-{run}-{n}") for n in range(count)]
 
 
 async def _post(
@@ -104,6 +106,14 @@ async def drive(
             await create(http, base, req, hold_s, slot + deadline_s)
 
         await asyncio.gather(*(one(n, req) for n, req in enumerate(requests)))
+
+
+def refusals(requests: Iterable[Request], most: int = 3) -> list[str]:
+    """The commonest last error of the requests never accepted, with their counts."""
+    last = Counter(
+        r.errors[-1] if r.errors else "never sent" for r in requests if not r.dispatch_id
+    )
+    return [f"{n} x {error}" for error, n in last.most_common(most)]
 
 
 def accepted(requests: Iterable[Request]) -> list[Accepted]:

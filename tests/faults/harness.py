@@ -406,6 +406,13 @@ class FaultStack:
     def _reconcile(
         self, requests: list[driver.Request], listed: dict[str, list[ListedJob]], load_end_ns: int
     ) -> Report:
+        report = self._judge(requests, listed, load_end_ns)
+        report.refusals = driver.refusals(requests)
+        return report
+
+    def _judge(
+        self, requests: list[driver.Request], listed: dict[str, list[ListedJob]], load_end_ns: int
+    ) -> Report:
         return reconcile(
             Observed(
                 requested=len(requests),

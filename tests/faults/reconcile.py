@@ -106,6 +106,7 @@ class Report:
     rerun_delay_ms: list[float] = field(default_factory=list)
     start_gap_ms: float = 0.0
     start_gap_at_ms: float = 0.0  # where the widest gap began, relative to the fault
+    refusals: list[str] = field(default_factory=list)  # why requests were never accepted
 
     def counts(self) -> dict[str, int]:
         """The figures every scenario requires to be zero."""
@@ -139,6 +140,7 @@ class Report:
             f"re-run after the previous run ended: max={max(delays, default=0):.0f} ms",
         ]
         show = self.show
+        lines += [f"  never accepted: {why}" for why in self.refusals]
         lines += [f"  lost {d}" for d in self.lost[:10]]
         lines += [f"  twice {a.dispatch}: {show(a)} || {show(b)}" for a, b in self.twice[:10]]
         lines += [
