@@ -54,9 +54,12 @@ class ApiSettings(RedisSettings, kw_only=True, frozen=True):
 
 class SchedulerSettings(RedisSettings, kw_only=True, frozen=True):
     node_id: str = ""
-    heartbeat_interval_s: float = 1.0
-    membership_ttl_ms: int = 5000
-    lease_ttl_ms: int = 5000
+    # A dead scheduler's partitions move after about the TTL plus one heartbeat. Under
+    # overload (2,500/s in dev mode, past the knee) renewals came at most 69 ms late
+    # (BENCHMARKS.md, "Lease renewals"): a 2 s TTL keeps a 3.5x margin over the longest gap.
+    heartbeat_interval_s: float = 0.5
+    membership_ttl_ms: int = 2000
+    lease_ttl_ms: int = 2000
     batch_size: int = 512
     block_ms: int = 100  # read timeout of a partition with jobs: the timer resolution
     idle_block_ms: int = 1000  # read timeout of a partition without jobs
