@@ -29,7 +29,7 @@ class RedisSettings(msgspec.Struct, kw_only=True, frozen=True):
     # Writes that must survive a failover wait until this many replicas have them (0: no
     # wait); one not replicated within the timeout fails as unavailable.
     replica_acks: int = 0
-    replica_ack_timeout_ms: int = 200
+    replica_ack_timeout_ms: int = 500
 
     def replication(self) -> Replication:
         return Replication(self.replica_acks, self.replica_ack_timeout_ms)

@@ -504,6 +504,24 @@ class RedisCluster:
                 if time.monotonic() > deadline:
                     raise RedisStartError(f"{node!r} did not sync with its primary in time")
                 time.sleep(0.05)
+        for node in self.nodes:  # a replica's first acknowledgement can take a second
+            if self.replicas and self.role(node) == "master":
+                self._acknowledged(node, deadline)
+
+    def _acknowledged(self, primary: RedisServer, deadline: float) -> None:
+        with primary.client() as client:
+            key = next(
+                f"probe{i}"
+                for i in range(100_000)
+                if self._serves(
+                    primary, int(client.execute_command("CLUSTER", "KEYSLOT", f"probe{i}"))
+                )
+            )
+            client.set(key, 1)
+            while int(client.execute_command("WAIT", self.replicas, 1000)) < self.replicas:
+                if time.monotonic() > deadline:
+                    raise RedisStartError(f"{primary!r}: its replicas never acknowledged")
+            client.delete(key)
 
     def stop(self) -> None:
         for node in self.nodes:  # signal all first: they shut down in parallel

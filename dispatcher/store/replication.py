@@ -20,7 +20,7 @@ from dispatcher.store.fastlane import FastLane
 @dataclass(frozen=True, slots=True)
 class Replication:
     replicas: int = 0  # 0: acknowledge writes as Redis does, without waiting
-    timeout_ms: int = 200
+    timeout_ms: int = 500
 
     async def settle(self, lane: FastLane, key: str) -> None:
         """Return once ``replicas`` replicas have the lane's writes to ``key``'s node."""
