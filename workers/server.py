@@ -133,7 +133,7 @@ class AgentServer:
         self._pool = keys.pool_keys(name)
         # Built once: every job names them.
         self._reservations = self._pool.reservations(self.id)
-        self._release_keys = [self._reservations, self._pool.jobs]
+        self._release_keys = self._pool.slot_keys(self.id)
 
     @property
     def client(self) -> Client:

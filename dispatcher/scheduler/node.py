@@ -20,7 +20,7 @@ from dispatcher.scheduler.partition import PartitionWorker
 from dispatcher.scheduler.registry import Registry
 from dispatcher.settings import SchedulerSettings, default_node_id
 from dispatcher.store import keys, scripts
-from dispatcher.store.client import Client, connect, is_unavailable
+from dispatcher.store.client import Client, connect, log_failure
 from dispatcher.store.meta import ensure_partitions
 
 log = logging.getLogger(__name__)
@@ -92,10 +92,7 @@ class SchedulerNode:
             try:
                 await self.tick()
             except Exception as exc:  # policy: try again next heartbeat
-                if is_unavailable(exc):
-                    log.warning("scheduler heartbeat failed: Redis unavailable (%s)", describe(exc))
-                else:
-                    log.exception("scheduler heartbeat failed")
+                log_failure(log, "scheduler heartbeat", exc)
 
     async def tick(self) -> None:
         ttl = self.settings.membership_ttl_ms
@@ -146,7 +143,7 @@ class SchedulerNode:
             if isinstance(value, bytes):
                 self._start_partition(partition, value.decode()).lease_until = until
         if failures := [r for r in results if isinstance(r, Exception)]:
-            log.warning("%d lease acquisition(s) failed: %r", len(failures), failures[0])
+            log.warning("%d lease acquisition(s) failed: %s", len(failures), describe(failures[0]))
 
     def _start_partition(self, partition: int, lease_value: str) -> PartitionWorker:
         s = self.settings
@@ -177,10 +174,7 @@ class SchedulerNode:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # policy: restart from Redis's state at the next heartbeat
-            if is_unavailable(exc):
-                log.warning("partition %d: Redis unavailable (%s)", worker.partition, describe(exc))
-            else:
-                log.exception("partition %d worker failed; it will be retried", worker.partition)
+            log_failure(log, f"partition {worker.partition} (restarted at the next heartbeat)", exc)
         finally:
             if self.workers.get(worker.partition) is worker:
                 self.workers.pop(worker.partition)

@@ -15,7 +15,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import msgspec
@@ -23,8 +22,9 @@ from redis.exceptions import ResponseError
 
 from dispatcher.errors import BatchFailed, OwnershipLost, describe
 from dispatcher.rooms import DEFAULT_DEPARTURE_TIMEOUT_S, DEFAULT_EMPTY_TIMEOUT_S
-from dispatcher.scheduler import jobs, rooms
+from dispatcher.scheduler import fanout, jobs, rooms
 from dispatcher.scheduler.commit import commit_call
+from dispatcher.scheduler.deadletter import DeadLetters
 from dispatcher.scheduler.placement import rank_candidates
 from dispatcher.scheduler.registry import Registry
 from dispatcher.scheduler.state import PartitionState
@@ -52,7 +52,6 @@ from dispatcher.wire import (
     event_decoder,
     job_decoder,
     life_decoder,
-    participant_decoder,
     room_decoder,
 )
 
@@ -64,7 +63,6 @@ _STALE_AFTER_MS = 30_000
 _SLOT_FREED = (JobStatus.SUCCESS, JobStatus.FAILED)  # the release follows in the same write
 _CLOSE_RETRY_NS = 1_000_000_000  # a deferred room close is looked at again after this
 _REVOKE_RETRY_NS = 500_000_000  # a timer whose revoke failed fires again after this
-_DEAD_LETTER_MAXLEN = 10_000
 RoomEvent = (
     RoomDeleted | DispatchDeleted | ParticipantJoined | ParticipantLeft | ParticipantPublished
 )
@@ -110,10 +108,9 @@ class PartitionWorker:
         self._checked_version = -1  # registry snapshot last used to look for lost servers
         self._dirty: dict[str, JobRecord] = {}
         self._dirty_rooms: dict[str, RoomLife | None] = {}  # None: forget the room's life
-        self._fanouts: list[_Fanout] = []  # participant jobs waiting to learn who is present
+        self._fanouts: list[fanout.Fanout] = []  # participant jobs waiting to learn who is present
         self._effects: list[jobs.Terminate | jobs.Release] = []
-        self._dead: list[tuple[bytes, dict[bytes, bytes], str]] = []  # (id, fields, reason)
-        self.dead_lettered = 0
+        self.dead = DeadLetters(partition, self._keys.dead)
         self._last_trim = time.monotonic()
         self._last_stale_check = time.monotonic()
         self._last_id = b""
@@ -226,8 +223,8 @@ class PartitionWorker:
         now = time.time_ns()
         for entry_id, fields in entries:
             self._take(entry_id, fields, now)
-        if self._dead:
-            await self._send_dead_letters()
+        if self.dead:
+            await self.dead.send(self._client)
         if self._fanouts:
             await self._fan_out(now)
         if due := list(self.state.due(now)):
@@ -252,26 +249,10 @@ class PartitionWorker:
                 self._room_created(room_decoder.decode(room))
             self._apply(event_decoder.decode(fields[b"e"]), now)
         except (KeyError, msgspec.DecodeError, msgspec.ValidationError) as exc:
-            self._dead.append((entry_id, fields, f"undecodable: {describe(exc)}"))
+            self.dead.add(entry_id, fields, f"undecodable: {describe(exc)}")
         except Exception as exc:
             log.exception("partition %d: entry %s could not be applied", self.partition, entry_id)
-            self._dead.append((entry_id, fields, f"not applicable: {describe(exc)}"))
-
-    async def _send_dead_letters(self) -> None:
-        """Copy each poison entry with its reason to the dead-letter stream before the
-        commit acks it; if the copy fails the turn fails, and the entry is read again."""
-        batch = scripts.Batch()
-        for entry_id, fields, reason in self._dead:
-            flat = [b for name, value in fields.items() for b in (b"f:" + name, value)]
-            batch.command(
-                "XADD", self._keys.dead, "MAXLEN", "~", _DEAD_LETTER_MAXLEN, "*",
-                "id", entry_id, "reason", reason, *flat,
-            )  # fmt: skip
-        await batch.run(self._client)
-        for entry_id, _fields, reason in self._dead:
-            log.error("partition %d: entry %s dead-lettered (%s)", self.partition, entry_id, reason)
-        self.dead_lettered += len(self._dead)
-        self._dead.clear()
+            self.dead.add(entry_id, fields, f"not applicable: {describe(exc)}")
 
     def _apply(self, event: Event, now: int) -> None:
         if isinstance(event, DispatchCreated):
@@ -300,8 +281,7 @@ class PartitionWorker:
         batch = scripts.Batch()
         for record in assigned:
             c, pool = record.current, keys.pool_keys(record.spec.pool)
-            call_keys = [pool.reservations(c.server_id), pool.jobs]
-            batch.script(scripts.revoke, call_keys, [c.job_id, c.server_id])
+            batch.script(scripts.revoke, pool.slot_keys(c.server_id), [c.job_id, c.server_id])
         # Policy: a revoke that failed leaves the job assigned and fires its timer again.
         outcomes = await batch.outcomes(self._client)
         revoked = {r.spec.job_key: o for r, o in zip(assigned, outcomes, strict=True)}
@@ -340,7 +320,7 @@ class PartitionWorker:
         ) is not None:
             self._start([step])
         if life.present and rooms.typed_pools(dispatch, self._has_pool):
-            self._fanouts.append(_Fanout(life.room.name, dispatch_id=dispatch.id))
+            self._fanouts.append(fanout.Fanout(life.room.name, dispatch_id=dispatch.id))
 
     def _life(self, event: DispatchCreated) -> RoomLife:
         """The room of a new dispatch. Every call that creates a room says so in its entry;
@@ -386,7 +366,7 @@ class PartitionWorker:
 
     def _published(self, life: RoomLife, identity: str) -> None:
         if any(JobType.PUBLISHER in rooms.typed_pools(d, self._has_pool) for d in life.dispatches):
-            self._fanouts.append(_Fanout(life.room.name, identity=identity))
+            self._fanouts.append(fanout.Fanout(life.room.name, identity=identity))
 
     async def _fan_out(self, now: int) -> None:
         """Participant and publisher jobs that need to know who is in the room: read from
@@ -394,31 +374,11 @@ class PartitionWorker:
         is applied, so a participant who left in the same batch gets nothing."""
         fanouts, self._fanouts = self._fanouts, []
         names = sorted({f.room for f in fanouts if f.room in self.state.rooms})
-        k, fast = self._keys, self._client.fast
-        replies = await asyncio.gather(
-            *(fast.execute("HVALS", k.participants(r)) for r in names),
-            *(fast.execute("HKEYS", k.room_info(r)) for r in names),
-        )
-        present = {
-            r: {p.identity: p for p in map(participant_decoder.decode, raw)}
-            for r, raw in zip(names, replies[: len(names)], strict=True)
-        }
-        published = {
-            r: {f[2:].decode() for f in fields if f.startswith(b"p:")}
-            for r, fields in zip(names, replies[len(names) :], strict=True)
-        }
-        for fanout in fanouts:
-            if (life := self.state.rooms.get(fanout.room)) is None:
+        seen = await fanout.presence(self._client.fast, self._keys, names)
+        for each in fanouts:
+            if (life := self.state.rooms.get(each.room)) is None:
                 continue
-            people, publishers = present[fanout.room], published[fanout.room]
-            if fanout.dispatch_id is not None:
-                dispatches = [d for d in life.dispatches if d.id == fanout.dispatch_id]
-                wanted = [(p, JobType.PARTICIPANT) for p in people.values()]
-                wanted += [(p, JobType.PUBLISHER) for i, p in people.items() if i in publishers]
-            else:
-                dispatches = list(life.dispatches)
-                person = people.get(fanout.identity or "")
-                wanted = [(person, JobType.PUBLISHER)] if person is not None else []
+            dispatches, wanted = fanout.wanted(each, life, seen[each.room])
             self._start(rooms.jobs_for_participants(
                 life, dispatches, wanted, self._has_pool, self.partition, now
             ))  # fmt: skip
@@ -500,10 +460,7 @@ class PartitionWorker:
         batch = scripts.Batch()
         for record in lost:
             c, pool = record.current, keys.pool_keys(record.spec.pool)
-            batch.script(
-                scripts.release, [pool.reservations(c.server_id), pool.jobs],
-                [c.job_id, c.server_id],
-            )  # fmt: skip
+            batch.script(scripts.release, pool.slot_keys(c.server_id), [c.job_id, c.server_id])
         # Policy: a job whose reservation could not be taken back stays where it is, and
         # the next turn looks again.
         for record, outcome in zip(lost, await batch.outcomes(self._client), strict=True):
@@ -617,8 +574,8 @@ class PartitionWorker:
                 inbox = pool.inbox(effect.server_id)
                 batch.command("XADD", inbox, "MAXLEN", "~", 1000, "*", "m", message)
             else:
-                res = pool.reservations(effect.server_id)
-                batch.script(scripts.release, [res, pool.jobs], [effect.job_id, effect.server_id])
+                slot = pool.slot_keys(effect.server_id)
+                batch.script(scripts.release, slot, [effect.job_id, effect.server_id])
         # Policy: an effect that failed is sent again after the next turn, until Redis
         # acknowledges it (terminating a job twice and releasing a slot twice are no-ops).
         effects, self._effects = self._effects, []
@@ -640,13 +597,3 @@ class PartitionWorker:
         pending: list[Any] = await fast.execute("XPENDING", events, keys.CONSUMER_GROUP)
         oldest = pending[1] or self._last_id
         await fast.execute("XTRIM", events, "MINID", "~", oldest)
-
-
-@dataclass(frozen=True, slots=True)
-class _Fanout:
-    """Per-participant jobs to start: of one new dispatch for everyone present, or of every
-    dispatch for one participant who published."""
-
-    room: str
-    dispatch_id: str | None = None
-    identity: str | None = None

@@ -16,10 +16,9 @@ import asyncio
 import logging
 import time
 
-from dispatcher.errors import describe
 from dispatcher.scheduler.placement import ServerView
 from dispatcher.store import keys, scripts
-from dispatcher.store.client import Client, is_unavailable
+from dispatcher.store.client import Client, is_unavailable, log_failure
 from dispatcher.wire import ServerStatus
 
 log = logging.getLogger(__name__)
@@ -85,11 +84,9 @@ class Registry:
             try:
                 await self.refresh()
             except Exception as exc:  # policy: the snapshot goes stale; no loss is judged
-                if not is_unavailable(exc):
-                    log.exception("registry refresh failed")
-                elif not self._unreachable_logged:
-                    log.warning("registry refresh failed: Redis unavailable (%s)", describe(exc))
-                self._unreachable_logged = True
+                if not self._unreachable_logged:  # once per outage
+                    log_failure(log, "registry refresh", exc)
+                self._unreachable_logged = is_unavailable(exc)
             else:
                 self._unreachable_logged = False
             await asyncio.sleep(self._interval_s)

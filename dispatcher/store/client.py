@@ -6,6 +6,7 @@ A client is redis-py's, for the many cold calls (membership, snapshots, listings
 
 from __future__ import annotations
 
+import logging
 from typing import Any, TypeAlias, cast
 
 import redis.asyncio as aioredis
@@ -14,7 +15,7 @@ from redis.exceptions import ClusterError, ReadOnlyError, ResponseError, TryAgai
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from dispatcher.errors import BatchFailed, StoreUnavailable
+from dispatcher.errors import BatchFailed, StoreUnavailable, describe
 from dispatcher.store.fastlane import FastLane, Redirect
 from dispatcher.store.replication import Replication
 
@@ -99,3 +100,12 @@ def is_unavailable(exc: BaseException) -> bool:
     if isinstance(exc, OSError | TimeoutError):
         return True
     return isinstance(exc, ResponseError) and str(exc).startswith(_NOT_SERVING)
+
+
+def log_failure(logger: logging.Logger, what: str, exc: BaseException) -> None:
+    """Redis being unavailable is expected in an outage: a warning that names it. Anything
+    else is a bug: the traceback."""
+    if is_unavailable(exc):
+        logger.warning("%s failed: Redis unavailable (%s)", what, describe(exc))
+    else:
+        logger.error("%s failed", what, exc_info=exc)

@@ -132,6 +132,11 @@ class PoolKeys:
     def inbox(self, server_id: str) -> str:
         return f"{self.base}inbox:{server_id}"
 
+    def slot_keys(self, server_id: str) -> list[str]:
+        """The keys of a server's reservations, in the order the slot scripts expect
+        (``confirm``/``release``/``revoke``: the server's reservations, then the pool's jobs)."""
+        return [self.reservations(server_id), self.jobs]
+
     def server_keys(self, server_id: str) -> list[str]:
         """The three keys of one server, in the order the pool scripts expect."""
         return [self.server(server_id), self.reservations(server_id), self.inbox(server_id)]

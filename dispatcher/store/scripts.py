@@ -116,6 +116,10 @@ async def load_all(client: Client) -> None:
         await client.script_load(script.source)
 
 
+# A batched call: the command, its routing key, and its script (None for a plain command).
+_Call = tuple[tuple[ScriptArg, ...], str, Script | None]
+
+
 class Batch:
     """Script calls and plain commands sent together (one write and round trip per node).
 
@@ -124,8 +128,7 @@ class Batch:
     """
 
     def __init__(self) -> None:
-        # (command, routing key, script or None)
-        self._calls: list[tuple[tuple[ScriptArg, ...], str, Script | None]] = []
+        self._calls: list[_Call] = []
 
     def __len__(self) -> int:
         return len(self._calls)
@@ -162,9 +165,7 @@ class Batch:
         return results
 
     @staticmethod
-    async def _send(
-        client: Client, calls: list[tuple[tuple[ScriptArg, ...], str, Script | None]]
-    ) -> list[Any]:
+    async def _send(client: Client, calls: list[_Call]) -> list[Any]:
         fast = client.fast
         futures = [fast.send(call, key) for call, key, _ in calls]
         # Replies come back in order, so after the first wait the rest are usually done:
@@ -179,10 +180,9 @@ class Batch:
         return results
 
 
-async def _load_where_missing(
-    client: Client, calls: list[tuple[tuple[ScriptArg, ...], str, Script | None]]
-) -> None:
-    """Load each script that met NOSCRIPT on the node of its call, once per (script, node)."""
+async def _load_where_missing(client: Client, calls: list[_Call]) -> None:
+    """Load each script that met NOSCRIPT on the node of its call, once per script and
+    routing key."""
     seen: set[tuple[str, str]] = set()
     for _call, key, script in calls:
         if script is None or (script.sha, key) in seen:
