@@ -43,6 +43,15 @@ class ApiSettings(RedisSettings, kw_only=True, frozen=True):
     token_leeway_s: float = 60.0
     max_metadata_bytes: int = 512 * 1024
     max_body_bytes: int = 10 * 1024 * 1024
+    # What one client may cost the node (SECURITY.md explains each).
+    max_connections: int = 10_000
+    max_head_bytes: int = 64 * 1024
+    head_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
+    keepalive_timeout_s: float = 75.0
+    max_dispatches_per_room: int = 100
+    max_list_bytes: int = 8 * 1024 * 1024  # the records one ListDispatch/ListRooms returns
+    max_list_rooms: int = 10_000
     idempotency_ttl_s: int = 600
     # On SIGTERM readiness fails at once; requests are still served this long (a load
     # balancer's time to notice, e.g. 5 s on Kubernetes), then in-flight ones finish.

@@ -8,7 +8,7 @@ import logging
 from dispatcher.api.access import Authorizer
 from dispatcher.api.auth import TokenVerifier
 from dispatcher.api.dispatch_service import DispatchService
-from dispatcher.api.http import HttpApp, HttpServer, Request, Response
+from dispatcher.api.http import HttpApp, HttpServer, Request, Response, ServerLimits
 from dispatcher.api.participant_service import ParticipantService
 from dispatcher.api.room_service import Rooms, RoomService
 from dispatcher.api.sip_inbound import SipInboundService
@@ -28,13 +28,18 @@ DRAINING = "draining"  # app state: set once the node stops, so readiness fails 
 def create_app(settings: ApiSettings, client: Client, api_keys: dict[str, str]) -> HttpApp:
     app = HttpApp()
     authorizer = Authorizer(TokenVerifier(api_keys, settings.token_leeway_s))
-    limits = Limits(max_metadata_bytes=settings.max_metadata_bytes)
+    limits = Limits(
+        max_metadata_bytes=settings.max_metadata_bytes,
+        max_dispatches_per_room=settings.max_dispatches_per_room,
+        max_list_bytes=settings.max_list_bytes,
+        max_list_rooms=settings.max_list_rooms,
+    )
     TwirpRouter(max_body_size=settings.max_body_bytes).install(app)
     dispatches = DispatchService(
         client, authorizer, settings.partitions, limits, settings.idempotency_ttl_s
     )
     dispatches.twirp().install(app)
-    rooms = Rooms(client, settings.partitions, settings.room_retention_s)
+    rooms = Rooms(client, settings.partitions, settings.room_retention_s, limits)
     RoomService(rooms, authorizer, limits).twirp().install(app)
     ensure = settings.token_agents == "ensure"
     ParticipantService(rooms, authorizer, limits, ensure).twirp().install(app)
@@ -59,12 +64,22 @@ def create_app(settings: ApiSettings, client: Client, api_keys: dict[str, str]) 
     return app
 
 
+def server_limits(settings: ApiSettings) -> ServerLimits:
+    return ServerLimits(
+        max_connections=settings.max_connections,
+        max_head_bytes=settings.max_head_bytes,
+        head_timeout_s=settings.head_timeout_s,
+        body_timeout_s=settings.body_timeout_s,
+        keepalive_timeout_s=settings.keepalive_timeout_s,
+    )
+
+
 class ApiNode:
     def __init__(self, settings: ApiSettings, client: Client, api_keys: dict[str, str]) -> None:
         self.settings = settings
         self.client = client
         self._app = create_app(settings, client, api_keys)
-        self._server = HttpServer(self._app)
+        self._server = HttpServer(self._app, server_limits(settings))
 
     @classmethod
     async def create(cls, settings: ApiSettings) -> ApiNode:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, TypeAlias
 import msgspec
 import orjson
 
+from dispatcher.api.nesting import MAX_DEPTH, too_deep
 from dispatcher.errors import AuthError
 
 __all__ = ["Claims", "SIPGrant", "TokenVerifier", "VideoGrant", "bearer_token", "create_token"]
@@ -163,7 +164,7 @@ def _check_header(header_b64: bytes) -> None:
     if header_b64 == _HS256_HEADER_B64:  # fast path for the header every SDK sends
         return
     try:
-        alg = _HEADER_DECODER.decode(_b64decode(header_b64)).alg
+        alg = _HEADER_DECODER.decode(_json_segment(header_b64, "header")).alg
     except msgspec.DecodeError as exc:
         raise AuthError(f"{_INVALID}: malformed header ({exc})") from None
     if alg != "HS256":  # refuses "none", other HMAC sizes and asymmetric algorithms
@@ -172,7 +173,7 @@ def _check_header(header_b64: bytes) -> None:
 
 def _decode_claims(payload_b64: bytes) -> Claims:
     try:
-        claims = _CLAIMS_DECODER.decode(_b64decode(payload_b64))
+        claims = _CLAIMS_DECODER.decode(_json_segment(payload_b64, "claims"))
     except msgspec.DecodeError as exc:
         raise AuthError(f"{_INVALID}: malformed claims ({exc})") from None
     if claims.room_config is not None and bytes(claims.room_config) == b"null":
@@ -187,13 +188,25 @@ def _check_lifetime(claims: Claims, now: float, leeway_s: float) -> None:
         raise AuthError(f"{_INVALID}: token not valid yet")
 
 
+def _json_segment(segment: bytes, what: str) -> bytes:
+    """A header or claims segment's JSON, refused before decoding when it nests too deep."""
+    data = _b64decode(segment)
+    if too_deep(data):
+        raise AuthError(f"{_INVALID}: malformed {what} (nested more than {MAX_DEPTH} deep)")
+    return data
+
+
 def _b64decode(segment: bytes) -> bytes:
-    """Strict unpadded base64url: stray characters are errors, not silently skipped."""
+    """Canonical unpadded base64url only: stray characters, padding and unused bits that
+    are not zero are errors, so each token has exactly one accepted spelling."""
     padded = segment.translate(_FROM_URLSAFE) + b"=" * (-len(segment) % 4)
     try:
-        return binascii.a2b_base64(padded, strict_mode=True)
+        data = binascii.a2b_base64(padded, strict_mode=True)
     except binascii.Error:
         raise AuthError(f"{_INVALID}: malformed base64") from None
+    if _b64encode(data) != segment:  # "=" padding, or a last character with stray bits
+        raise AuthError(f"{_INVALID}: base64 is not in canonical unpadded form")
+    return data
 
 
 def _b64encode(data: bytes) -> bytes:

@@ -15,7 +15,12 @@ from livekit.protocol import agent_dispatch as pb
 from dispatcher.api.access import Authorizer
 from dispatcher.api.http import Request
 from dispatcher.api.twirp import TwirpError, TwirpService
-from dispatcher.api.validation import Limits, check_dispatch_request, require
+from dispatcher.api.validation import (
+    Limits,
+    check_dispatch_request,
+    require,
+    resource_exhausted,
+)
 from dispatcher.convert import dispatch_message
 from dispatcher.partitions import partition_of
 from dispatcher.rooms import RoomSpec, dispatch_of, new_room
@@ -76,11 +81,17 @@ class DispatchService:
         request_id = _request_id(request)
         ttl = self._idempotency_ttl_s if request_id else 0
         idem_key = k.idempotency(request_id) if request_id else k.events
+        limits = self._limits
         created, stored = await scripts.create_dispatch(
             self._client,
             [k.rooms, *k.room_keys(req.room), k.events, idem_key],
-            [req.room, record.id, encode(record), encode(event), encode(room), ttl, req.agent_name],
+            [
+                *(req.room, record.id, encode(record), encode(event), encode(room), ttl),
+                *(req.agent_name, limits.max_dispatches_per_room, limits.max_list_bytes),
+            ],
         )
+        if created < 0:
+            raise _room_full(req.room, created, stored, limits)
         await self._client.replication.settle(self._client.fast, k.events)
         # An idempotent replay answers with the dispatch the first call created.
         return dispatch_message(record if created == 1 else dispatch_decoder.decode(stored))
@@ -92,8 +103,15 @@ class DispatchService:
         require(req.room, "room")
         k = self._keys(req.room)
         raw_dispatches, raw_jobs = await scripts.list_dispatches(
-            self._client, [k.room(req.room), k.room_jobs(req.room)], [req.dispatch_id]
+            self._client,
+            [k.room(req.room), k.room_jobs(req.room)],
+            [req.dispatch_id, self._limits.max_list_bytes],
         )
+        if raw_dispatches == -1:
+            raise resource_exhausted(
+                f"the records of room {req.room!r} total {raw_jobs} bytes, more than a listing "
+                f"may return ({self._limits.max_list_bytes}); list one dispatch by dispatch_id"
+            )
         jobs: dict[str, list[JobRecord]] = {}
         for raw in raw_jobs:
             job = job_decoder.decode(raw)
@@ -141,6 +159,18 @@ class DispatchService:
             raise TwirpError.not_found("dispatch ID not found")
         await self._client.replication.settle(self._client.fast, k.events)
         return deleted if result[0] == 1 else None
+
+
+def _room_full(room: str, outcome: int, value: int, limits: Limits) -> TwirpError:
+    if outcome == -1:
+        return resource_exhausted(
+            f"room {room!r} already has {value} dispatches, the most a room may have "
+            f"({limits.max_dispatches_per_room}); delete the room to start over"
+        )
+    return resource_exhausted(
+        f"room {room!r}'s dispatch records would total {value} bytes, more than a listing "
+        f"may return ({limits.max_list_bytes})"
+    )
 
 
 def _request_id(request: Request) -> str:

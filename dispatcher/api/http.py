@@ -24,10 +24,15 @@ Handlers are ``async (Request) -> Response``; an exception becomes a plain 500.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import enum
+import heapq
 import logging
+import resource
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass
 from email.utils import formatdate
 from http import HTTPStatus
 from typing import Any, Final, cast, overload
@@ -39,9 +44,8 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[["Request"], Awaitable["Response"]]
 
-MAX_HEAD_BYTES: Final = 64 * 1024  # request line plus headers
-KEEPALIVE_TIMEOUT_S: Final = 75.0  # an idle keep-alive connection is closed after this
-_SWEEP_EVERY_S: Final = 10.0
+_SWEEP_EVERY_S: Final = 1.0  # how often connections are checked against their timeouts
+_LINGER_S: Final = 2.0  # a closing connection drops what still arrives for this long
 _MAX_QUEUED: Final = 16  # pipelined requests buffered per connection before reading pauses
 _CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
 _REASONS: Final = {s.value: s.phrase for s in HTTPStatus}
@@ -151,11 +155,30 @@ class HttpApp:
         return await route(request)
 
 
+@dataclass(frozen=True, slots=True)
+class ServerLimits:
+    """What one client may cost the node (SECURITY.md lists them with their settings).
+
+    At ``max_connections`` a new client still gets in: the connections that have waited
+    longest on their own client (idle, or sending a request slowly) are closed to make room.
+    A request head must arrive within ``head_timeout_s`` of its first byte and a body within
+    ``body_timeout_s`` of its head; an idle keep-alive connection lasts ``keepalive_timeout_s``.
+    """
+
+    max_connections: int = 10_000
+    max_head_bytes: int = 64 * 1024  # request line, headers and every CRLF, counted exactly
+    head_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
+    keepalive_timeout_s: float = 75.0
+
+
 class HttpServer:
     """A listening socket serving one ``HttpApp``; ``aclose`` drains in-flight requests."""
 
-    def __init__(self, app: HttpApp) -> None:
+    def __init__(self, app: HttpApp, limits: ServerLimits | None = None) -> None:
         self.app = app
+        self.limits = limits or ServerLimits()
+        self.max_connections = self.limits.max_connections
         self.connections: set[_Connection] = set()
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
@@ -166,11 +189,12 @@ class HttpServer:
         return int(self._server.sockets[0].getsockname()[1])
 
     async def start(self, host: str, port: int, *, backlog: int = 1024) -> None:
+        self.max_connections = _connections_within_fd_limit(self.limits.max_connections)
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
             lambda: _Connection(self), host, port, backlog=backlog
         )
-        self._sweeper = loop.create_task(self._sweep_idle())
+        self._sweeper = loop.create_task(self._sweep())
 
     async def aclose(self, grace_s: float = 10.0) -> None:
         """Stop accepting, let requests in progress finish (up to ``grace_s``), close."""
@@ -188,22 +212,76 @@ class HttpServer:
         if self._server is not None:
             await self._server.wait_closed()
 
-    async def _sweep_idle(self) -> None:
+    def admit(self) -> bool:
+        """Whether a new connection may stay: at the cap, make room by closing the ones
+        that have waited longest on their client, a batch at a time so a flood of new
+        connections costs one scan per batch, not one per connection."""
+        if len(self.connections) < self.max_connections:
+            return True
+        waiting = [c for c in self.connections if c.waiting_on_client()]
+        batch = max(1, self.max_connections // _EVICT_FRACTION)
+        for connection in heapq.nsmallest(batch, waiting, key=_Connection.waiting_since):
+            connection.evict()
+        return bool(waiting)
+
+    async def _sweep(self) -> None:
         loop = asyncio.get_running_loop()
+        limits = self.limits
+        shortest = min(limits.head_timeout_s, limits.body_timeout_s, limits.keepalive_timeout_s)
+        every_s = min(_SWEEP_EVERY_S, shortest / 2)
         while True:
-            await asyncio.sleep(_SWEEP_EVERY_S)
-            cutoff = loop.time() - KEEPALIVE_TIMEOUT_S
+            await asyncio.sleep(every_s)
+            now = loop.time()
             for connection in list(self.connections):
-                if connection.idle_since(cutoff):
-                    connection.close_when_idle()
+                connection.expire(now)
+
+
+_EVICT_FRACTION: Final = 64  # at the cap, close 1/64 of the connections per scan
+
+
+def _connections_within_fd_limit(wanted: int) -> int:
+    """Raise the soft file-descriptor limit for ``wanted`` connections plus a reserve
+    (Redis pools, logs); if the hard limit is lower, serve fewer and say so."""
+    need = wanted + _FD_RESERVE
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < need:
+        target = need if hard == resource.RLIM_INFINITY else min(need, hard)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+    if soft == resource.RLIM_INFINITY or soft >= need:
+        return wanted
+    fitting = max(1, soft - _FD_RESERVE)
+    log.warning(
+        "the file-descriptor limit (%d) leaves room for %d connections, not %d",
+        soft,
+        fitting,
+        wanted,
+    )
+    return fitting
+
+
+_FD_RESERVE: Final = 512
+
+
+class _Phase(enum.Enum):
+    IDLE = "idle"  # between requests: no byte of the next one yet
+    HEAD = "head"  # receiving a request head
+    BODY = "body"  # receiving a request body
 
 
 class _Connection(asyncio.Protocol):
-    """One client connection: parses requests, answers them in order."""
+    """One client connection: parses requests, answers them in order.
+
+    A request the server cannot take (malformed, too large, too slow, an upgrade) still lets
+    the requests before it on the connection be answered; then the connection gets its
+    error reply and is closed gracefully: our side is shut down first and what the client
+    still sends is read and dropped for a moment, so the reply is not lost to a reset."""
 
     def __init__(self, server: HttpServer) -> None:
         self._server = server
         self._app = server.app
+        self._limits = server.limits
         self._loop = asyncio.get_running_loop()
         self._parser = httptools.HttpRequestParser(self)
         self._transport: asyncio.Transport | None = None
@@ -211,39 +289,63 @@ class _Connection(asyncio.Protocol):
         self._task: asyncio.Task[None] | None = None  # the request being answered
         self._write_paused = False
         self._reading_paused = False
-        self._closing = False
-        self._last_active = self._loop.time()
+        self._closing = False  # answer what is queued, then close
+        self._last_reply: Response | None = None  # the reply that ends the connection
+        self._lingering: asyncio.TimerHandle | None = None
+        self._phase = _Phase.IDLE
+        self._since = self._loop.time()  # when the current phase (or the last reply) began
         self._head_error = ""
+        self._head_bytes = 0  # of the head in progress, counted in ``_feed``
+        self._tail = b""  # the last bytes of an unfinished head
         self._reset()
 
     def _reset(self) -> None:
         self._target = b""
         self._fields: dict[str, str] = {}
-        self._head_bytes = 0
         self._body: list[bytes] = []
         self._body_bytes = 0
         self._too_large = False
+        self._queued = False  # this message was queued before its body ended (too large)
+        self._body_left: int | None = None  # the bytes of a Content-Length body still due
 
     # --- asyncio.Protocol -----------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it
         self._transport = cast(asyncio.Transport, transport)
+        if not self._server.admit():
+            self._transport.write(_busy_reply())
+            self._transport.close()
+            return
         self._server.connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._server.connections.discard(self)
         self._transport = None
+        if self._lingering is not None:
+            self._lingering.cancel()
         if self._task is not None:
             self._task.cancel()
 
     def data_received(self, data: bytes) -> None:
+        if self._lingering is not None or self._closing:
+            return  # the connection is ending: what the client still sends is dropped
         try:
-            self._parser.feed_data(data)
+            self._feed(data)
         except httptools.HttpParserUpgrade:
-            self._refuse(400, "protocol upgrades are not supported")
+            self._stop()  # answer the request, ignoring the upgrade, then close
         except httptools.HttpParserError as exc:
-            self._refuse(400, self._head_error or f"malformed HTTP request: {exc}")
+            if self._head_error:
+                self._stop(Response.text(self._head_error, 431))
+            else:
+                self._stop(Response.text(f"malformed HTTP request: {exc}", 400))
+
+    def eof_received(self) -> bool:
+        # The client shut down its side: answer what it sent, then close ours.
+        if self._lingering is not None or (self._task is None and not self._queue):
+            return False
+        self._closing = True
+        return True
 
     def pause_writing(self) -> None:
         self._write_paused = True
@@ -252,25 +354,61 @@ class _Connection(asyncio.Protocol):
         self._write_paused = False
         self._next()
 
+    def _feed(self, data: bytes) -> None:
+        """Feed the parser a head, then a body, at a time, so that each head's size is known
+        to the byte (request line, headers, every CRLF) before the parser takes it."""
+        while data and not self._closing:
+            in_body = self._phase is _Phase.BODY
+            if in_body:
+                size = len(data) if self._body_left is None else min(self._body_left, len(data))
+                if self._body_left is not None:
+                    self._body_left -= size
+            else:
+                size = self._head_piece(data)
+            piece, data = (data, b"") if size == len(data) else (data[:size], data[size:])
+            self._parser.feed_data(piece)  # a new message's head restarts the count at 0
+            if not in_body and self._phase is _Phase.HEAD:
+                self._head_bytes += size
+
+    def _head_piece(self, data: bytes) -> int:
+        """How much of ``data`` belongs to the head in progress (all of it, or up to its
+        blank line); raises if that makes the head larger than its limit."""
+        so_far = self._head_bytes if self._phase is _Phase.HEAD else 0
+        if self._phase is _Phase.IDLE:
+            self._tail = b""
+        seen = self._tail + data  # a blank line may straddle two reads
+        end = seen.find(b"\r\n\r\n")
+        size = len(data) if end < 0 else end + 4 - len(self._tail)
+        self._tail = seen[-3:] if end < 0 else b""
+        limit = self._limits.max_head_bytes
+        # an unfinished head that has reached the limit will pass it
+        if so_far + size > limit or (end < 0 and so_far + size == limit):
+            self._head_error = f"request head exceeds {limit} bytes"
+            raise httptools.HttpParserError(self._head_error)
+        return size
+
     # --- httptools callbacks --------------------------------------------------------------
 
     def on_message_begin(self) -> None:
         self._reset()
+        self._head_bytes = 0
+        self._enter(_Phase.HEAD)
 
     def on_url(self, url: bytes) -> None:
         self._target += url
-        self._count_head(len(url))
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._count_head(len(name) + len(value))
         key, text = name.decode("latin-1").lower(), value.decode("latin-1")
         previous = self._fields.get(key)
         self._fields[key] = text if previous is None else f"{previous}, {text}"
 
     def on_headers_complete(self) -> None:
+        self._enter(_Phase.BODY)
         length = self._fields.get("content-length", "")
+        if length.isdigit() and "transfer-encoding" not in self._fields:
+            self._body_left = int(length)
         if length.isdigit() and int(length) > self._app.max_body_size:
-            self._too_large = True
+            self._refuse_body()  # at once: neither "100 Continue" nor a wait for the body
         elif self._fields.get("expect", "").lower() == "100-continue" and self._transport:
             self._transport.write(_CONTINUE)
 
@@ -279,40 +417,55 @@ class _Connection(asyncio.Protocol):
             return
         self._body_bytes += len(body)
         if self._body_bytes > self._app.max_body_size:
-            self._too_large = True
             self._body.clear()
+            self._refuse_body()
         else:
             self._body.append(body)
 
     def on_message_complete(self) -> None:
+        self._enter(_Phase.IDLE)
+        if not self._queued:
+            body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
+            self._queue_request(body, keep=self._parser.should_keep_alive())
+
+    # --- answering ------------------------------------------------------------------------
+
+    def _enter(self, phase: _Phase) -> None:
+        self._phase = phase
+        self._since = self._loop.time()
+
+    def _refuse_body(self) -> None:
+        """Hand the request to its handler flagged too large without its body; the
+        connection closes after the reply."""
+        self._too_large = True
+        self._queued = True
+        self._queue_request(b"", keep=False)
+
+    def _queue_request(self, body: bytes, *, keep: bool) -> None:
+        if self._closing:
+            return  # a request after one that ends the connection is not read
         method = self._parser.get_method().decode("latin-1")
-        body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
         request = Request(
             method,
             self._target.decode("latin-1"),
             Headers(self._fields),
-            b"" if self._too_large else body,
+            body,
             body_too_large=self._too_large,
         )
-        keep = self._parser.should_keep_alive() and not self._too_large
         self._queue.append((request, keep))
-        self._last_active = self._loop.time()
+        if not keep:
+            self._closing = True  # nothing after this request is read
         if len(self._queue) >= _MAX_QUEUED and self._transport is not None:
             self._transport.pause_reading()
             self._reading_paused = True
         self._next()
 
-    # --- answering ------------------------------------------------------------------------
-
-    def _count_head(self, size: int) -> None:
-        self._head_bytes += size
-        if self._head_bytes > MAX_HEAD_BYTES:
-            # the parser reports a callback's exception as its own error; keep ours to answer
-            self._head_error = f"request head exceeds {MAX_HEAD_BYTES} bytes"
-            raise httptools.HttpParserError(self._head_error)
-
     def _next(self) -> None:
-        if self._task is not None or self._write_paused or not self._queue:
+        if self._task is not None or self._write_paused:
+            return
+        if not self._queue:
+            if self._closing:
+                self._end()
             return
         request, keep = self._queue.popleft()
         if self._reading_paused and len(self._queue) < _MAX_QUEUED // 2 and self._transport:
@@ -327,10 +480,14 @@ class _Connection(asyncio.Protocol):
             log.exception("handler for %s %s failed", request.method, request.path)
             response = Response.text("internal server error", 500)
         self._task = None
-        self._last_active = self._loop.time()
-        keep = keep and not self._closing
-        self._write(response, keep, head_only=request.method == "HEAD")
-        if keep:
+        self._since = self._loop.time()
+        last = not keep or (self._closing and not self._queue and self._last_reply is None)
+        self._write(response, keep=not last, head_only=request.method == "HEAD")
+        if last:
+            self._closing = True
+            self._queue.clear()
+            self._linger()
+        else:
             self._next()
 
     def _write(self, response: Response, keep: bool, *, head_only: bool = False) -> None:
@@ -339,20 +496,73 @@ class _Connection(asyncio.Protocol):
         body = response.body
         head = _head(response.status, response.content_type, len(body), keep)
         self._transport.write(head if head_only else head + body)
-        if not keep:
+
+    def _stop(self, reply: Response | None = None) -> None:
+        """Take no more requests: answer the ones queued, then ``reply`` (if any), close."""
+        self._closing = True
+        self._last_reply = reply
+        if self._transport is not None and not self._reading_paused:
+            self._transport.pause_reading()
+            self._reading_paused = True
+        self._next()
+
+    def _end(self) -> None:
+        """Nothing is queued any more and the connection is closing: send the last reply."""
+        if self._lingering is not None or self._transport is None:
+            return
+        if self._last_reply is not None:
+            self._write(self._last_reply, keep=False)
+        self._linger()
+
+    def _linger(self) -> None:
+        """Close gracefully: shut our side, drop what still arrives, close for good when the
+        client closes or after ``_LINGER_S``."""
+        transport = self._transport
+        if transport is None or self._lingering is not None:
+            return
+        self._lingering = self._loop.call_later(_LINGER_S, self.abort)
+        if not transport.can_write_eof():
+            transport.close()
+            return
+        transport.write_eof()
+        if self._reading_paused:
+            transport.resume_reading()
+            self._reading_paused = False
+
+    # --- limits and shutdown --------------------------------------------------------------
+
+    def waiting_on_client(self) -> bool:
+        """Nothing of ours in progress: the connection waits for its client."""
+        return self._task is None and not self._queue and self._lingering is None
+
+    def waiting_since(self) -> float:
+        return self._since
+
+    def expire(self, now: float) -> None:
+        """Close the connection if its client has taken too long."""
+        if not self.waiting_on_client():
+            return
+        waited = now - self._since
+        if self._phase is _Phase.IDLE and waited > self._limits.keepalive_timeout_s:
+            self._linger()
+        elif self._phase is _Phase.HEAD and waited > self._limits.head_timeout_s:
+            limit = self._limits.head_timeout_s
+            self._stop(Response.text(f"request head not received within {limit:g} s", 408))
+        elif self._phase is _Phase.BODY and waited > self._limits.body_timeout_s:
+            limit = self._limits.body_timeout_s
+            self._stop(Response.text(f"request body not received within {limit:g} s", 408))
+
+    def evict(self) -> None:
+        """Make room for a new connection (the node is at its connection limit): its
+        descriptor is freed at once, so an idle connection is reset, not closed gently."""
+        self._server.connections.discard(self)
+        if self._transport is None:
+            return
+        if self._phase is _Phase.IDLE:
+            self._transport.abort()
+        else:
+            self._transport.write(_busy_reply())
             self._transport.close()
-
-    def _refuse(self, status: int, message: str) -> None:
-        self._queue.clear()
-        if self._task is None:
-            self._write(Response.text(message, status), keep=False)
-        elif self._transport is not None:
-            self._transport.close()
-
-    # --- shutdown -------------------------------------------------------------------------
-
-    def idle_since(self, cutoff: float) -> bool:
-        return self._task is None and not self._queue and self._last_active < cutoff
 
     def close_when_idle(self) -> None:
         """Close now if nothing is in progress, else after the current response."""
@@ -364,6 +574,11 @@ class _Connection(asyncio.Protocol):
     def abort(self) -> None:
         if self._transport is not None:
             self._transport.abort()
+
+
+def _busy_reply() -> bytes:
+    body = b"too many connections: the node is at its connection limit; retry"
+    return _head(503, "text/plain; charset=utf-8", len(body), False) + body
 
 
 def _head(status: int, content_type: str, length: int, keep: bool) -> bytes:

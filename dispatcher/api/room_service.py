@@ -10,6 +10,7 @@ from the events those scripts append, and closes the room when its timeouts pass
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import msgspec
@@ -19,7 +20,7 @@ from livekit.protocol import room as room_pb
 from dispatcher.api.access import Authorizer
 from dispatcher.api.http import Request
 from dispatcher.api.twirp import TwirpError, TwirpService
-from dispatcher.api.validation import Limits, check_room_spec, require
+from dispatcher.api.validation import Limits, check_room_spec, require, resource_exhausted
 from dispatcher.partitions import partition_of
 from dispatcher.rooms import RoomSpec, dispatch_args, new_room, room_dispatches, room_message
 from dispatcher.store import keys, scripts
@@ -57,10 +58,13 @@ class Opened:
 class Rooms:
     """Room scripts on the right partition, with records built by ``dispatcher.rooms``."""
 
-    def __init__(self, client: Client, partitions: int, retention_s: int) -> None:
+    def __init__(
+        self, client: Client, partitions: int, retention_s: int, limits: Limits | None = None
+    ) -> None:
         self.client = client
         self._partitions = partitions
         self._retention_s = retention_s
+        self._limits = limits or Limits()
 
     def keys_of(self, room: str) -> keys.PartitionKeys:
         return keys.partition_keys(partition_of(room, self._partitions))
@@ -98,6 +102,7 @@ class Rooms:
                 *dispatch_args(room, dispatches),
                 *person,
                 spec.max_participants,
+                self._limits.max_dispatches_per_room,
             ],
         )
         created, stored, made, joined, stored_participant = reply
@@ -121,6 +126,7 @@ class Rooms:
                 by_partition.setdefault(partition_of(name, self._partitions), []).append(name)
         else:
             by_partition = {p: [] for p in range(self._partitions)}
+        await self._check_listing(by_partition)
         batch = scripts.Batch()
         for partition, wanted in by_partition.items():
             k = keys.partition_keys(partition)
@@ -134,6 +140,27 @@ class Rooms:
             ]
         rooms.sort(key=lambda pair: (pair[0].created_at, pair[0].name))
         return rooms
+
+    async def _check_listing(self, by_partition: Mapping[int, Sequence[str]]) -> None:
+        """Refuse a listing over its limits before any record is copied."""
+        most = self._limits.max_list_rooms
+        batch = scripts.Batch()
+        for partition, wanted in by_partition.items():
+            batch.script(
+                scripts.room_sizes, [keys.partition_keys(partition).rooms], [most, *wanted]
+            )
+        count = size = 0
+        for partition_count, partition_size in await batch.run(self.client):
+            count, size = count + partition_count, size + max(partition_size, 0)
+            if count > most or partition_size < 0:
+                raise resource_exhausted(
+                    f"more than {most} rooms to list; name the rooms to list (names)"
+                )
+        if size > self._limits.max_list_bytes:
+            raise resource_exhausted(
+                f"the rooms' records total {size} bytes, more than a listing may return "
+                f"({self._limits.max_list_bytes}); name fewer rooms (names)"
+            )
 
     async def delete(self, name: str) -> bool:
         """Delete the room, marking its dispatches deleted; False when there is none."""

@@ -26,7 +26,7 @@ from dispatcher.api.participant_service import (
 )
 from dispatcher.api.room_service import Joined, Rooms
 from dispatcher.api.sip_service import resolve_inbound
-from dispatcher.api.twirp import TwirpError, TwirpService, request_body
+from dispatcher.api.twirp import TwirpError, TwirpService, check_json_depth, request_body
 from dispatcher.rooms import RoomSpec
 from dispatcher.sip.rules import InboundCall, InboundMatch, SipRuleError
 from dispatcher.store.client import Client
@@ -92,6 +92,7 @@ class SipInboundService:
 
 def _read_call(request: Request) -> InboundCall:
     body = request_body(request, _MAX_BODY)
+    check_json_depth(body, "call report")
     try:
         return _call_decoder.decode(body)
     except msgspec.DecodeError as exc:  # ValidationError included

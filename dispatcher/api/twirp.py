@@ -26,6 +26,7 @@ from google.protobuf import json_format
 from google.protobuf.message import DecodeError, Message
 
 from dispatcher.api.http import HttpApp, Request, Response
+from dispatcher.api.nesting import MAX_DEPTH, too_deep
 from dispatcher.errors import StoreUnavailable, describe
 from dispatcher.store.client import is_unavailable
 
@@ -35,6 +36,7 @@ __all__ = [
     "TwirpError",
     "TwirpRouter",
     "TwirpService",
+    "check_json_depth",
     "error_response",
     "message_response",
     "read_message",
@@ -131,7 +133,7 @@ def error_response(err: TwirpError) -> Response:
     body: dict[str, Any] = {"code": err.code, "msg": err.msg}
     if err.meta:
         body["meta"] = err.meta
-    return _response(err.status, JSON, _dump_json(body))
+    return _response(err.status, JSON, _dump_error(body))
 
 
 def message_response(message: Message, is_json: bool) -> Response:
@@ -155,6 +157,20 @@ def _response(status: int, content_type: str, body: bytes) -> Response:
 
 def _dump_json(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _dump_error(value: Any) -> bytes:
+    # ASCII with escapes: a message may echo what the client sent, lone surrogates included,
+    # which UTF-8 cannot carry.
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+def check_json_depth(body: bytes, what: str) -> None:
+    """Refuse JSON nested deeper than any of our messages before a decoder recurses into it."""
+    if too_deep(body):
+        raise TwirpError.malformed(
+            f"the {what} could not be decoded: nested more than {MAX_DEPTH} levels deep"
+        )
 
 
 # -- requests ----------------------------------------------------------------------------
@@ -204,6 +220,7 @@ def _parse_json(body: bytes, message: Message) -> None:
     if not text.startswith(b"{"):
         what = "not a JSON object" if text else "empty body"
         raise TwirpError.malformed(f"the json request could not be decoded: {what}")
+    check_json_depth(body, "json request")
     try:
         json_format.Parse(body, message, ignore_unknown_fields=True)
     except (json_format.ParseError, UnicodeDecodeError) as exc:

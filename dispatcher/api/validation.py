@@ -12,12 +12,20 @@ from dispatcher.rooms import RoomSpec
 
 MAX_NAME_BYTES = 256
 MAX_DEPLOYMENT_BYTES = 64
+_RESTART_POLICIES = frozenset(pb.JobRestartPolicy.values())
 
 
 @dataclass(frozen=True, slots=True)
 class Limits:
     max_metadata_bytes: int = 512 * 1024
     max_attributes_bytes: int = 64 * 1024
+    max_dispatches_per_room: int = 100
+    max_list_bytes: int = 8 * 1024 * 1024
+    max_list_rooms: int = 10_000
+
+
+def resource_exhausted(msg: str) -> TwirpError:
+    return TwirpError("resource_exhausted", msg)
 
 
 def require(value: str, field: str) -> None:
@@ -46,6 +54,16 @@ def check_agent(
     check_metadata(agent.metadata, limits, f"{where}metadata")
     check_attributes(agent.attributes, limits, where)
     check_deployment(agent.deployment)
+    check_restart_policy(agent.restart_policy, where)
+
+
+def check_restart_policy(policy: int, where: str = "") -> None:
+    # Protobuf enums are open: an unknown number decodes fine and must be refused here.
+    if policy not in _RESTART_POLICIES:
+        raise TwirpError.invalid_argument(
+            f"{where}restart_policy {policy} is not a known policy "
+            f"({', '.join(f'{n}={v}' for n, v in pb.JobRestartPolicy.items())})"
+        )
 
 
 def check_attributes(attributes: Mapping[str, str], limits: Limits, where: str = "") -> None:
@@ -68,6 +86,11 @@ def check_metadata(metadata: str, limits: Limits, field: str = "metadata") -> No
 
 def check_room_spec(spec: RoomSpec, limits: Limits) -> None:
     check_metadata(spec.metadata, limits)
+    if len(spec.agents) > limits.max_dispatches_per_room:
+        raise TwirpError.invalid_argument(
+            f"{len(spec.agents)} agents exceed the limit of "
+            f"{limits.max_dispatches_per_room} dispatches per room"
+        )
     for index, agent in enumerate(spec.agents):
         check_agent(agent, limits, f"agents[{index}].")
 

@@ -36,7 +36,12 @@ from livekit.protocol import sip as sip_pb
 
 from dispatcher import ids
 from dispatcher.api.twirp import TwirpError
-from dispatcher.api.validation import MAX_NAME_BYTES, Limits, check_deployment
+from dispatcher.api.validation import (
+    MAX_NAME_BYTES,
+    Limits,
+    check_deployment,
+    check_restart_policy,
+)
 from dispatcher.errors import DispatcherError
 
 __all__ = [
@@ -320,8 +325,7 @@ def _check_room_config(config: room_pb.RoomConfiguration, limits: Limits) -> Non
         _check_bytes(agent.agent_name, where + ".agent_name", MAX_NAME_BYTES)
         _check_bytes(agent.metadata, where + ".metadata", limits.max_metadata_bytes)
         _check_attributes(agent.attributes, where + ".attributes", limits)
-        if agent.restart_policy not in agent_pb.JobRestartPolicy.values():
-            raise TwirpError.invalid_argument(f"{where}.restart_policy is not a known policy")
+        check_restart_policy(agent.restart_policy, where + ".")
         try:
             check_deployment(agent.deployment)
         except TwirpError as exc:

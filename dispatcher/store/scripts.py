@@ -85,6 +85,7 @@ publish = Script("publish")
 delete_room = Script("delete_room")
 close_room = Script("close_room")
 list_rooms = Script("list_rooms")
+room_sizes = Script("room_sizes")
 
 ALL = (
     create_dispatch,
@@ -107,6 +108,7 @@ ALL = (
     delete_room,
     close_room,
     list_rooms,
+    room_sizes,
 )
 
 

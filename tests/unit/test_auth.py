@@ -234,3 +234,45 @@ def test_create_token_verifies_with_pyjwt() -> None:
     token = create_token(KEY, SECRET, {"sub": "alice", "video": {"roomJoin": True}})
     decoded = jwt.decode(token, SECRET, algorithms=["HS256"])
     assert (decoded["iss"], decoded["sub"], decoded["video"]) == (KEY, "alice", {"roomJoin": True})
+
+
+# --- hostile tokens ----------------------------------------------------------------------
+
+
+def nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+@pytest.mark.parametrize("where", [0, 1])  # the header, the claims
+def test_deeply_nested_json_is_refused_before_decoding(where: int) -> None:
+    segments = craft(claims_at()).split(".")
+    segments[where] = b64url(f'{{"alg":"HS256","exp":1,"x":{nested(5000)}}}'.encode())
+    with pytest.raises(AuthError, match="nested more than 64 deep"):
+        verifier().verify(".".join(segments), now=NOW)
+
+
+def test_nesting_inside_strings_does_not_count() -> None:
+    token = craft(claims_at(metadata=nested(500)))
+    assert verifier().verify(token, now=NOW).metadata == nested(500)
+
+
+@pytest.mark.parametrize("segment", [0, 1, 2])
+@pytest.mark.parametrize("suffix", ["=", "==", "===", "A"])
+def test_only_the_canonical_base64url_form_verifies(segment: int, suffix: str) -> None:
+    parts = craft(claims_at()).split(".")
+    parts[segment] += suffix
+    with pytest.raises(AuthError, match="invalid authorization token"):
+        verifier().verify(".".join(parts), now=NOW)
+
+
+def test_a_signature_with_stray_low_bits_is_refused() -> None:
+    token = craft(claims_at())
+    signing_input, signature = token.rsplit(".", 1)
+    # 32 bytes take 43 characters whose last holds 2 unused bits: set one of them
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    last = alphabet.index(signature[-1])
+    assert last & 0b11 == 0
+    twin = signature[:-1] + alphabet[last | 0b01]
+    assert base64.urlsafe_b64decode(twin + "=") == base64.urlsafe_b64decode(signature + "=")
+    with pytest.raises(AuthError, match="canonical"):
+        verifier().verify(f"{signing_input}.{twin}", now=NOW)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
 
-from dispatcher.api.http import Headers, HttpApp, HttpServer, Request, Response
+from dispatcher.api.http import Headers, HttpApp, HttpServer, Request, Response, ServerLimits
 
 ECHO = "/echo"
 
@@ -145,7 +147,7 @@ async def test_oversized_head_is_refused(server: HttpServer) -> None:
     reader, writer = await connect(server)
     writer.write(post(ECHO, b"", "X-Big: " + "y" * 70_000))
     status, _, body = await read_response(reader)
-    assert status == 400 and b"exceeds" in body
+    assert status == 431 and b"exceeds" in body
     assert await closed(reader, writer)
 
 
@@ -217,3 +219,147 @@ def test_request_headers_and_query() -> None:
     assert request.headers.get("X-Missing", "") == ""
     assert "AUTHORIZATION" in request.headers
     assert dict(request.query) == {"room": "a b", "flag": ""}
+
+
+# --- hostile clients --------------------------------------------------------------------
+
+
+@asynccontextmanager
+async def limited(**limits: Any) -> AsyncIterator[HttpServer]:
+    served = HttpServer(make_app(), ServerLimits(**limits))
+    await served.start("127.0.0.1", 0)
+    try:
+        yield served
+    finally:
+        await served.aclose(grace_s=1)
+
+
+async def test_a_client_that_shuts_down_its_side_still_gets_its_reply(server: HttpServer) -> None:
+    reader, writer = await connect(server)
+    writer.write(post(f"{ECHO}?sleep=0.05", b"half"))
+    writer.write_eof()
+    assert (await read_response(reader))[2].endswith(b"|half")
+    assert await closed(reader, writer)
+
+
+async def test_garbage_after_a_valid_request_does_not_lose_its_reply(server: HttpServer) -> None:
+    reader, writer = await connect(server)
+    writer.write(post(f"{ECHO}?sleep=0.05", b"first") + b"GARBAGE\r\n\r\n")
+    assert (await read_response(reader))[2].endswith(b"|first")
+    status, headers, body = await read_response(reader)
+    assert (status, headers["connection"]) == (400, "close")
+    assert body.startswith(b"malformed HTTP request")
+    assert await closed(reader, writer)
+
+
+@pytest.mark.parametrize(
+    ("raw", "status"),
+    [
+        (
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\n\r\n",
+            200,
+        ),
+        (b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n", 404),
+    ],
+)
+async def test_upgrades_and_connect_are_answered_then_closed(
+    server: HttpServer, raw: bytes, status: int
+) -> None:
+    reader, writer = await connect(server)
+    writer.write(raw + b"\x16\x03\x01 not http")
+    got, headers, _ = await read_response(reader)
+    assert (got, headers["connection"]) == (status, "close")
+    assert await closed(reader, writer)
+
+
+async def test_a_declared_body_over_the_limit_is_refused_before_it_is_sent(
+    server: HttpServer,
+) -> None:
+    reader, writer = await connect(server)
+    head = f"POST {ECHO} HTTP/1.1\r\nHost: x\r\nContent-Length: 20000000\r\n"
+    writer.write(head.encode() + b"Expect: 100-continue\r\n\r\n")
+    status, headers, body = await asyncio.wait_for(read_response(reader), 2)
+    assert (status, body, headers["connection"]) == (413, b"too large", "close")
+    assert await closed(reader, writer)
+
+
+def head_of_size(size: int, line: str = "X-Pad: ") -> bytes:
+    """A GET head of exactly ``size`` bytes, its padding in one header."""
+    start = f"GET /healthz HTTP/1.1\r\nHost: x\r\n{line}"
+    return (start + "p" * (size - len(start) - 4) + "\r\n\r\n").encode()
+
+
+@pytest.mark.parametrize("split", [False, True])
+async def test_the_head_limit_counts_every_byte(split: bool) -> None:
+    async with limited(max_head_bytes=1024) as server:
+        for size, status in ((1024, 200), (1025, 431)):
+            reader, writer = await connect(server)
+            raw = head_of_size(size)
+            for i in range(0, len(raw), 100 if split else len(raw)):
+                writer.write(raw[i : i + 100] if split else raw)
+                await writer.drain()
+            assert (await read_response(reader))[0] == status
+            writer.close()
+
+
+async def test_many_tiny_headers_count_their_colons_and_line_ends(server: HttpServer) -> None:
+    reader, writer = await connect(server)
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + b"a:\r\n" * 50_000 + b"\r\n")
+    status, _, body = await read_response(reader)
+    assert status == 431 and body == b"request head exceeds 65536 bytes"
+    assert await closed(reader, writer)
+
+
+async def test_a_pipelined_head_is_counted_from_its_own_first_byte() -> None:
+    async with limited(max_head_bytes=1024) as server:
+        reader, writer = await connect(server)
+        writer.write(post(ECHO, b"x" * 40) + head_of_size(1024) + head_of_size(1025))
+        assert (await read_response(reader))[0] == 200
+        assert (await read_response(reader))[0] == 200
+        assert (await read_response(reader))[0] == 431
+        writer.close()
+
+
+async def test_a_slow_head_or_body_gets_408_and_an_idle_connection_closes() -> None:
+    async with limited(head_timeout_s=0.2, body_timeout_s=0.2, keepalive_timeout_s=0.3) as server:
+        slow_head_reader, slow_head = await connect(server)
+        slow_head.write(b"GET /healthz HTTP/1.1\r\nHost:")
+        slow_body_reader, slow_body = await connect(server)
+        slow_body.write(post(ECHO, b"12345")[:-3])
+        idle_reader, idle = await connect(server)
+        for reader, what in ((slow_head_reader, b"head"), (slow_body_reader, b"body")):
+            status, _, body = await asyncio.wait_for(read_response(reader), 2)
+            assert status == 408 and what in body
+        assert await closed(idle_reader, idle)
+        assert await closed(slow_head_reader, slow_head)
+        assert await closed(slow_body_reader, slow_body)
+
+
+async def test_at_the_connection_limit_the_longest_waiting_make_room() -> None:
+    async with limited(max_connections=8) as server:
+        idle = [await connect(server) for _ in range(8)]
+        reader, writer = await connect(server)
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert (await read_response(reader))[::2] == (200, b"ok")
+        assert await closed(*idle[0])  # the oldest idle one was closed
+        assert len(server.connections) <= 8
+        writer.close()
+        for _, other in idle:
+            other.close()
+
+
+async def test_at_the_connection_limit_with_every_connection_busy_a_new_one_gets_503() -> None:
+    async with limited(max_connections=4) as server:
+        busy = [await connect(server) for _ in range(4)]
+        for _, writer in busy:
+            writer.write(post(f"{ECHO}?sleep=0.5", b"busy"))
+        await asyncio.sleep(0.05)
+        reader, writer = await connect(server)
+        status, headers, body = await read_response(reader)
+        assert (status, headers["connection"]) == (503, "close")
+        assert b"connection limit" in body
+        writer.close()
+        for busy_reader, busy_writer in busy:  # the busy ones are not disturbed
+            assert (await read_response(busy_reader))[2].endswith(b"|busy")
+            busy_writer.close()

@@ -2,9 +2,10 @@
 -- concurrent first joins exactly one creates the room and its dispatches.
 -- KEYS=[rooms, room_dispatches, room_info, participants, room_jobs, events]
 -- ARGV=[room, room_record, ensure 0/1, n, (agent_name, dispatch_id, record, event) x n,
---       identity or "", participant_record, joined_event, max_participants]
+--       identity or "", participant_record, joined_event, max_participants, max_dispatches]
 -- The dispatches are created when this call creates the room; with ensure=1 also on an
--- existing room, for each agent name the room has no live dispatch of.
+-- existing room, for each agent name the room has no live dispatch of, while the room has
+-- fewer than max_dispatches dispatch records.
 -- Returns {created 0/1, room_record, {created dispatch ids}, joined, participant_record}
 -- where joined is 1 (new), 2 (already present: a reconnect), 0 (no participant), -1 (full).
 --@include room_lib
@@ -33,7 +34,8 @@ local made = {}
 if created == 1 or ARGV[3] == '1' then
   for i = 5, 4 + 4 * n, 4 do
     local name_field = 'a:' .. ARGV[i]
-    if created == 1 or redis.call('HEXISTS', KEYS[3], name_field) == 0 then
+    local room_for_more = redis.call('HLEN', KEYS[2]) < tonumber(ARGV[p + 4])
+    if created == 1 or (room_for_more and redis.call('HEXISTS', KEYS[3], name_field) == 0) then
       redis.call('HSET', KEYS[3], name_field, ARGV[i + 1])
       redis.call('HSET', KEYS[2], ARGV[i + 1], ARGV[i + 2])
       append(ARGV[i + 3])
