@@ -44,7 +44,7 @@ class ApiSettings(RedisSettings, kw_only=True, frozen=True):
     max_metadata_bytes: int = 512 * 1024
     max_body_bytes: int = 10 * 1024 * 1024
     # What one client may cost the node (SECURITY.md explains each).
-    max_connections: int = 10_000
+    max_connections: int = 50_000  # fewer if the file-descriptor limit cannot be raised
     max_head_bytes: int = 64 * 1024
     head_timeout_s: float = 10.0
     body_timeout_s: float = 30.0

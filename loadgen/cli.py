@@ -79,4 +79,24 @@ def offer(rate: float, duration: float, pin: bool, as_json: bool) -> None:
     click.echo(orjson.dumps(report).decode() if as_json else format_offer(report))
 
 
+@main.command()
+@click.option("--url", default="http://127.0.0.1:7880", show_default=True, help="API node URL.")
+@click.option("--idle", type=click.IntRange(min=0), default=10000, show_default=True)
+@click.option("--slow", type=click.IntRange(min=0), default=10000, show_default=True)
+@click.option("--hold", type=POSITIVE, default=30.0, show_default=True, help="Seconds.")
+@click.option("--procs", type=click.IntRange(min=1), default=2, show_default=True)
+def abuse(url: str, idle: int, slow: int, hold: float, procs: int) -> None:
+    """Hold idle and slow (slowloris) connections at an API node while probing its health
+    on fresh connections; prints one JSON object with the probes' outcome."""
+    import orjson
+
+    from loadgen.abuse import plan_from_url, run
+
+    plan = plan_from_url(url, idle=idle, slow=slow, hold_s=hold, procs=procs)
+    summary = run(plan).summary()
+    click.echo(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode())
+    if summary["probe_failures"]:
+        sys.exit(1)
+
+
 main.add_command(connect_command(dispatch))

@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-import heapq
 import logging
 import resource
 import time
@@ -45,6 +44,7 @@ log = logging.getLogger(__name__)
 Handler = Callable[["Request"], Awaitable["Response"]]
 
 _SWEEP_EVERY_S: Final = 1.0  # how often connections are checked against their timeouts
+_SWEEP_SLICE: Final = 256  # connections checked between two turns of the event loop
 _LINGER_S: Final = 2.0  # a closing connection drops what still arrives for this long
 _MAX_QUEUED: Final = 16  # pipelined requests buffered per connection before reading pauses
 _CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -159,13 +159,15 @@ class HttpApp:
 class ServerLimits:
     """What one client may cost the node (SECURITY.md lists them with their settings).
 
-    At ``max_connections`` a new client still gets in: the connections that have waited
-    longest on their own client (idle, or sending a request slowly) are closed to make room.
+    At ``max_connections`` a new client still gets in: the oldest connections that wait on
+    their own client (idle, or sending a request slowly) are closed to make room, those
+    silent for a second or more first. The cap is lowered to what the file-descriptor limit
+    allows when that limit cannot be raised.
     A request head must arrive within ``head_timeout_s`` of its first byte and a body within
     ``body_timeout_s`` of its head; an idle keep-alive connection lasts ``keepalive_timeout_s``.
     """
 
-    max_connections: int = 10_000
+    max_connections: int = 50_000
     max_head_bytes: int = 64 * 1024  # request line, headers and every CRLF, counted exactly
     head_timeout_s: float = 10.0
     body_timeout_s: float = 30.0
@@ -179,7 +181,7 @@ class HttpServer:
         self.app = app
         self.limits = limits or ServerLimits()
         self.max_connections = self.limits.max_connections
-        self.connections: set[_Connection] = set()
+        self.connections: dict[_Connection, None] = {}  # oldest first
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
 
@@ -213,16 +215,28 @@ class HttpServer:
             await self._server.wait_closed()
 
     def admit(self) -> bool:
-        """Whether a new connection may stay: at the cap, make room by closing the ones
-        that have waited longest on their client, a batch at a time so a flood of new
-        connections costs one scan per batch, not one per connection."""
+        """Whether a new connection may stay: at the cap, make room by closing a batch of
+        the oldest connections that wait on their client, those waiting a while first, so
+        a flood of new connections costs one short scan per batch."""
         if len(self.connections) < self.max_connections:
             return True
-        waiting = [c for c in self.connections if c.waiting_on_client()]
         batch = max(1, self.max_connections // _EVICT_FRACTION)
-        for connection in heapq.nsmallest(batch, waiting, key=_Connection.waiting_since):
+        stale_before = asyncio.get_running_loop().time() - _STALE_S
+        evicted = self._evict(batch, stale_before)
+        if evicted < batch:
+            evicted += self._evict(batch - evicted, float("inf"))
+        return evicted > 0
+
+    def _evict(self, count: int, waiting_before: float) -> int:
+        chosen = []
+        for connection in self.connections:
+            if connection.waiting_on_client(before=waiting_before):
+                chosen.append(connection)
+                if len(chosen) == count:
+                    break
+        for connection in chosen:
             connection.evict()
-        return bool(waiting)
+        return len(chosen)
 
     async def _sweep(self) -> None:
         loop = asyncio.get_running_loop()
@@ -232,11 +246,15 @@ class HttpServer:
         while True:
             await asyncio.sleep(every_s)
             now = loop.time()
-            for connection in list(self.connections):
+            for index, connection in enumerate(list(self.connections), 1):
                 connection.expire(now)
+                if index % _SWEEP_SLICE == 0:
+                    # thousands of slow clients may time out at once: let others in between
+                    await asyncio.sleep(0)
 
 
-_EVICT_FRACTION: Final = 64  # at the cap, close 1/64 of the connections per scan
+_EVICT_FRACTION: Final = 32  # at the cap, close 1/32 of the connections per scan
+_STALE_S: Final = 1.0  # a connection whose client has been silent this long goes first
 
 
 def _connections_within_fd_limit(wanted: int) -> int:
@@ -252,7 +270,7 @@ def _connections_within_fd_limit(wanted: int) -> int:
     if soft == resource.RLIM_INFINITY or soft >= need:
         return wanted
     fitting = max(1, soft - _FD_RESERVE)
-    log.warning(
+    log.info(
         "the file-descriptor limit (%d) leaves room for %d connections, not %d",
         soft,
         fitting,
@@ -276,16 +294,48 @@ class _Connection(asyncio.Protocol):
     A request the server cannot take (malformed, too large, too slow, an upgrade) still lets
     the requests before it on the connection be answered; then the connection gets its
     error reply and is closed gracefully: our side is shut down first and what the client
-    still sends is read and dropped for a moment, so the reply is not lost to a reset."""
+    still sends is read and dropped for a moment, so the reply is not lost to a reset.
+
+    Tens of thousands of these may be open at once, and each object the garbage collector
+    tracks lengthens its full collections (which stop the event loop): hence the slots, and
+    no per-request containers until a request begins."""
+
+    __slots__ = (
+        "_app",
+        "_body",
+        "_body_bytes",
+        "_body_left",
+        "_closing",
+        "_fields",
+        "_head_bytes",
+        "_head_error",
+        "_last_reply",
+        "_limits",
+        "_lingering",
+        "_loop",
+        "_parser",
+        "_phase",
+        "_queue",
+        "_queued",
+        "_reading_paused",
+        "_server",
+        "_since",
+        "_tail",
+        "_target",
+        "_task",
+        "_too_large",
+        "_transport",
+        "_write_paused",
+    )
 
     def __init__(self, server: HttpServer) -> None:
         self._server = server
         self._app = server.app
         self._limits = server.limits
         self._loop = asyncio.get_running_loop()
-        self._parser = httptools.HttpRequestParser(self)
+        self._parser: httptools.HttpRequestParser | None = None  # from the first byte on
         self._transport: asyncio.Transport | None = None
-        self._queue: deque[tuple[Request, bool]] = deque()  # (request, keep the connection)
+        self._queue: deque[tuple[Request, bool]] = _NO_QUEUE  # (request, keep the connection)
         self._task: asyncio.Task[None] | None = None  # the request being answered
         self._write_paused = False
         self._reading_paused = False
@@ -297,12 +347,12 @@ class _Connection(asyncio.Protocol):
         self._head_error = ""
         self._head_bytes = 0  # of the head in progress, counted in ``_feed``
         self._tail = b""  # the last bytes of an unfinished head
-        self._reset()
+        self._reset(_NO_FIELDS, _NO_BODY)  # fresh ones when a request begins
 
-    def _reset(self) -> None:
+    def _reset(self, fields: dict[str, str], body: list[bytes]) -> None:
         self._target = b""
-        self._fields: dict[str, str] = {}
-        self._body: list[bytes] = []
+        self._fields = fields
+        self._body = body
         self._body_bytes = 0
         self._too_large = False
         self._queued = False  # this message was queued before its body ended (too large)
@@ -317,10 +367,10 @@ class _Connection(asyncio.Protocol):
             self._transport.write(_busy_reply())
             self._transport.close()
             return
-        self._server.connections.add(self)
+        self._server.connections[self] = None
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._server.connections.discard(self)
+        self._server.connections.pop(self, None)
         self._transport = None
         if self._lingering is not None:
             self._lingering.cancel()
@@ -366,9 +416,19 @@ class _Connection(asyncio.Protocol):
             else:
                 size = self._head_piece(data)
             piece, data = (data, b"") if size == len(data) else (data[:size], data[size:])
-            self._parser.feed_data(piece)  # a new message's head restarts the count at 0
+            self._feed_parser(piece)  # a new message's head restarts the count at 0
             if not in_body and self._phase is _Phase.HEAD:
                 self._head_bytes += size
+
+    def _feed_parser(self, data: bytes) -> None:
+        parser = self._parser
+        if parser is None:
+            parser = self._parser = httptools.HttpRequestParser(_CALLBACKS)
+        _feeding[0] = self
+        try:
+            parser.feed_data(data)
+        finally:
+            _feeding[0] = None
 
     def _head_piece(self, data: bytes) -> int:
         """How much of ``data`` belongs to the head in progress (all of it, or up to its
@@ -390,7 +450,7 @@ class _Connection(asyncio.Protocol):
     # --- httptools callbacks --------------------------------------------------------------
 
     def on_message_begin(self) -> None:
-        self._reset()
+        self._reset({}, [])
         self._head_bytes = 0
         self._enter(_Phase.HEAD)
 
@@ -426,9 +486,13 @@ class _Connection(asyncio.Protocol):
         self._enter(_Phase.IDLE)
         if not self._queued:
             body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
-            self._queue_request(body, keep=self._parser.should_keep_alive())
+            self._queue_request(body, keep=self._parsing().should_keep_alive())
 
     # --- answering ------------------------------------------------------------------------
+
+    def _parsing(self) -> httptools.HttpRequestParser:
+        assert self._parser is not None  # called back by the parser only
+        return self._parser
 
     def _enter(self, phase: _Phase) -> None:
         self._phase = phase
@@ -444,7 +508,7 @@ class _Connection(asyncio.Protocol):
     def _queue_request(self, body: bytes, *, keep: bool) -> None:
         if self._closing:
             return  # a request after one that ends the connection is not read
-        method = self._parser.get_method().decode("latin-1")
+        method = self._parsing().get_method().decode("latin-1")
         request = Request(
             method,
             self._target.decode("latin-1"),
@@ -452,6 +516,8 @@ class _Connection(asyncio.Protocol):
             body,
             body_too_large=self._too_large,
         )
+        if self._queue is _NO_QUEUE:
+            self._queue = deque()
         self._queue.append((request, keep))
         if not keep:
             self._closing = True  # nothing after this request is read
@@ -531,12 +597,15 @@ class _Connection(asyncio.Protocol):
 
     # --- limits and shutdown --------------------------------------------------------------
 
-    def waiting_on_client(self) -> bool:
-        """Nothing of ours in progress: the connection waits for its client."""
-        return self._task is None and not self._queue and self._lingering is None
-
-    def waiting_since(self) -> float:
-        return self._since
+    def waiting_on_client(self, *, before: float = float("inf")) -> bool:
+        """Nothing of ours in progress: the connection waits for its client (since a time
+        earlier than ``before``)."""
+        return (
+            self._task is None
+            and not self._queue
+            and self._lingering is None
+            and self._since < before
+        )
 
     def expire(self, now: float) -> None:
         """Close the connection if its client has taken too long."""
@@ -555,7 +624,7 @@ class _Connection(asyncio.Protocol):
     def evict(self) -> None:
         """Make room for a new connection (the node is at its connection limit): its
         descriptor is freed at once, so an idle connection is reset, not closed gently."""
-        self._server.connections.discard(self)
+        self._server.connections.pop(self, None)
         if self._transport is None:
             return
         if self._phase is _Phase.IDLE:
@@ -574,6 +643,44 @@ class _Connection(asyncio.Protocol):
     def abort(self) -> None:
         if self._transport is not None:
             self._transport.abort()
+
+
+_NO_FIELDS: Final[dict[str, str]] = {}  # never written: a request begins with its own
+_NO_BODY: Final[list[bytes]] = []
+_NO_QUEUE: Final[deque[tuple[Request, bool]]] = deque()  # never appended to
+
+
+class _Callbacks:
+    """The parser callbacks, shared by every parser: each forwards to the connection being
+    fed. A parser given the connection itself would hold seven bound methods of its own,
+    seven more objects per connection for every full garbage collection to walk."""
+
+    def __init__(self) -> None:
+        for name in _CALLBACK_NAMES:
+            setattr(self, name, _forward(name))
+
+
+_CALLBACK_NAMES: Final = (
+    "on_message_begin",
+    "on_url",
+    "on_header",
+    "on_headers_complete",
+    "on_body",
+    "on_message_complete",
+)
+_feeding: list[Any] = [None]  # the connection whose data the parser is taking
+
+
+def _forward(name: str) -> Callable[..., None]:
+    method = getattr(_Connection, name)
+
+    def forward(*args: Any) -> None:
+        method(_feeding[0], *args)
+
+    return forward
+
+
+_CALLBACKS: Final = _Callbacks()
 
 
 def _busy_reply() -> bytes:
