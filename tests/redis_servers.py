@@ -2,9 +2,10 @@
 
 ``RedisServer`` runs one server on a free loopback port in its own temporary
 directory; ``RedisCluster`` runs three cluster-enabled servers and joins them
-into a 3-master cluster with ``redis-cli --cluster create``.  Both are context
-managers, and every process is also registered with a finalizer (run at
-interpreter exit at the latest) and asked to die with its parent (Linux
+into a 3-master cluster with ``redis-cli --cluster create``.  Given ``TlsFiles``
+(certificates from a throw-away CA), either speaks TLS only (``rediss://`` URLs).
+Both are context managers, and every process is also registered with a finalizer
+(run at interpreter exit at the latest) and asked to die with its parent (Linux
 ``PR_SET_PDEATHSIG``), so servers are not leaked even if the test run crashes.
 """
 
@@ -26,9 +27,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
+from urllib.parse import urlencode
 
 import redis
+import trustme
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -56,6 +59,54 @@ class RedisTarget:
 
     url: str
     cluster: bool
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """PEM files signed by one throw-away CA: ``cert``/``key`` for servers (valid for
+    127.0.0.1 and localhost), ``client_cert``/``client_key`` for clients that present a
+    certificate (any server of these files accepts it)."""
+
+    ca: Path
+    cert: Path
+    key: Path
+    client_cert: Path
+    client_key: Path
+
+    @classmethod
+    def create(cls, directory: Path) -> TlsFiles:
+        ca = trustme.CA()
+        server = ca.issue_cert(HOST, "localhost")
+        client = ca.issue_cert("client.dispatcher.test")
+        files = cls(*(directory / name for name in _TLS_FILE_NAMES))
+        ca.cert_pem.write_to_path(files.ca)
+        for cert, cert_path, key_path in (
+            (server, files.cert, files.key),
+            (client, files.client_cert, files.client_key),
+        ):
+            cert.private_key_pem.write_to_path(key_path)
+            for i, pem in enumerate(cert.cert_chain_pems):
+                pem.write_to_path(cert_path, append=i > 0)
+        return files
+
+    def url_query(self, *, client_cert: bool) -> str:
+        """The URL options that trust the CA, and present the client certificate."""
+        options = {"ssl_ca_certs": str(self.ca)}
+        if client_cert:
+            options |= {"ssl_certfile": str(self.client_cert), "ssl_keyfile": str(self.client_key)}
+        return urlencode(options, safe="/")
+
+    def client_kwargs(self) -> dict[str, Any]:
+        """redis-py arguments for a client that trusts the CA and presents its certificate."""
+        return {
+            "ssl": True,
+            "ssl_ca_certs": str(self.ca),
+            "ssl_certfile": str(self.client_cert),
+            "ssl_keyfile": str(self.client_key),
+        }
+
+
+_TLS_FILE_NAMES = ("ca.pem", "server.pem", "server.key", "client.pem", "client.key")
 
 
 def find_binary(name: str) -> str:
@@ -127,13 +178,14 @@ def _log_tail(path: Path, lines: int = 20) -> str:
     return "\n".join(text.splitlines()[-lines:]) or "(empty log)"
 
 
-def _ping(port: int) -> bool:
+def _ping(port: int, **tls: Any) -> bool:
     client = redis.Redis(
         host=HOST,
         port=port,
         socket_connect_timeout=0.5,
         socket_timeout=0.5,
         retry=Retry(NoBackoff(), 0),  # one quick try; the caller loops
+        **tls,
     )
     try:
         return bool(client.ping())
@@ -182,6 +234,10 @@ class RedisServer:
     (SIGTERM, then SIGKILL) and removes the data dir; ``kill()`` SIGKILLs it
     but keeps the dir and port so ``start()``/``restart()`` can bring the same
     server back (with its AOF when ``appendonly=True``).
+
+    With ``tls`` the server listens for TLS only (``--port 0``, ``port`` is its
+    ``--tls-port``); ``tls_auth_clients`` makes it require a client certificate.
+    ``url`` then trusts the CA and presents the client certificate when required.
     """
 
     def __init__(
@@ -192,6 +248,8 @@ class RedisServer:
         extra_args: Sequence[str] = (),
         cluster_node: bool = False,
         name: str = "redis",
+        tls: TlsFiles | None = None,
+        tls_auth_clients: bool = False,
     ) -> None:
         self._binary = find_binary("redis-server")
         self._fixed_port = port is not None
@@ -200,6 +258,8 @@ class RedisServer:
         self.appendonly = appendonly
         self.extra_args = tuple(extra_args)
         self.name = name
+        self.tls = tls
+        self.tls_auth_clients = tls_auth_clients
         self._state = _Process()
         self._finalizer = weakref.finalize(self, self._state.cleanup)
 
@@ -210,7 +270,15 @@ class RedisServer:
 
     @property
     def url(self) -> str:
+        if self.tls is not None:
+            query = self.tls.url_query(client_cert=self.tls_auth_clients)
+            return f"rediss://{HOST}:{self.port}?{query}"
         return f"redis://{HOST}:{self.port}"
+
+    @property
+    def client_kwargs(self) -> dict[str, Any]:
+        """redis-py arguments, besides host and port, for a client of this server."""
+        return {} if self.tls is None else self.tls.client_kwargs()
 
     @property
     def dir(self) -> Path | None:
@@ -236,7 +304,7 @@ class RedisServer:
     def _argv(self, directory: Path) -> list[str]:
         argv = [
             self._binary,
-            "--port", str(self.port),
+            *self._port_args(),
             "--bind", HOST,
             "--save", "",
             "--appendonly", "yes" if self.appendonly else "no",
@@ -245,6 +313,18 @@ class RedisServer:
             "--daemonize", "no",
         ]  # fmt: skip
         return [*argv, *self.extra_args]
+
+    def _port_args(self) -> list[str]:
+        if self.tls is None:
+            return ["--port", str(self.port)]
+        return [
+            "--port", "0",
+            "--tls-port", str(self.port),
+            "--tls-cert-file", str(self.tls.cert),
+            "--tls-key-file", str(self.tls.key),
+            "--tls-ca-cert-file", str(self.tls.ca),
+            "--tls-auth-clients", "yes" if self.tls_auth_clients else "no",
+        ]  # fmt: skip
 
     def _spawn(self) -> None:
         if self._state.dir is None:
@@ -272,7 +352,7 @@ class RedisServer:
                     f"{self!r} exited with code {proc.returncode} during startup; "
                     f"log tail:\n{self._log_text()}"
                 )
-            if _ping(self.port):
+            if _ping(self.port, **self.client_kwargs):
                 return
             if time.monotonic() > deadline and proc.poll() is None:
                 raise RedisStartError(
@@ -319,12 +399,12 @@ class RedisServer:
         return self.start(timeout)
 
     def flushall(self) -> None:
-        with redis.Redis(host=HOST, port=self.port, socket_timeout=10.0) as client:
+        with self.client() as client:
             client.flushall()
 
     def client(self) -> redis.Redis:
         """A synchronous client for this server (caller closes it)."""
-        return redis.Redis(host=HOST, port=self.port, socket_timeout=10.0)
+        return redis.Redis(host=HOST, port=self.port, socket_timeout=10.0, **self.client_kwargs)
 
     def __enter__(self) -> Self:
         return self.start()
@@ -338,8 +418,14 @@ class RedisServer:
         self.stop()
 
 
-def _cluster_info(port: int) -> dict[str, str]:
-    with redis.Redis(host=HOST, port=port, socket_timeout=2.0, decode_responses=True) as client:
+def _admin_client(node: RedisServer) -> redis.Redis:
+    return redis.Redis(
+        host=HOST, port=node.port, socket_timeout=2.0, decode_responses=True, **node.client_kwargs
+    )
+
+
+def _cluster_info(node: RedisServer) -> dict[str, str]:
+    with _admin_client(node) as client:
         raw = client.execute_command("CLUSTER", "INFO")
     if isinstance(raw, dict):  # redis-py may already parse the reply
         return {str(k): str(v) for k, v in raw.items()}
@@ -352,9 +438,9 @@ def _cluster_info(port: int) -> dict[str, str]:
     return info
 
 
-def _known_ports(port: int) -> set[int]:
-    """Ports of the nodes (handshakes included) that the node on ``port`` knows."""
-    with redis.Redis(host=HOST, port=port, socket_timeout=2.0, decode_responses=True) as client:
+def _known_ports(node: RedisServer) -> set[int]:
+    """Ports of the nodes (handshakes included) that ``node`` knows."""
+    with _admin_client(node) as client:
         text = str(client.execute_command("CLUSTER", "NODES"))
     ports: set[int] = set()
     for line in text.splitlines():
@@ -368,7 +454,8 @@ class RedisCluster:
     """Three cluster-enabled ``redis-server`` nodes joined as a 3-master cluster, each
     master with ``replicas`` replicas of its own when asked (for failover tests).
 
-    ``url`` is the first node's URL; cluster clients discover the others.
+    ``url`` is the first node's URL; cluster clients discover the others. With ``tls``
+    the nodes speak TLS only, to clients and to each other (``tls-cluster``).
     """
 
     NODE_ARGS = (
@@ -377,6 +464,7 @@ class RedisCluster:
         "--cluster-node-timeout", "5000",
         "--repl-diskless-sync-delay", "0",  # replicas sync at once, not after 5 s
     )  # fmt: skip
+    TLS_NODE_ARGS = ("--tls-cluster", "yes", "--tls-replication", "yes")
 
     def __init__(
         self,
@@ -385,15 +473,21 @@ class RedisCluster:
         replicas: int = 0,
         appendonly: bool = False,
         extra_args: Sequence[str] = (),
+        tls: TlsFiles | None = None,
+        tls_auth_clients: bool = False,
     ) -> None:
         self._cli = find_binary("redis-cli")
         self.replicas = replicas
+        self.tls = tls
+        node_args = (*self.NODE_ARGS, *(self.TLS_NODE_ARGS if tls else ()), *extra_args)
         self.nodes: list[RedisServer] = [
             RedisServer(
                 cluster_node=True,
                 appendonly=appendonly,
-                extra_args=(*self.NODE_ARGS, *extra_args),
+                extra_args=node_args,
                 name=f"redis-cluster{i}",
+                tls=tls,
+                tls_auth_clients=tls_auth_clients,
             )
             for i in range(size * (1 + replicas))
         ]
@@ -425,6 +519,7 @@ class RedisCluster:
     def _create(self, deadline: float) -> None:
         argv = [
             self._cli,
+            *self._cli_tls_args(),
             "--cluster", "create",
             *(f"{HOST}:{node.port}" for node in self.nodes),
             "--cluster-replicas", str(self.replicas),
@@ -450,6 +545,16 @@ class RedisCluster:
                     + out.read()[-4000:].decode(errors="replace")
                 )
 
+    def _cli_tls_args(self) -> list[str]:
+        if self.tls is None:
+            return []
+        return [
+            "--tls",
+            "--cacert", str(self.tls.ca),
+            "--cert", str(self.tls.client_cert),
+            "--key", str(self.tls.client_key),
+        ]  # fmt: skip
+
     def _complete_mesh(self) -> bool:
         """Best-effort speed-up of redis-cli's join wait.
 
@@ -460,7 +565,7 @@ class RedisCluster:
         """
         first, others = self.nodes[0], self.nodes[1:]
         try:
-            known = {node.port: _known_ports(node.port) for node in others}
+            known = {node.port: _known_ports(node) for node in others}
             if not all(first.port in ports for ports in known.values()):
                 return False
             for node in others:
@@ -479,7 +584,7 @@ class RedisCluster:
         last: dict[str, str] = {}
         while pending:
             node = pending[0]
-            last = _cluster_info(node.port)
+            last = _cluster_info(node)
             if all(last.get(k) == v for k, v in want.items()):
                 pending.pop(0)
                 continue

@@ -2,6 +2,8 @@
 
 A client is redis-py's, for the many cold calls (membership, snapshots, listings), plus
 ``fast``: the auto-pipelined lane that the dispatch path's calls take (see ``fastlane``).
+Both read a ``rediss://`` URL's TLS options (``ssl_ca_certs``, ``ssl_certfile``, ...) alike;
+the fast lane checks them first, so a bad one stops ``connect`` before any connection.
 """
 
 from __future__ import annotations
@@ -41,6 +43,25 @@ class ClusterClient(RedisCluster):
     fast: FastLane
     replication = Replication()
 
+    def __init__(
+        self,
+        *args: Any,
+        ssl_ca_path: str | None = None,
+        ssl_password: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """redis-py's cluster client takes every TLS option of a URL but these two, which
+        its node connections do take: they join the arguments that every node's
+        connections are made with (redis-py adds its maintenance-notification arguments
+        the same way)."""
+        super().__init__(*args, **kwargs)
+        extra = {"ssl_ca_path": ssl_ca_path, "ssl_password": ssl_password}
+        extra = {name: value for name, value in extra.items() if value is not None}
+        if extra and kwargs.get("ssl"):
+            self.nodes_manager.connection_kwargs.update(extra)  # nodes found from now on
+            for node in self.nodes_manager.startup_nodes.values():  # made before this
+                node.connection_kwargs.update(extra)
+
     async def aclose(self) -> None:
         await self.fast.aclose()
         await super().aclose()
@@ -61,8 +82,9 @@ async def connect(url: str, replication: Replication | None = None, **options: A
 
 async def _connect(url: str, **options: Any) -> Client:
     options.setdefault("max_connections", MAX_CONNECTIONS)
+    fast = FastLane(url, cluster=False)  # first: it rejects a URL option it cannot use
     single = cast(SingleClient, SingleClient.from_url(url, **options))
-    single.fast = FastLane(url, cluster=False)
+    single.fast = fast
     try:
         info = await single.info("cluster")
     except Exception:

@@ -18,12 +18,18 @@ Every command has a deadline: a connection whose oldest command has had no reply
 dropped and its callers fail with ``TimeoutError``, so a stalled network surfaces as an error
 instead of a wait without end. The lane counts connections that dropped without being closed
 (``disconnects``): a scheduler reads it as evidence that Redis was unreachable for a while.
+
+A ``rediss://`` URL's ``ssl_*`` query options are read as redis-py reads them (``tls.py``),
+so both lanes trust, verify and present the same certificates; the SSL context is built
+once per URL, when the lane is made, and serves every node.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
+import ssl
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -35,6 +41,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from dispatcher.store.tls import tls_context
+
 Arg = str | bytes | int | float
 Address = tuple[str, int]
 
@@ -45,20 +53,23 @@ COMMAND_TIMEOUT_S = 5.0  # a reply later than this means the connection is stall
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
-    """Where and how to connect: from the deployment's Redis URL."""
+    """Where and how to connect: from the deployment's Redis URL. ``tls`` is the SSL
+    context of a ``rediss://`` URL, shared by every connection and every cluster node."""
 
     host: str
     port: int
     username: str | None = None
     password: str | None = None
     db: int = 0
-    tls: bool = False
+    tls: ssl.SSLContext | None = None
 
     @classmethod
     def from_url(cls, url: str) -> Endpoint:
+        """Raises ``ValueError`` for a URL, or a TLS option, that cannot be used."""
         parsed = urlparse(url)
         if parsed.scheme not in ("redis", "rediss"):
-            raise ValueError(f"unsupported Redis URL scheme {parsed.scheme!r} in {url!r}")
+            # not the URL itself: it may carry a password
+            raise ValueError(f"unsupported Redis URL scheme {parsed.scheme!r} (redis, rediss)")
         path = parsed.path.lstrip("/")
         return cls(
             host=parsed.hostname or "127.0.0.1",
@@ -66,12 +77,12 @@ class Endpoint:
             username=unquote(parsed.username) if parsed.username else None,
             password=unquote(parsed.password) if parsed.password else None,
             db=int(path) if path else 0,
-            tls=parsed.scheme == "rediss",
+            tls=tls_context(parsed.scheme, parsed.query),
         )
 
     def at(self, address: Address) -> Endpoint:
-        """The same credentials at another node (cluster)."""
-        return Endpoint(address[0], address[1], self.username, self.password, 0, self.tls)
+        """The same credentials and TLS context at another node (cluster)."""
+        return dataclasses.replace(self, host=address[0], port=address[1], db=0)
 
 
 class Redirect(Exception):
@@ -123,10 +134,13 @@ class Connection(asyncio.Protocol):
     ) -> Connection:
         loop = asyncio.get_running_loop()
         async with asyncio.timeout(_CONNECT_TIMEOUT_S):
-            _, conn = await loop.create_connection(
-                lambda: cls(timeout_s, on_lost), endpoint.host, endpoint.port,
-                ssl=endpoint.tls or None,
-            )  # fmt: skip
+            try:
+                _, conn = await loop.create_connection(
+                    lambda: cls(timeout_s, on_lost), endpoint.host, endpoint.port, ssl=endpoint.tls
+                )
+            except ssl.SSLError as exc:  # as redis-py words it: the node, then the reason
+                where = f"{endpoint.host}:{endpoint.port}"
+                raise RedisConnectionError(f"TLS handshake with {where} failed: {exc}") from exc
             try:
                 await conn.handshake(endpoint)
             except BaseException:  # cancelled or refused: the socket must not outlive it
