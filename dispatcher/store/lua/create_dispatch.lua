@@ -19,7 +19,11 @@ end
 local count = redis.call('HLEN', KEYS[2])
 if count >= tonumber(ARGV[8]) then return {-1, count} end
 local size = #ARGV[3]
-for _, id in ipairs(redis.call('HKEYS', KEYS[2])) do size = size + redis.call('HSTRLEN', KEYS[2], id) end
+if count > 0 then -- a new room (the usual call) has no records to add up
+  for _, id in ipairs(redis.call('HKEYS', KEYS[2])) do
+    size = size + redis.call('HSTRLEN', KEYS[2], id)
+  end
+end
 if size > tonumber(ARGV[9]) then return {-2, size} end
 local created = create_room(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[1], ARGV[5], 0)
 redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
