@@ -50,7 +50,7 @@ class ApiSettings(RedisSettings, kw_only=True, frozen=True):
     body_timeout_s: float = 30.0
     keepalive_timeout_s: float = 75.0
     max_dispatches_per_room: int = 100
-    max_list_bytes: int = 8 * 1024 * 1024  # the records one ListDispatch/ListRooms returns
+    max_list_bytes: int = 4 * 1024 * 1024  # the records one ListDispatch/ListRooms returns
     max_list_rooms: int = 10_000
     idempotency_ttl_s: int = 600
     # On SIGTERM readiness fails at once; requests are still served this long (a load

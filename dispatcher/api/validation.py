@@ -20,7 +20,7 @@ class Limits:
     max_metadata_bytes: int = 512 * 1024
     max_attributes_bytes: int = 64 * 1024
     max_dispatches_per_room: int = 100
-    max_list_bytes: int = 8 * 1024 * 1024
+    max_list_bytes: int = 4 * 1024 * 1024
     max_list_rooms: int = 10_000
 
 
