@@ -99,4 +99,25 @@ def abuse(url: str, idle: int, slow: int, hold: float, procs: int) -> None:
         sys.exit(1)
 
 
+@main.command("abuse-listing")
+@click.option("--url", default="http://127.0.0.1:7880", show_default=True, help="API node URL.")
+@click.option("--api-key", envvar="LIVEKIT_API_KEY", default=DEV_API_KEY, show_default=True)
+@click.option("--api-secret", envvar="LIVEKIT_API_SECRET", default=DEV_API_SECRET)
+@click.option("--bytes", "total_bytes", type=click.IntRange(min=1), default=4 * 1024 * 1024)
+@click.option("--rounds", type=click.IntRange(min=1), default=10, show_default=True)
+def abuse_listing(url: str, api_key: str, api_secret: str, total_bytes: int, rounds: int) -> None:
+    """Fill a room up to a listing's limit, list it back to back and probe /healthz
+    meanwhile; prints one JSON object."""
+    import asyncio
+
+    import orjson
+
+    from loadgen.abuse_listing import run_listing
+
+    report = asyncio.run(
+        run_listing(url, api_key, api_secret, total_bytes=total_bytes, rounds=rounds)
+    )
+    click.echo(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
+
+
 main.add_command(connect_command(dispatch))
