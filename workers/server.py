@@ -28,7 +28,7 @@ from dispatcher import ids
 from dispatcher import settings as config
 from dispatcher.errors import describe
 from dispatcher.store import keys, scripts
-from dispatcher.store.client import Client, connect, is_cluster
+from dispatcher.store.client import Client, connect
 from dispatcher.store.fastlane import stream_entries
 from dispatcher.wire import (
     Assignment,
@@ -99,7 +99,8 @@ class AgentServer:
         self._on_request: RequestHandler | None = None
         self._client: Client | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._closing = asyncio.Event()
+        self._closing = asyncio.Event()  # take no new jobs
+        self._leaving = asyncio.Event()  # every job has ended: stop heartbeating
         self._acked_at = float("-inf")  # monotonic send time of the last acknowledged heartbeat
         self._entered: set[str] = set()  # jobs confirmed and in their entrypoint
         self._stopped: dict[str, str] = {}  # job id -> why this server stopped it itself
@@ -174,14 +175,16 @@ class AgentServer:
             await asyncio.gather(*late, return_exceptions=True)
 
     async def aclose(self) -> None:
-        """Stop the loops between reads (cancelling a blocked read can wedge its
-        connection), stop any job still running, and leave the pool."""
+        """Stop reading the inbox between reads (cancelling a blocked read can wedge its
+        connection), stop any job still running, and leave the pool. Heartbeats go on
+        (saying DRAINING) until the stopped jobs' final reports have landed: a server that
+        fell silent first would be judged lost and its jobs re-run."""
+        self.draining = True
         self._closing.set()
-        if self._tasks:
-            _, late = await asyncio.wait(self._tasks, timeout=_INBOX_BLOCK_MS / 1000 + 2)
-            for task in late:
-                task.cancel()
+        await self._end_tasks([t for t in self._tasks if t.get_name() == "inbox"])
         await self._stop_jobs()
+        self._leaving.set()
+        await self._end_tasks(self._tasks)
         if self._client is not None:
             pool = self._pool
             server_keys = [pool.servers, pool.server(self.id), pool.reservations(self.id)]
@@ -193,6 +196,12 @@ class AgentServer:
                 log.warning("could not leave the pool (%s); it will be reaped", describe(exc))
             await self._client.aclose()
             self._client = None
+
+    async def _end_tasks(self, tasks: list[asyncio.Task[None]]) -> None:
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=_INBOX_BLOCK_MS / 1000 + 2)
+            for task in late:
+                task.cancel()
 
     async def _stop_jobs(self) -> None:
         """Stop every job; their final reports get a while to reach Redis, then are
@@ -258,10 +267,10 @@ class AgentServer:
         """Every interval; while heartbeats fail, every ``_HEARTBEAT_RETRY_S``, so the first
         one after Redis comes back is sent at once."""
         failing = False
-        while not self._closing.is_set():
+        while not self._leaving.is_set():
             pause = _HEARTBEAT_RETRY_S if failing else self.heartbeat_interval_s
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._closing.wait(), pause)
+                await asyncio.wait_for(self._leaving.wait(), pause)
                 return
             try:
                 await asyncio.wait_for(self.heartbeat(), self.heartbeat_ttl_ms / 1000)
@@ -287,10 +296,10 @@ class AgentServer:
         return time.monotonic() >= self.fence_deadline()
 
     async def _fence_loop(self) -> None:
-        while not self._closing.is_set():
+        while not self._leaving.is_set():
             pause = max(self.fence_deadline() - time.monotonic(), _HEARTBEAT_RETRY_S)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._closing.wait(), pause)
+                await asyncio.wait_for(self._leaving.wait(), pause)
                 return
             if self.fenced() and self._entered:
                 for job_id in list(self._entered):
@@ -446,15 +455,13 @@ class AgentServer:
         self, spec: JobSpec, status: JobStatus, error: str, *, fenced: bool = False
     ) -> None:
         """Policy: the final report and the release are retried until Redis acknowledges
-        them, report first. On one node both share a connection and one write, and Redis
-        runs them in order; a cluster may keep the partition and the pool on different
-        nodes, and replicas may be asked to have the report, so there the report is
-        acknowledged before the release is sent."""
+        them, and the release is sent only once the report is acknowledged: sent together,
+        a report that failed alone (an error reply) would leave the slot freed with no
+        report, and the scheduler would re-run a job that ended."""
         client = self.client
         report = scripts.Batch()
         self._queue_report(report, spec, status, error, fenced=fenced)
-        apart = is_cluster(client) or client.replication.replicas > 0
-        release = scripts.Batch() if apart else report
+        release = scripts.Batch()
         release.script(scripts.release, self._release_keys, [spec.job_id, self.id])
         events = keys.partition_keys(spec.partition).events
 
@@ -465,8 +472,7 @@ class AgentServer:
         what = f"final report of job {spec.job_id}"
         self._finishing.add(spec.job_id)
         try:
-            if apart:
-                await until_acknowledged(what, report_durably)
+            await until_acknowledged(what, report_durably)
             await until_acknowledged(what, lambda: release.run(client))
         finally:
             self._finishing.discard(spec.job_id)

@@ -163,7 +163,7 @@ async def test_the_job_of_a_server_that_stops_heartbeating_is_placed_again(stack
     first = await stack.agent(_forever)
     await stack.dispatch("lost-room")
     await eventually(lambda: _is(stack, "lost-room", JS.JS_RUNNING), what="first placement")
-    first._closing.set()  # heartbeats stop, as if the host vanished; nothing leaves the pool
+    first._leaving.set()  # heartbeats stop, as if the host vanished; nothing leaves the pool
     second = await stack.agent(_forever)
     await eventually(lambda: _worker_is(stack, "lost-room", second.id), what="re-placement")
     await eventually(lambda: _is(stack, "lost-room", JS.JS_RUNNING), what="second run")
