@@ -11,7 +11,7 @@ would otherwise walk on every full collection (``dispatcher/heap.py``).
 from __future__ import annotations
 
 import enum
-from typing import Literal
+from typing import Any, Generic, Literal, TypeVar
 
 import msgspec
 
@@ -294,11 +294,33 @@ class ServerInfo(msgspec.Struct, kw_only=True, frozen=True, gc=False):
 
 _event_encoder = msgspec.msgpack.Encoder()
 encode = _event_encoder.encode
-event_decoder = msgspec.msgpack.Decoder(Event)
-inbox_decoder = msgspec.msgpack.Decoder(InboxMessage)
-dispatch_decoder = msgspec.msgpack.Decoder(DispatchRecord)
-room_decoder = msgspec.msgpack.Decoder(RoomRecord)
-participant_decoder = msgspec.msgpack.Decoder(ParticipantRecord)
-life_decoder = msgspec.msgpack.Decoder(RoomLife)
-job_decoder = msgspec.msgpack.Decoder(JobRecord)
-server_info_decoder = msgspec.msgpack.Decoder(ServerInfo)
+T = TypeVar("T")
+
+
+class Decoder(Generic[T]):
+    """A msgpack decoder whose every failure is a ``msgspec.DecodeError``: msgspec recurses
+    once per level (unknown fields included) and fails near 1,000 levels with a
+    ``RecursionError``, which callers that dead-letter or skip undecodable input would not
+    expect."""
+
+    __slots__ = ("_decode",)
+
+    def __init__(self, type_: Any) -> None:
+        self._decode = msgspec.msgpack.Decoder(type_).decode
+
+    def decode(self, data: bytes | bytearray | memoryview) -> T:
+        try:
+            decoded: T = self._decode(data)
+        except RecursionError:
+            raise msgspec.DecodeError("input nested too deep") from None
+        return decoded
+
+
+event_decoder: Decoder[Event] = Decoder(Event)
+inbox_decoder: Decoder[InboxMessage] = Decoder(InboxMessage)
+dispatch_decoder: Decoder[DispatchRecord] = Decoder(DispatchRecord)
+room_decoder: Decoder[RoomRecord] = Decoder(RoomRecord)
+participant_decoder: Decoder[ParticipantRecord] = Decoder(ParticipantRecord)
+life_decoder: Decoder[RoomLife] = Decoder(RoomLife)
+job_decoder: Decoder[JobRecord] = Decoder(JobRecord)
+server_info_decoder: Decoder[ServerInfo] = Decoder(ServerInfo)
