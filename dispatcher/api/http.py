@@ -42,6 +42,7 @@ import httptools
 log = logging.getLogger(__name__)
 
 Handler = Callable[["Request"], Awaitable["Response"]]
+Refuser = Callable[[int, str], "Response"]  # (HTTP status, message) -> the reply
 
 _SWEEP_EVERY_S: Final = 1.0  # how often connections are checked against their timeouts
 _SWEEP_SLICE: Final = 256  # connections checked between two turns of the event loop
@@ -135,13 +136,25 @@ class HttpApp:
         self.max_body_size = max_body_size
         self._routes: dict[str, Handler] = {}
         self._prefixes: list[tuple[str, Handler]] = []
+        self._refusers: list[tuple[str, Refuser]] = []
         self.state: dict[str, Any] = {}  # shared objects, e.g. the Twirp router
 
     def route(self, path: str, handler: Handler) -> None:
         self._routes[path] = handler
 
-    def prefix(self, prefix: str, handler: Handler) -> None:
+    def prefix(self, prefix: str, handler: Handler, refuser: Refuser | None = None) -> None:
+        """Serve paths under ``prefix``; ``refuser`` words the server's own refusals of
+        such requests (too large, too slow, malformed) in the prefix's protocol."""
         self._prefixes.append((prefix, handler))
+        if refuser is not None:
+            self._refusers.append((prefix, refuser))
+
+    def refusal(self, target: str, status: int, message: str) -> Response:
+        """The reply to a request the server refuses before any handler sees it."""
+        for prefix, refuser in self._refusers:
+            if target.startswith(prefix):
+                return refuser(status, message)
+        return Response.text(message, status)
 
     async def handle(self, request: Request) -> Response:
         for prefix, handler in self._prefixes:
@@ -386,9 +399,9 @@ class _Connection(asyncio.Protocol):
             self._stop()  # answer the request, ignoring the upgrade, then close
         except httptools.HttpParserError as exc:
             if self._head_error:
-                self._stop(Response.text(self._head_error, 431))
+                self._stop(self._refusal(431, self._head_error))
             else:
-                self._stop(Response.text(f"malformed HTTP request: {exc}", 400))
+                self._stop(self._refusal(400, f"malformed HTTP request: {exc}"))
 
     def eof_received(self) -> bool:
         # The client shut down its side: answer what it sent, then close ours.
@@ -443,6 +456,8 @@ class _Connection(asyncio.Protocol):
         limit = self._limits.max_head_bytes
         # an unfinished head that has reached the limit will pass it
         if so_far + size > limit or (end < 0 and so_far + size == limit):
+            if not so_far:  # the parser has not seen this head: its target words the reply
+                self._target = _target_of(seen)
             self._head_error = f"request head exceeds {limit} bytes"
             raise httptools.HttpParserError(self._head_error)
         return size
@@ -489,6 +504,9 @@ class _Connection(asyncio.Protocol):
             self._queue_request(body, keep=self._parsing().should_keep_alive())
 
     # --- answering ------------------------------------------------------------------------
+
+    def _refusal(self, status: int, message: str) -> Response:
+        return self._app.refusal(self._target.decode("latin-1"), status, message)
 
     def _parsing(self) -> httptools.HttpRequestParser:
         assert self._parser is not None  # called back by the parser only
@@ -616,10 +634,10 @@ class _Connection(asyncio.Protocol):
             self._linger()
         elif self._phase is _Phase.HEAD and waited > self._limits.head_timeout_s:
             limit = self._limits.head_timeout_s
-            self._stop(Response.text(f"request head not received within {limit:g} s", 408))
+            self._stop(self._refusal(408, f"request head not received within {limit:g} s"))
         elif self._phase is _Phase.BODY and waited > self._limits.body_timeout_s:
             limit = self._limits.body_timeout_s
-            self._stop(Response.text(f"request body not received within {limit:g} s", 408))
+            self._stop(self._refusal(408, f"request body not received within {limit:g} s"))
 
     def evict(self) -> None:
         """Make room for a new connection (the node is at its connection limit): its
@@ -643,6 +661,12 @@ class _Connection(asyncio.Protocol):
     def abort(self) -> None:
         if self._transport is not None:
             self._transport.abort()
+
+
+def _target_of(head: bytes) -> bytes:
+    """The request target in a head's request line (empty if it has none)."""
+    parts = head.split(b"\r\n", 1)[0].split(b" ", 2)
+    return parts[1] if len(parts) > 1 else b""
 
 
 _NO_FIELDS: Final[dict[str, str]] = {}  # never written: a request begins with its own

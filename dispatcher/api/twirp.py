@@ -292,7 +292,7 @@ class TwirpRouter:
             raise RuntimeError("the app already has a Twirp router")
         app.state[TWIRP_ROUTER] = self
         app.max_body_size = self.max_body_size
-        app.prefix(self.prefix, self.handle)
+        app.prefix(self.prefix, self.handle, refuse)
 
     async def handle(self, request: Request) -> Response:
         try:
@@ -337,6 +337,15 @@ class TwirpRouter:
 
 
 _UNAVAILABLE = "the dispatch store (Redis) is unavailable; retry the call"
+
+# The HTTP server's own refusals of a Twirp request, as Twirp errors.
+_CODE_BY_REFUSAL = {408: "deadline_exceeded", 503: "unavailable"}
+
+
+def refuse(status: int, message: str) -> Response:
+    """A request the HTTP server refused (malformed, head too large, too slow) as the
+    Twirp error a Twirp client can read."""
+    return error_response(TwirpError(_CODE_BY_REFUSAL.get(status, "malformed"), message))
 
 
 class _OutageLog:

@@ -3,6 +3,7 @@ what was wrong, no 5xx and no traceback in the log, and changes nothing."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Iterator
@@ -199,3 +200,33 @@ async def test_readiness_names_no_internal_address(http: aiohttp.ClientSession) 
             assert (resp.status, text) == (503, "not ready: Redis is unavailable")
         finally:
             await node.aclose()
+
+
+async def raw_exchange(port: int, data: bytes) -> tuple[int, dict[str, object]]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(data)
+        head = (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)).decode()
+        length = int(head.lower().split("content-length:")[1].split("\r\n")[0])
+        body = await reader.readexactly(length)
+        assert "content-type: application/json" in head.lower()
+        return int(head.split()[1]), json.loads(body)
+    finally:
+        writer.close()
+
+
+async def test_the_servers_own_refusals_of_twirp_calls_are_twirp_errors(
+    redis_single_target: RedisTarget,
+) -> None:
+    node = await start_api(redis_single_target.url, body_timeout_s=0.3, max_head_bytes=2048)
+    try:
+        head = f"POST {DISPATCH}CreateDispatch HTTP/1.1\r\nHost: x\r\nX-Pad: {'p' * 3000}\r\n\r\n"
+        status, reply = await raw_exchange(node.settings.port, head.encode())
+        assert (status, reply["code"]) == (400, "malformed")
+        assert reply["msg"] == "request head exceeds 2048 bytes"
+        slow = f"POST {DISPATCH}CreateDispatch HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n"
+        status, reply = await raw_exchange(node.settings.port, slow.encode() + b"12345")
+        assert (status, reply["code"]) == (408, "deadline_exceeded")
+        assert reply["msg"] == "request body not received within 0.3 s"
+    finally:
+        await node.aclose()
