@@ -19,7 +19,8 @@ from typing import Final
 
 import uvloop
 
-from dispatcher.api.http import HttpApp, HttpServer, Request, Response
+from dispatcher.api.http import HttpApp, Request, Response
+from dispatcher.api.httpserver import HttpServer
 from dispatcher.api.twirp import TwirpService
 from workers.runner import install_stop_signals
 

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from dispatcher.api.http import HttpApp, HttpServer
+from dispatcher.api.http import HttpApp
+from dispatcher.api.httpserver import HttpServer
 
 
 @dataclass

@@ -8,7 +8,8 @@ import logging
 from dispatcher.api.access import Authorizer
 from dispatcher.api.auth import TokenVerifier
 from dispatcher.api.dispatch_service import DispatchService
-from dispatcher.api.http import HttpApp, HttpServer, Request, Response, ServerLimits
+from dispatcher.api.http import HttpApp, Request, Response
+from dispatcher.api.httpserver import HttpServer, ServerLimits
 from dispatcher.api.participant_service import ParticipantService
 from dispatcher.api.room_service import Rooms, RoomService
 from dispatcher.api.sip_inbound import SipInboundService

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pytest
 
 from dispatcher.api.app import ApiNode
-from dispatcher.api.http import HttpServer
+from dispatcher.api.httpserver import HttpServer
 from dispatcher.scheduler.node import SchedulerNode
 from dispatcher.wire import pool_name
 from loadgen.connect_report import build_connect_report

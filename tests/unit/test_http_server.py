@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from dispatcher.api.http import Headers, HttpApp, HttpServer, Request, Response, ServerLimits
+from dispatcher.api.http import Headers, HttpApp, Request, Response
+from dispatcher.api.httpserver import HttpServer, ServerLimits
 
 ECHO = "/echo"
 
@@ -186,7 +187,7 @@ async def test_handler_exception_is_500_and_the_connection_stays_usable(
     server: HttpServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     reader, writer = await connect(server)
-    with caplog.at_level(logging.ERROR, logger="dispatcher.api.http"):
+    with caplog.at_level(logging.ERROR, logger="dispatcher.api.httpserver"):
         writer.write(post("/fail"))
         status, _, body = await read_response(reader)
     assert (status, body) == (500, b"internal server error")
