@@ -278,6 +278,17 @@ def validate_rule(info: sip_pb.SIPDispatchRuleInfo, limits: Limits | None = None
     _check_filter(info.numbers, "numbers", MAX_NUMBER_BYTES)
     if info.HasField("room_config"):
         _check_room_config(info.room_config, limits)
+    _check_representable(info)
+
+
+def _check_representable(info: sip_pb.SIPDispatchRuleInfo) -> None:
+    """Well-known types out of their range (a Duration with nanos past a second, of the
+    other sign than its seconds, ...) decode from protobuf but have no JSON form: the
+    rule could be stored but never listed."""
+    try:
+        json_format.MessageToDict(info)
+    except json_format.SerializeToJsonError as exc:
+        raise TwirpError.invalid_argument(f"the rule has an invalid value: {exc}") from None
 
 
 def validate_call(call: InboundCall) -> None:

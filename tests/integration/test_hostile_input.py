@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 from livekit import api
 from livekit.protocol import room as room_pb
+from livekit.protocol import sip as sip_pb
 
 from dispatcher.api.app import ApiNode
 from dispatcher.api.auth import create_token
@@ -230,3 +231,22 @@ async def test_the_servers_own_refusals_of_twirp_calls_are_twirp_errors(
         assert reply["msg"] == "request body not received within 0.3 s"
     finally:
         await node.aclose()
+
+
+async def test_a_sip_rule_with_a_duration_out_of_range_is_invalid_argument(
+    node: ApiNode, http: aiohttp.ClientSession
+) -> None:
+    rule = sip_pb.SIPDispatchRuleInfo(
+        rule=sip_pb.SIPDispatchRule(
+            dispatch_rule_direct=sip_pb.SIPDispatchRuleDirect(room_name="r")
+        )
+    )
+    rule.media.media_timeout.nanos = -(2**31)  # decodes, but has no JSON form
+    body = sip_pb.CreateSIPDispatchRuleRequest(dispatch_rule=rule).SerializeToString()
+    token = create_token(API_KEY, API_SECRET, {"sip": {"admin": True}})
+    headers = {**PROTOBUF, "Authorization": f"Bearer {token}"}
+    status, reply = await post(
+        http, node, "/twirp/livekit.SIP/CreateSIPDispatchRule", body, headers
+    )
+    assert (status, reply["code"]) == (400, "invalid_argument")
+    assert "media_timeout" in str(reply["msg"])
