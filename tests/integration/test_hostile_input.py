@@ -250,3 +250,14 @@ async def test_a_sip_rule_with_a_duration_out_of_range_is_invalid_argument(
     )
     assert (status, reply["code"]) == (400, "invalid_argument")
     assert "media_timeout" in str(reply["msg"])
+
+
+async def test_a_json_request_with_too_many_members_is_refused_before_conversion(
+    node: ApiNode, http: aiohttp.ClientSession
+) -> None:
+    attributes = {f"{i:x}": "" for i in range(25_000)}
+    body = json.dumps({"room": "r", "agentName": "a", "attributes": attributes}).encode()
+    status, reply = await post(http, node, DISPATCH + "CreateDispatch", body, {**JSON, **admin()})
+    assert (status, reply["code"]) == (400, "invalid_argument")
+    assert reply["msg"] == "the json request has 25003 members, more than 20000"
+    assert await listed(http, node) == []
