@@ -233,7 +233,8 @@ def _parse_json(body: bytes, message: Message) -> None:
         )
     try:
         json_format.ParseDict(value, message, ignore_unknown_fields=True)
-    except json_format.ParseError as exc:
+    except Exception as exc:  # as json_format.Parse: whatever the conversion raises (a lone
+        # surrogate as an enum name raises SystemError from upb) means the input is bad
         raise TwirpError.malformed(f"the json request could not be decoded: {exc}") from exc
 
 
