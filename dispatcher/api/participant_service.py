@@ -25,7 +25,7 @@ from dispatcher.api.auth import Claims
 from dispatcher.api.http import Request, Response
 from dispatcher.api.room_service import Joined, Opened, Rooms
 from dispatcher.api.twirp import TwirpError, TwirpService
-from dispatcher.api.validation import Limits, check_room_spec
+from dispatcher.api.validation import Limits, check_room_spec, require
 from dispatcher.rooms import RoomSpec
 from dispatcher.store import scripts
 from dispatcher.wire import (
@@ -99,6 +99,8 @@ class ParticipantService:
 
     async def join(self, _: None, request: Request) -> Response:
         claims = self._auth.room_join(request)
+        # as CreateDispatch and ListDispatch would: a room they refuse is never created
+        require(claims.video.room, "the token's room")
         spec = self._room_spec(claims)
         name = claims.video.room
         person = ParticipantRecord(

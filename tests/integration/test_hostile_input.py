@@ -261,3 +261,20 @@ async def test_a_json_request_with_too_many_members_is_refused_before_conversion
     assert (status, reply["code"]) == (400, "invalid_argument")
     assert reply["msg"] == "the json request has 25003 members, more than 20000"
     assert await listed(http, node) == []
+
+
+async def test_a_join_token_for_a_room_name_over_the_limit_creates_nothing(
+    node: ApiNode, http: aiohttp.ClientSession
+) -> None:
+    room = "r" * 257
+    grants: dict[str, object] = {"video": {"roomJoin": True, "room": room}, "sub": "alice"}
+    headers = {"Authorization": f"Bearer {create_token(API_KEY, API_SECRET, grants)}"}
+    status, reply = await post(http, node, "/twirp/dispatcher.Participant/Join", b"", headers)
+    assert (status, reply["code"]) == (400, "invalid_argument")
+    assert reply["msg"] == "the token's room exceeds 256 bytes"
+    every = room_pb.ListRoomsRequest().SerializeToString()
+    status, listed_rooms = await post(
+        http, node, ROOMS + "ListRooms", every, {**PROTOBUF, **admin()}
+    )
+    assert status == 200
+    assert room_pb.ListRoomsResponse.FromString(listed_rooms["raw"]).rooms == []  # type: ignore[arg-type]
