@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import multiprocessing
-import resource
 import time
 from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection
@@ -21,6 +20,8 @@ from typing import Any
 from urllib.parse import urlparse
 
 import uvloop
+
+from dispatcher.api.fdlimit import connections_within_fd_limit
 
 _REOPEN_AFTER_S = 1.0
 _SLOW_HEAD = b"POST /twirp/livekit.RoomService/ListRooms HTTP/1.1\r\nHost: abuse\r\nX-Slow: "
@@ -115,7 +116,7 @@ def _share(plan: AbusePlan, index: int) -> AbusePlan:
 
 
 def _hold_main(plan: AbusePlan, pipe: Connection) -> None:
-    _raise_fd_limit(plan.idle + plan.slow + 64)
+    connections_within_fd_limit(plan.idle + plan.slow)  # raises the soft limit
     counts = HeldCounts()
     uvloop.run(_hold(plan, counts, pipe))
     pipe.send(counts)
@@ -218,10 +219,3 @@ async def _get(plan: AbusePlan, path: str) -> int:
         return int(status_line.split()[1]) if status_line else 0
     finally:
         writer.close()
-
-
-def _raise_fd_limit(wanted: int) -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < wanted:
-        target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))

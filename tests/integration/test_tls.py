@@ -86,6 +86,16 @@ async def _ping_fast_lane(url: str) -> None:
         await lane.aclose()
 
 
+async def _ping_both_lanes(url: str) -> None:
+    """The full client answers on redis-py and on the fast lane."""
+    client = await connect(url)
+    try:
+        assert await client.ping()
+        assert await client.fast.execute("PING") == b"PONG"
+    finally:
+        await client.aclose()
+
+
 # --- one node -------------------------------------------------------------------------
 
 
@@ -120,12 +130,7 @@ async def test_acl_user_logs_in_over_tls_on_both_lanes(
 
 
 async def test_verification_off_needs_no_ca_on_either_lane(tls_server: RedisServer) -> None:
-    client = await connect(_url(tls_server.port, ssl_cert_reqs="none"))
-    try:
-        assert await client.ping()
-        assert await client.fast.execute("PING") == b"PONG"
-    finally:
-        await client.aclose()
+    await _ping_both_lanes(_url(tls_server.port, ssl_cert_reqs="none"))
 
 
 async def test_a_ca_that_did_not_sign_the_server_fails_on_both_lanes(
@@ -154,12 +159,7 @@ async def test_the_system_cas_are_the_default_and_do_not_know_a_private_ca(
 
 async def test_client_certificate_admits_both_lanes(mtls_server: RedisServer) -> None:
     assert "ssl_certfile" in mtls_server.url and "ssl_keyfile" in mtls_server.url
-    client = await connect(mtls_server.url)
-    try:
-        assert await client.ping()
-        assert await client.fast.execute("PING") == b"PONG"
-    finally:
-        await client.aclose()
+    await _ping_both_lanes(mtls_server.url)
 
 
 async def test_a_client_without_certificate_is_refused_on_both_lanes(
@@ -182,12 +182,7 @@ async def test_an_encrypted_client_key_opens_with_ssl_password(
         ssl_keyfile=encrypted_key,
         ssl_password=KEY_PASSWORD,
     )
-    client = await connect(url)
-    try:
-        assert await client.ping()
-        assert await client.fast.execute("PING") == b"PONG"
-    finally:
-        await client.aclose()
+    await _ping_both_lanes(url)
 
 
 async def test_an_encrypted_key_without_its_password_stops_connect(
