@@ -53,7 +53,7 @@ async def serve(host: str, port: int) -> None:
     stop = asyncio.Event()
     install_stop_signals(stop)
     server = HttpServer(create_app())
-    await server.start(host, port, backlog=1024)
+    await server.start(host, port)
     try:
         await stop.wait()
     finally:

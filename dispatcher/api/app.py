@@ -91,7 +91,7 @@ class ApiNode:
         return cls(settings, client, api_keys)
 
     async def start(self) -> None:
-        await self._server.start(self.settings.host, self.settings.port, backlog=1024)
+        await self._server.start(self.settings.host, self.settings.port)
         log.info("API node listening on %s:%d", self.settings.host, self.settings.port)
 
     async def drain(self) -> None:

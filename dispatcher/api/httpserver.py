@@ -62,6 +62,10 @@ class ServerLimits:
     head_timeout_s: float = 10.0
     body_timeout_s: float = 30.0
     keepalive_timeout_s: float = 75.0
+    # Connections the kernel completes before they are accepted; the kernel caps it at
+    # net.core.somaxconn. A shallow queue drops a burst of reconnections' SYNs, and each
+    # dropped client (a health check among them) waits a second for its retransmission.
+    listen_backlog: int = 65_535
 
 
 class HttpServer:
@@ -80,11 +84,11 @@ class HttpServer:
         assert self._server is not None
         return int(self._server.sockets[0].getsockname()[1])
 
-    async def start(self, host: str, port: int, *, backlog: int = 1024) -> None:
+    async def start(self, host: str, port: int) -> None:
         self.max_connections = connections_within_fd_limit(self.limits.max_connections)
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: _Connection(self), host, port, backlog=backlog
+            lambda: _Connection(self), host, port, backlog=self.limits.listen_backlog
         )
         self._sweeper = loop.create_task(self._sweep())
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -364,3 +366,26 @@ async def test_at_the_connection_limit_with_every_connection_busy_a_new_one_gets
         for busy_reader, busy_writer in busy:  # the busy ones are not disturbed
             assert (await read_response(busy_reader))[2].endswith(b"|busy")
             busy_writer.close()
+
+
+async def test_a_burst_of_connections_waits_in_the_listen_queue_instead_of_being_dropped(
+    server: HttpServer,
+) -> None:
+    # While the loop is busy the kernel completes handshakes into the listen queue; a SYN
+    # beyond its depth is dropped and that client retries only after a second.
+    burst = 2_000
+    clients = []
+    try:
+        for _ in range(burst):
+            client = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            client.setblocking(False)
+            client.connect_ex(("127.0.0.1", server.port))
+            clients.append(client)
+        time.sleep(0.3)  # the loop is blocked: nothing is accepted meanwhile
+        deadline = time.monotonic() + 0.7
+        while len(server.connections) < burst and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        assert len(server.connections) == burst
+    finally:
+        for client in clients:
+            client.close()
