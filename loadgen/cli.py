@@ -99,6 +99,22 @@ def abuse(url: str, idle: int, slow: int, hold: float, procs: int) -> None:
         sys.exit(1)
 
 
+@main.command("fleet-idle")
+@click.option("--servers", type=click.IntRange(min=1), default=10000, show_default=True)
+@click.option("--schedulers", type=click.IntRange(min=0), default=8, show_default=True)
+@click.option("--duration", type=POSITIVE, default=20.0, show_default=True, help="Seconds.")
+@click.option("--procs", type=click.IntRange(min=1), default=2, show_default=True)
+def fleet_idle(servers: int, schedulers: int, duration: float, procs: int) -> None:
+    """What an idle fleet costs: virtual agent servers heartbeating, scheduler processes,
+    no dispatches; prints Redis and scheduler CPU and the slowest Redis calls as JSON."""
+    import orjson
+
+    from loadgen.fleet_idle import IdlePlan, run
+
+    plan = IdlePlan(servers, schedulers, duration_s=duration, procs=procs)
+    click.echo(orjson.dumps(run(plan), option=orjson.OPT_INDENT_2).decode())
+
+
 @main.command("abuse-listing")
 @click.option("--url", default="http://127.0.0.1:7880", show_default=True, help="API node URL.")
 @click.option("--api-key", envvar="LIVEKIT_API_KEY", default=DEV_API_KEY, show_default=True)

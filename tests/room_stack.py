@@ -15,7 +15,6 @@ from livekit import api
 
 from dispatcher.api.app import ApiNode
 from dispatcher.scheduler.node import SchedulerNode
-from dispatcher.wire import pool_name
 from tests.redis_servers import RedisTarget
 from tests.stack import (
     API_KEY,
@@ -80,11 +79,10 @@ class Stack:
 
         server = await start_agent(self.url_redis, name, entry, job_type=job_type)
         self.agents.append(server)
-        pool = pool_name(name, job_type)
         registry = self.scheduler.registry
+        seen = registry.version + 2  # a refresh that began after the server's first heartbeat
         await eventually(
-            lambda: any(s.id == server.id for s in registry.servers(pool)),
-            what="the scheduler to see the agent server",
+            lambda: registry.version >= seen, what="the scheduler to see the agent server"
         )
         return ran
 

@@ -30,6 +30,7 @@ from dispatcher.errors import describe
 from dispatcher.store import keys, scripts
 from dispatcher.store.client import Client, connect
 from dispatcher.store.fastlane import stream_entries
+from dispatcher.store.meta import ensure_pool_shards
 from dispatcher.wire import (
     Assignment,
     InboxMessage,
@@ -86,6 +87,7 @@ class AgentServer:
         self.drain_timeout_s = _given(drain_timeout_s, env.drain_timeout_s)
         self.redis_url = redis_url or env.redis_url
         self._replication = env.replication()
+        self._pool_shards = env.pool_shards
         self.capacity = capacity
         self.load_fnc = load_fnc
         self.version = version
@@ -131,10 +133,19 @@ class AgentServer:
         return register
 
     def _use_pool(self, name: str) -> None:
-        self._pool = keys.pool_keys(name)
-        # Built once: every job names them.
-        self._reservations = self._pool.reservations(self.id)
-        self._release_keys = self._pool.slot_keys(self.id)
+        self._pool_name = name
+        self._shard: keys.ShardKeys | None = None  # known once started (K is in Redis)
+
+    @property
+    def shard(self) -> keys.ShardKeys:
+        """This server's shard of its pool: where it heartbeats and finds its inbox."""
+        if self._shard is None:
+            raise RuntimeError("the agent server is not started")
+        return self._shard
+
+    def _release(self, job_id: str) -> tuple[list[str], list[str]]:
+        shard = self.shard
+        return [shard.jobs], [shard.base, job_id, self.id]
 
     @property
     def client(self) -> Client:
@@ -148,6 +159,8 @@ class AgentServer:
         if self._entrypoint is None:
             raise RuntimeError("no entrypoint: decorate one with @server.rtc_session(...)")
         self._client = await connect(self.redis_url, self._replication)
+        await ensure_pool_shards(self._client, self._pool_shards)
+        self._shard = keys.server_shard(self._pool_name, self.id, self._pool_shards)
         await scripts.load_all(self._client)
         await self.heartbeat()
         self._tasks = [
@@ -186,12 +199,9 @@ class AgentServer:
         self._leaving.set()
         await self._end_tasks(self._tasks)
         if self._client is not None:
-            pool = self._pool
-            server_keys = [pool.servers, pool.server(self.id), pool.reservations(self.id)]
+            shard = self.shard
             try:
-                await scripts.deregister(
-                    self._client, [*server_keys, pool.inbox(self.id), pool.jobs], [self.id]
-                )
+                await scripts.deregister(self._client, [shard.jobs], [shard.base, self.id])
             except Exception as exc:  # policy: the schedulers find it lost and reap it
                 log.warning("could not leave the pool (%s); it will be reaped", describe(exc))
             await self._client.aclose()
@@ -229,7 +239,7 @@ class AgentServer:
         return ServerStatus.FULL if len(self.running) >= self.capacity else ServerStatus.AVAILABLE
 
     async def heartbeat(self) -> None:
-        pool = self._pool
+        shard = self.shard
         info = ServerInfo(
             id=self.id,
             agent_name=self.agent_name,
@@ -242,6 +252,7 @@ class AgentServer:
         )
         entered = sorted(self._entered)
         args: list[str | int | bytes] = [
+            shard.base,
             self.id,
             self.capacity,
             f"{self.load():.4f}",
@@ -250,11 +261,10 @@ class AgentServer:
             encode(info),
             *entered,
         ]
-        server_keys = [pool.servers, pool.server(self.id), pool.reservations(self.id), pool.jobs]
         batch = scripts.Batch()
-        batch.script(scripts.heartbeat, server_keys, args)
+        batch.script(scripts.heartbeat, [shard.jobs], args)
         # Named again each time: a failover may lose the write that first named the pool.
-        batch.command("SADD", keys.POOLS, pool.agent_name)
+        batch.command("SADD", keys.POOLS, shard.pool)
         sent = time.monotonic()
         (_used, reclaimed, gone), _added = await batch.run(self.client)
         self._acked_at = max(self._acked_at, sent)
@@ -322,7 +332,7 @@ class AgentServer:
     # --- inbox ----------------------------------------------------------------------------
 
     async def _inbox_loop(self) -> None:
-        inbox, last_id = self._pool.inbox(self.id), b"0-0"
+        inbox, last_id = self.shard.inbox(self.id), b"0-0"
         reads = self.client.fast.dedicated(inbox)  # the blocking read waits on its own socket
         try:
             while not self._closing.is_set():
@@ -408,7 +418,7 @@ class AgentServer:
 
     async def _confirm_and_report(self, spec: JobSpec) -> bool:
         batch = scripts.Batch()
-        batch.script(scripts.confirm, [self._reservations], [spec.job_id])
+        batch.script(scripts.confirm, [self.shard.reservations(self.id)], [spec.job_id])
         self._queue_report(batch, spec, JobStatus.RUNNING)
         try:
             # Policy: retried until acknowledged (a confirm is idempotent, a second RUNNING
@@ -462,7 +472,7 @@ class AgentServer:
         report = scripts.Batch()
         self._queue_report(report, spec, status, error, fenced=fenced)
         release = scripts.Batch()
-        release.script(scripts.release, self._release_keys, [spec.job_id, self.id])
+        release.script(scripts.release, *self._release(spec.job_id))
         events = keys.partition_keys(spec.partition).events
 
         async def report_durably() -> None:
@@ -493,7 +503,7 @@ class AgentServer:
             what, lambda: self.client.fast.execute("XADD", events, "*", "e", encode(event))
         )
         await until_acknowledged(
-            what, lambda: scripts.release(self.client, self._release_keys, [spec.job_id, self.id])
+            what, lambda: scripts.release(self.client, *self._release(spec.job_id))
         )
 
     def _queue_report(
@@ -510,7 +520,7 @@ class AgentServer:
             job_id=spec.job_id,
             attempt=spec.attempt,
             server_id=self.id,
-            agent_name=self._pool.agent_name,
+            agent_name=self._pool_name,
             status=status,
             error=error,
             at=time.time_ns(),

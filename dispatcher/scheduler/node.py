@@ -21,7 +21,7 @@ from dispatcher.scheduler.registry import Registry
 from dispatcher.settings import SchedulerSettings, default_node_id
 from dispatcher.store import keys, scripts
 from dispatcher.store.client import Client, connect, log_failure
-from dispatcher.store.meta import ensure_partitions
+from dispatcher.store.meta import ensure_partitions, ensure_pool_shards
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,11 @@ class SchedulerNode:
         self.node_id = settings.node_id or default_node_id()
         self.client = client
         self.registry = Registry(
-            client, settings.snapshot_interval_s, settings.reap_after_ms, settings.loss_margin_ms
+            client,
+            settings.pool_shards,
+            settings.snapshot_interval_s,
+            settings.reap_after_ms,
+            settings.loss_margin_ms,
         )
         self.workers: dict[int, PartitionWorker] = {}
         self.members: list[str] = []
@@ -48,6 +52,7 @@ class SchedulerNode:
     async def create(cls, settings: SchedulerSettings) -> SchedulerNode:
         client = await connect(settings.redis_url)
         await ensure_partitions(client, settings.partitions)
+        await ensure_pool_shards(client, settings.pool_shards)
         await scripts.load_all(client)
         return cls(settings, client)
 

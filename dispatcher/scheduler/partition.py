@@ -25,14 +25,13 @@ from dispatcher.rooms import DEFAULT_DEPARTURE_TIMEOUT_S, DEFAULT_EMPTY_TIMEOUT_
 from dispatcher.scheduler import fanout, jobs, rooms
 from dispatcher.scheduler.commit import commit_call
 from dispatcher.scheduler.deadletter import DeadLetters
-from dispatcher.scheduler.placement import rank_candidates
+from dispatcher.scheduler.placing import PoolCalls
 from dispatcher.scheduler.registry import Registry
 from dispatcher.scheduler.state import PartitionState
 from dispatcher.store import keys, scripts
 from dispatcher.store.client import Client
 from dispatcher.store.fastlane import entries_of, stream_entries
 from dispatcher.wire import (
-    Assignment,
     DispatchCreated,
     DispatchDeleted,
     Event,
@@ -99,7 +98,7 @@ class PartitionWorker:
         self._batch_size = batch_size
         self._block_ms = block_ms
         self._idle_block_ms = idle_block_ms or block_ms
-        self._load_threshold = load_threshold
+        self._pools = PoolCalls(registry, load_threshold, partition)
         self._room_retention_s = room_retention_s
         self.state = PartitionState(timeouts)
         self._stopping = False
@@ -159,6 +158,7 @@ class PartitionWorker:
             for raw in raws:
                 if raw is not None:
                     self.state.put(job_decoder.decode(raw))
+        await self._pools.find_absent(self._client, self.state.servers())
         log.info("partition %d: loaded %d active jobs", self.partition, len(self.state))
 
     async def _catch_up(self) -> None:
@@ -177,6 +177,9 @@ class PartitionWorker:
         while entries := await self._read(">", None):
             await self._turn(entries, place=False)
         self._end_jobs_of_gone_rooms(time.time_ns())
+        # An earlier holder may have reserved any of them and stopped before committing it.
+        pending = [r for r in self.state.records.values() if r.phase == "pending"]
+        await self._pools.find_reservations(self._client, pending)
         await self._turn([])
 
     def _end_jobs_of_gone_rooms(self, now: int) -> None:
@@ -280,8 +283,10 @@ class PartitionWorker:
         assigned = [r for r in due if r.phase == "assigned"]
         batch = scripts.Batch()
         for record in assigned:
-            c, pool = record.current, keys.pool_keys(record.spec.pool)
-            batch.script(scripts.revoke, pool.slot_keys(c.server_id), [c.job_id, c.server_id])
+            c = record.current
+            batch.script(
+                scripts.revoke, *self._pools.revoke(record.spec.pool, c.server_id, c.job_id)
+            )
         # Policy: a revoke that failed leaves the job assigned and fires its timer again.
         outcomes = await batch.outcomes(self._client)
         revoked = {r.spec.job_key: o for r, o in zip(assigned, outcomes, strict=True)}
@@ -299,7 +304,7 @@ class PartitionWorker:
     # --- rooms ----------------------------------------------------------------------------
 
     def _has_pool(self, pool: str) -> bool:
-        return bool(self._registry.servers(pool))
+        return self._registry.has_servers(pool)
 
     def _room_created(self, room: RoomRecord) -> None:
         self._put_room(rooms.created(room))
@@ -450,25 +455,29 @@ class PartitionWorker:
             return
         self._checked_version = self._registry.version
         lost = [
-            record
-            for pool, server_id in self.state.servers()
-            if self._registry.is_lost(pool, server_id)
-            for record in self.state.on_server((pool, server_id))
+            (key, r)
+            for key in self._pools.lost(self.state.hosting())
+            for r in self.state.on_server(key)
         ]
         if not lost:
             return
         batch = scripts.Batch()
-        for record in lost:
-            c, pool = record.current, keys.pool_keys(record.spec.pool)
-            batch.script(scripts.release, pool.slot_keys(c.server_id), [c.job_id, c.server_id])
+        for key, record in lost:
+            batch.script(
+                scripts.release_lost, *self._pools.release_lost(key, record.current.job_id)
+            )
         # Policy: a job whose reservation could not be taken back stays where it is, and
         # the next turn looks again.
-        for record, outcome in zip(lost, await batch.outcomes(self._client), strict=True):
+        for (key, record), outcome in zip(lost, await batch.outcomes(self._client), strict=True):
             if isinstance(outcome, Exception):
                 log.warning("partition %d: release failed (%s)", self.partition, describe(outcome))
                 self._checked_version = -1
-            else:
+            elif outcome == 1:
                 self._step(jobs.on_server_lost(record, now))
+            elif outcome == 0:  # it heartbeat again since the registry saw it expire
+                self._registry.note_alive(key)
+            else:  # not lost yet by Redis's clock: look again next turn
+                self._checked_version = -1
 
     # --- placement ------------------------------------------------------------------------
 
@@ -499,22 +508,25 @@ class PartitionWorker:
         results = await batch.outcomes(self._client)
         if commit is not None and isinstance(committed := results.pop(0), Exception):
             self._raise_failure(committed)
-        for record, result in zip(order, results, strict=True):
-            self._placed(record, result, now)
+        for (record, shard), result in zip(order, results, strict=True):
+            self._placed(record, shard, result, now)
 
-    def _queue_reservations(self, batch: scripts.Batch) -> list[JobRecord]:
-        """One reservation per waiting job that has a candidate; the jobs, in call order."""
+    def _queue_reservations(self, batch: scripts.Batch) -> list[tuple[JobRecord, int]]:
+        """One reservation per waiting job whose pool has a shard with room; the jobs and
+        their shards, in call order."""
         self._placed_version, self._placed_freed = self._registry.version, self._registry.freed
-        order: list[JobRecord] = []
-        full: set[str] = set()  # pools with no candidate left in this pass
+        order: list[tuple[JobRecord, int]] = []
+        full: set[str] = set()  # pools with no shard left with room in this pass
         unplaced: list[JobRecord] = []
+        timeout_ms = self.state.timeouts.assign_ms
         for key in self.state.waiting:
             record = self.state.records[key]
             if record.spec.pool in full:
                 unplaced.append(record)  # e.g. automatic jobs for servers that never came
-            elif (call := self._reservation(record)) is not None:
+            elif (reservation := self._pools.reservation(record, timeout_ms)) is not None:
+                shard, call = reservation
                 batch.script(scripts.reserve, *call)
-                order.append(record)
+                order.append((record, shard))
             else:
                 full.add(record.spec.pool)
                 unplaced.append(record)
@@ -522,29 +534,12 @@ class PartitionWorker:
             self._record(jobs.waiting_for_capacity(record))
         return order
 
-    def _reservation(self, record: JobRecord) -> tuple[list[str], list[Any]] | None:
-        spec = record.spec
-        pool_name = spec.pool
-        servers = self._registry.servers(pool_name)
-        now_ms = self._registry.now_ms()
-        ranked = rank_candidates(servers, now_ms, self._load_threshold, record.rejected_by)
-        if not ranked and record.rejected_by:
-            ranked = rank_candidates(servers, now_ms, self._load_threshold)
-        if not ranked:
-            return None
-        pool = keys.pool_keys(pool_name)
-        call_keys = [pool.jobs, *(k for sid in ranked for k in pool.server_keys(sid))]
-        timeout_ms = self.state.timeouts.assign_ms
-        args = [spec.job_id, timeout_ms, self._load_threshold, encode(Assignment(job=spec))]
-        return call_keys, [*args, *ranked]
-
-    def _placed(self, record: JobRecord, result: Any, now: int) -> None:
-        if isinstance(result, Exception):
-            log.warning("partition %d: reserve failed: %s", self.partition, result)
-        elif result is not None:
-            server_id = result.decode()
-            self._registry.note_reserved(record.spec.pool, server_id)
+    def _placed(self, record: JobRecord, shard: int, result: Any, now: int) -> None:
+        server_id = self._pools.placed(record, shard, result)
+        if server_id is not None:
             self._record(jobs.placed(record, server_id, now))
+        elif not isinstance(result, Exception):
+            self._placed_version = -1  # that shard was full: try another next turn
 
     # --- commit and effects ---------------------------------------------------------------
 
@@ -568,14 +563,13 @@ class PartitionWorker:
     async def _send_effects(self) -> None:
         batch = scripts.Batch()
         for effect in self._effects:
-            pool = keys.pool_keys(effect.pool)
             if isinstance(effect, jobs.Terminate):
                 message = encode(Termination(job_id=effect.job_id, reason=effect.reason))
-                inbox = pool.inbox(effect.server_id)
+                inbox = self._pools.inbox(effect.pool, effect.server_id)
                 batch.command("XADD", inbox, "MAXLEN", "~", 1000, "*", "m", message)
             else:
-                slot = pool.slot_keys(effect.server_id)
-                batch.script(scripts.release, slot, [effect.job_id, effect.server_id])
+                call = self._pools.release(effect.pool, effect.server_id, effect.job_id)
+                batch.script(scripts.release, *call)
         # Policy: an effect that failed is sent again after the next turn, until Redis
         # acknowledges it (terminating a job twice and releasing a slot twice are no-ops).
         effects, self._effects = self._effects, []

@@ -1,7 +1,10 @@
-"""The scheduler's snapshot of every agent-server pool, refreshed a few times a second.
+"""The scheduler's view of every agent-server pool (``poolview.FleetView``), refreshed a
+few times a second by one bounded call per pool shard (``shard_tick.lua``).
 
-Placement ranks candidates from this snapshot; the reservation script re-checks them, so
-staleness costs at most a retry. The snapshot also tells partitions which servers are dead.
+Placement picks a shard from this view and ``reserve.lua`` picks the server inside it, so
+staleness costs at most a retry in another shard. The view also names the servers whose
+heartbeat expired; the partitions holding jobs on them take those jobs back with
+``release_lost.lua``, which re-checks the expiry on Redis's clock.
 
 Loss is judged on evidence: a server is lost only once its heartbeat expiry has passed and
 it has had a whole TTL to heartbeat since Redis was last seen coming back (a refresh that
@@ -14,31 +17,42 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 
-from dispatcher.scheduler.placement import ServerView
+from dispatcher.scheduler.poolview import Expired, FleetView, ServerKey
 from dispatcher.store import keys, scripts
 from dispatcher.store.client import Client, is_unavailable, log_failure
-from dispatcher.wire import ServerStatus
 
 log = logging.getLogger(__name__)
+
+_EXPIRED_PER_TICK = 256  # expiries read per shard and refresh
+_REAPED_PER_TICK = 16  # long-dead servers deleted per shard and refresh
+_FORGET_AFTER_MS = 60_000  # beyond reaping: an expiry this old concerns nobody any more
 
 
 class Registry:
     def __init__(
-        self, client: Client, interval_s: float, reap_after_ms: int, loss_margin_ms: int = 500
+        self,
+        client: Client,
+        shards: int,
+        interval_s: float,
+        reap_after_ms: int,
+        loss_margin_ms: int = 500,
     ) -> None:
         self._client = client
+        self.shards = shards
+        self.view = FleetView(shards)
         self._interval_s = interval_s
         self._reap_after_ms = reap_after_ms
-        self._loss_margin_ms = loss_margin_ms
+        self.loss_margin_ms = loss_margin_ms
         self._back_at_ms = 0  # Redis ms when Redis was last seen coming back
         self._unreachable = True  # nothing seen yet: the first refresh counts as a return
         self._disconnects = 0  # the fast lane's count at the last good refresh
         self._unreachable_logged = False
-        self._pools: dict[str, list[ServerView]] = {}
         self._offset_ms = 0  # Redis clock minus local clock
         self._refreshed_at = float("-inf")  # monotonic time of the last good refresh
+        self._rng = random.Random()
         self.version = 0
         self.freed = 0  # slots freed locally so far: jobs waiting for capacity retry on it
 
@@ -46,44 +60,63 @@ class Registry:
         """Now on Redis's clock, which every expiry in the registry uses."""
         return int(time.time() * 1000) + self._offset_ms
 
-    def servers(self, agent_name: str) -> list[ServerView]:
-        return self._pools.get(agent_name, [])
+    def has_servers(self, pool: str) -> bool:
+        return self.view.has_servers(pool)
 
-    def is_lost(self, agent_name: str, server_id: str) -> bool:
-        """True once the server's heartbeat has expired (or it left the pool). A stale
-        snapshot (Redis unreachable for a while) declares nothing lost: its expiry times
-        would make every server look dead."""
-        if time.monotonic() - self._refreshed_at > max(1.0, 4 * self._interval_s):
+    def choose_shard(self, pool: str) -> int | None:
+        return self.view.choose_shard(pool, self._rng)
+
+    def note_reserved(self, pool: str, server_id: str) -> None:
+        """Count a reservation locally so the rest of a batch spreads over other shards."""
+        self.view.note_reserved(pool, keys.shard_of(server_id, self.shards))
+
+    def note_released(self, pool: str, server_id: str) -> None:
+        """Count a slot freed by a job that ended or was rejected: without it, a busy shard
+        would look full until the next refresh while its slots are in fact free."""
+        self.view.note_released(pool, keys.shard_of(server_id, self.shards))
+        self.freed += 1
+
+    def note_full(self, pool: str, shard: int) -> None:
+        self.view.note_full(pool, shard)
+
+    # --- lost servers ---------------------------------------------------------------------
+
+    def suspects(self) -> dict[ServerKey, Expired]:
+        """Servers seen expired: the only ones that may be lost. Few: the recent churn."""
+        return self.view.expired
+
+    def is_lost(self, key: ServerKey) -> bool:
+        """True once a suspect's expiry (plus the evidence bound and the margin) has passed.
+        A stale view (Redis unreachable for a while) declares nothing lost: its expiry
+        times would make every server look dead."""
+        expired = self.view.expired.get(key)
+        if expired is None or self.stale():
             return False
-        server = next((s for s in self.servers(agent_name) if s.id == server_id), None)
-        if server is None:
-            return True  # left the pool, or reaped
-        return self.now_ms() > self.lost_after(server)
+        return self.now_ms() > max(expired.expires_at, self.not_before(expired)) + (
+            self.loss_margin_ms
+        )
 
-    def lost_after(self, server: ServerView) -> int:
-        """Redis ms after which the server counts as lost."""
-        fresh = self._back_at_ms + server.ttl_ms  # its chance to heartbeat since Redis is back
-        return max(server.expires_at, fresh) + self._loss_margin_ms
+    def not_before(self, expired: Expired) -> int:
+        """Redis ms before which no server may be judged lost: it gets a whole TTL to
+        heartbeat from when Redis was last seen coming back."""
+        return self._back_at_ms + expired.ttl_ms
 
-    def note_reserved(self, agent_name: str, server_id: str) -> None:
-        """Count a reservation locally so the rest of a batch spreads over other servers."""
-        for server in self.servers(agent_name):
-            if server.id == server_id:
-                server.used += 1
+    def note_alive(self, key: ServerKey) -> None:
+        self.view.note_alive(key)
 
-    def note_released(self, agent_name: str, server_id: str) -> None:
-        """Count a slot freed by a job that ended or was rejected: without it, a busy server
-        would look full until the next snapshot while its slots are in fact free."""
-        for server in self.servers(agent_name):
-            if server.id == server_id and server.used > 0:
-                server.used -= 1
-                self.freed += 1
+    def note_absent(self, key: ServerKey) -> None:
+        self.view.note_absent(key, self.now_ms())
+
+    def stale(self) -> bool:
+        return time.monotonic() - self._refreshed_at > max(1.0, 4 * self._interval_s)
+
+    # --- refreshing -----------------------------------------------------------------------
 
     async def run(self) -> None:
         while True:
             try:
                 await self.refresh()
-            except Exception as exc:  # policy: the snapshot goes stale; no loss is judged
+            except Exception as exc:  # policy: the view goes stale; no loss is judged
                 if not self._unreachable_logged:  # once per outage
                     log_failure(log, "registry refresh", exc)
                 self._unreachable_logged = is_unavailable(exc)
@@ -95,7 +128,7 @@ class Registry:
         # The fast lane, not redis-py: a refresh cancelled at shutdown must stop at once.
         disconnects = self._client.fast.disconnects
         try:
-            pools = await self._scan()
+            await self._tick()
         except Exception:
             self._unreachable = True
             raise
@@ -103,39 +136,25 @@ class Registry:
             self._back_at_ms = self.now_ms()
             log.info("Redis reachable: agent servers get a full TTL from now to heartbeat")
         self._unreachable, self._disconnects = False, disconnects
-        self._pools = pools
         self._refreshed_at = time.monotonic()
+        self.view.forget_expired_before(self.now_ms() - self._reap_after_ms - _FORGET_AFTER_MS)
         self.version += 1
 
-    async def _scan(self) -> dict[str, list[ServerView]]:
+    async def _tick(self) -> None:
         members: list[bytes] = await self._client.fast.execute("SMEMBERS", keys.POOLS)
-        names = sorted(n.decode() for n in members)
+        calls = [(n.decode(), k) for n in sorted(members) for k in range(self.shards)]
         batch = scripts.Batch()
-        for name in names:
-            pool = keys.pool_keys(name)
-            prefix = pool.servers.removesuffix("servers")
-            batch.script(
-                scripts.pool_scan, [pool.servers, pool.jobs], [prefix, self._reap_after_ms]
-            )
-        results = await batch.run(self._client)
-        return {name: self._parse(result) for name, result in zip(names, results, strict=True)}
-
-    def _parse(self, result: list[bytes | int]) -> list[ServerView]:
-        self._offset_ms = int(result[0]) - int(time.time() * 1000)
-        rows = result[1:]
-        return [
-            ServerView(
-                id=_str(rows[i]),
-                capacity=int(rows[i + 1]),
-                load=float(rows[i + 2]),
-                status=ServerStatus(int(rows[i + 3])),
-                expires_at=int(rows[i + 4]),
-                used=int(rows[i + 5]),
-                ttl_ms=int(rows[i + 6]),
-            )
-            for i in range(0, len(rows), 7)
-        ]
-
-
-def _str(value: bytes | int) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+        for pool, shard in calls:
+            state = self.view.shard_states(pool)[shard]
+            shard_keys = keys.shard_keys(pool, shard, self.shards)
+            args: list[scripts.ScriptArg] = [shard_keys.base, state.cursor, state.skip]
+            args += [_EXPIRED_PER_TICK, self._reap_after_ms, _REAPED_PER_TICK]
+            batch.script(scripts.shard_tick, [shard_keys.jobs], args)
+        for (pool, shard), result in zip(calls, await batch.run(self._client), strict=True):
+            now, total, servers, rows = result
+            self._offset_ms = int(now) - int(time.time() * 1000)
+            expired = [
+                (rows[i].decode(), int(rows[i + 1]), int(rows[i + 2]))
+                for i in range(0, len(rows), 3)
+            ]
+            self.view.apply_tick(pool, shard, int(total), int(servers), expired)

@@ -6,7 +6,7 @@ Records of ended jobs leave memory once committed; Redis keeps them for ListDisp
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterator
+from collections.abc import Iterator, KeysView
 
 from dispatcher.scheduler import jobs, rooms
 from dispatcher.wire import JobRecord, RoomLife
@@ -69,6 +69,10 @@ class PartitionState:
 
     def servers(self) -> list[ServerKey]:
         return list(self._by_server)
+
+    def hosting(self) -> KeysView[ServerKey]:
+        """The servers holding this partition's jobs, as a live view (no copy)."""
+        return self._by_server.keys()
 
     def on_server(self, key: ServerKey) -> list[JobRecord]:
         return [self.records[d] for d in self._by_server.get(key, ())]

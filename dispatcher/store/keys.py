@@ -38,21 +38,32 @@ Partition keys (``T`` = ``{pNN}``); writer in brackets:
 Timers need no key of their own: each is derived from a persisted job record (phase and
 ``updated_at``), so a new lease holder inherits them when it loads the active jobs.
 
-Pool keys (``A`` = ``{a:<agent name>}``):
+Pool-shard keys. The servers of one pool (agent name and job type) spread over K shards
+(``pool_shards``, stored in ``dsp:meta``); a server's shard is ``crc32(id) % K``. ``S`` is
+the shard's tag ``{a:<pool>/<k>}`` (with a suffix that aims it at the k-th of K equal
+slices of the cluster's slots, so the shards of a pool spread over every master):
 
-``dsp:A:servers``               set of server ids [agent servers].
-``dsp:A:srv:<id>``              hash cap, load, status, exp (Redis ms), info [agent server].
-``dsp:A:res:<id>``              hash job id -> reach deadline (Redis ms), 0 once confirmed:
+``dsp:S:exp``                   zset server id -> heartbeat expiry (Redis ms); a server
+                                that left stays with the time it left until it is reaped
+                                [agent servers; schedulers reap].
+``dsp:S:free``                  zset server id -> free slots, for the servers placement may
+                                use (alive, not draining, a slot free) [every shard script].
+``dsp:S:total``                 string: the sum of ``free`` [every shard script].
+``dsp:S:srv:<id>``              hash cap, load, status, ttl, info [agent server].
+``dsp:S:res:<id>``              hash job id -> reach deadline (Redis ms), 0 once confirmed:
                                 the server's reserved slots [scheduler reserves, server
                                 confirms and releases, heartbeat reclaims].
-``dsp:A:jobs``                  hash job id -> server id: makes reservation idempotent.
-``dsp:A:inbox:<id>``            stream of assignments and terminations for one server.
+``dsp:S:jobs``                  hash job id -> server id: makes reservation idempotent.
+``dsp:S:inbox:<id>``            stream of assignments and terminations for one server.
 """
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 from functools import cache, lru_cache
+
+from redis.crc import key_slot
 
 from dispatcher.partitions import partition_tag
 
@@ -117,10 +128,17 @@ def partition_keys(partition: int) -> PartitionKeys:
 
 
 @dataclass(frozen=True, slots=True)
-class PoolKeys:
-    agent_name: str
-    base: str  # "dsp:{a:<agent name>}:"
-    servers: str
+class ShardKeys:
+    """The keys of one shard of a pool. The shard scripts take ``jobs`` as their key (it
+    routes the call) and ``base`` as their first argument, and derive the rest from it:
+    every key here shares the shard's hash tag, so all of them live in one slot."""
+
+    pool: str
+    shard: int
+    base: str  # "dsp:{a:<pool>/<k>}:", the prefix of every key below
+    exp: str
+    free: str
+    total: str
     jobs: str
 
     def server(self, server_id: str) -> str:
@@ -132,17 +150,43 @@ class PoolKeys:
     def inbox(self, server_id: str) -> str:
         return f"{self.base}inbox:{server_id}"
 
-    def slot_keys(self, server_id: str) -> list[str]:
-        """The keys of a server's reservations, in the order the slot scripts expect
-        (``confirm``/``release``/``revoke``: the server's reservations, then the pool's jobs)."""
-        return [self.reservations(server_id), self.jobs]
 
-    def server_keys(self, server_id: str) -> list[str]:
-        """The three keys of one server, in the order the pool scripts expect."""
-        return [self.server(server_id), self.reservations(server_id), self.inbox(server_id)]
+def shard_of(server_id: str, shards: int) -> int:
+    """The shard a server belongs to: stable across processes (crc32, not ``hash()``)."""
+    return zlib.crc32(server_id.encode()) % shards
 
 
-@lru_cache(maxsize=1024)  # pools are few; bounded all the same, names come from callers
-def pool_keys(agent_name: str) -> PoolKeys:
-    base = f"dsp:{{a:{agent_name}}}:"
-    return PoolKeys(agent_name=agent_name, base=base, servers=base + "servers", jobs=base + "jobs")
+def server_shard(pool: str, server_id: str, shards: int) -> ShardKeys:
+    return shard_keys(pool, shard_of(server_id, shards), shards)
+
+
+@lru_cache(maxsize=4096)  # pools are few; bounded all the same, names come from callers
+def shard_keys(pool: str, shard: int, shards: int) -> ShardKeys:
+    base = f"dsp:{{{_shard_tag(pool, shard, shards)}}}:"
+    return ShardKeys(
+        pool=pool,
+        shard=shard,
+        base=base,
+        exp=base + "exp",
+        free=base + "free",
+        total=base + "total",
+        jobs=base + "jobs",
+    )
+
+
+_SLOTS = 16384
+_AIM_TRIES = 4096
+
+
+def _shard_tag(pool: str, shard: int, shards: int) -> str:
+    """``a:<pool>/<k>``, suffixed with the first ``.<n>`` that puts its slot in the k-th of
+    ``shards`` equal slices of the slot space. Masters own contiguous slot ranges, so the
+    shards of a pool land on different masters instead of wherever the hash falls (three
+    random slots share a master four times in five)."""
+    tag = f"a:{pool}/{shard}"
+    low, high = shard * _SLOTS // shards, (shard + 1) * _SLOTS // shards
+    for n in range(_AIM_TRIES):  # each try lands in the slice with probability 1/shards
+        aimed = f"{tag}.{n}" if n else tag
+        if low <= key_slot(aimed.encode()) < high:
+            return aimed
+    return tag

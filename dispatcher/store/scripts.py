@@ -78,7 +78,8 @@ release = Script("release")
 revoke = Script("revoke")
 heartbeat = Script("heartbeat")
 deregister = Script("deregister")
-pool_scan = Script("pool_scan")
+release_lost = Script("release_lost")
+shard_tick = Script("shard_tick")
 open_room = Script("open_room")
 leave_room = Script("leave_room")
 publish = Script("publish")
@@ -101,7 +102,8 @@ ALL = (
     revoke,
     heartbeat,
     deregister,
-    pool_scan,
+    release_lost,
+    shard_tick,
     open_room,
     leave_room,
     publish,

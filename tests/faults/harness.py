@@ -38,10 +38,11 @@ from tests.faults.reconcile import (
     parse_records,
     reconcile,
 )
+from tests.pools import SHARDS, shard
 from tests.redis_servers import _PREEXEC, RedisCluster, RedisServer, free_port
 
 REPO = Path(__file__).resolve().parents[2]
-POOL = keys.pool_keys(AGENT_NAME)
+POOL_SHARDS = [keys.shard_keys(AGENT_NAME, k, SHARDS) for k in range(SHARDS)]
 FAST_TIMERS = {"DISPATCHER_HEARTBEAT_INTERVAL_S": "0.5"}
 SCHEDULER_ENV = {
     **FAST_TIMERS,
@@ -258,7 +259,13 @@ class FaultStack:
         if any(p.pid not in servers for p in agents):
             return False
         with self.client() as r:
-            members = {m.decode() for m in cast(set[bytes], r.smembers(POOL.servers))}
+            members = {
+                m.decode()
+                for shard in POOL_SHARDS
+                for m in cast(
+                    list[bytes], r.zrangebyscore(shard.exp, int(time.time() * 1000), "+inf")
+                )
+            }
         return all(servers[p.pid] in members for p in agents)
 
     # --- faults ---------------------------------------------------------------------------
@@ -325,6 +332,10 @@ class FaultStack:
         """Agent process id -> its server id, from the hello lines."""
         return {r.pid: r.server for r in self.records() if r.ev == "hello"}
 
+    def agent_shard(self, name: str) -> keys.ShardKeys:
+        """The pool shard of one agent process's server."""
+        return shard(AGENT_NAME, self.servers()[self.procs[name].pid])
+
     def alive_servers(self) -> frozenset[str]:
         by_pid = self.servers()
         return frozenset(
@@ -335,14 +346,15 @@ class FaultStack:
 
     def reservations(self) -> dict[str, dict[str, str]]:
         """Server id -> job id -> reach deadline, for every reservation hash in the pool."""
-        prefix = POOL.reservations("")
         out = {}
         with self.client() as r:
-            for key in r.scan_iter(match=prefix + "*", count=1000):
-                entries = cast(dict[bytes, bytes], r.hgetall(key))
-                if entries:
-                    server = key.decode().removeprefix(prefix)
-                    out[server] = {k.decode(): v.decode() for k, v in entries.items()}
+            for pool_shard in POOL_SHARDS:
+                prefix = pool_shard.reservations("")
+                for key in r.scan_iter(match=prefix + "*", count=1000):
+                    entries = cast(dict[bytes, bytes], r.hgetall(key))
+                    if entries:
+                        server = key.decode().removeprefix(prefix)
+                        out[server] = {k.decode(): v.decode() for k, v in entries.items()}
         return out
 
     def log_digest(self, limit: int = 6) -> str:

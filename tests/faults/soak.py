@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import cast
 
 from dispatcher.store import keys
-from tests.faults import driver
-from tests.faults.harness import POOL, FaultStack, Load
+from tests.faults import AGENT_NAME, driver
+from tests.faults.harness import FaultStack, Load
 from tests.faults.reconcile import Report
+from tests.pools import shard
 
 SoakFault = Callable[[FaultStack, random.Random], Awaitable[str]]
 SAMPLE_EVERY_S = 10.0
@@ -100,7 +101,9 @@ def sample(stack: FaultStack) -> dict[str, object]:
         partitions = int(cast(bytes, r.hget(keys.META, "partitions")))
         events = [cast(int, r.xlen(keys.partition_keys(p).events)) for p in range(partitions)]
         dead = sum(cast(int, r.xlen(keys.partition_keys(p).dead)) for p in range(partitions))
-        inboxes = [cast(int, r.xlen(POOL.inbox(s))) for s in stack.servers().values()]
+        inboxes = [
+            cast(int, r.xlen(shard(AGENT_NAME, s).inbox(s))) for s in stack.servers().values()
+        ]
     return {
         "t": time.time(),
         "rss": rss,

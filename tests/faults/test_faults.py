@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from dispatcher.store import keys
-from tests.faults.harness import POOL, Fault, FaultStack
+from tests.faults.harness import Fault, FaultStack
 from tests.faults.reconcile import Report
 
 
@@ -98,7 +98,7 @@ async def test_agent_server_cut_off_from_redis(tmp_path: Path) -> None:
 # --- Redis Cluster: three primaries with a replica each ----------------------------------
 
 PARTITION_SLOT = keys.partition_keys(0).events  # partition 0's slot: it holds dispatches too
-POOL_SLOT = POOL.servers  # every reservation, inbox and heartbeat of the agent servers
+POOL_SLOT = "pool"  # agent-0's pool shard: its reservations, inbox and heartbeats
 
 
 CLUSTER_FAULTS = [
@@ -114,10 +114,11 @@ async def test_cluster_primary_replaced(tmp_path: Path, how: str, slot: str) -> 
     """A coordinated failover, or a primary killed so that its replica takes over."""
 
     async def fault(stack: FaultStack) -> None:
+        key = stack.agent_shard("agent-0").jobs if slot == POOL_SLOT else slot
         if how == "failover":
-            stack.failover(slot)
+            stack.failover(key)
         else:
-            stack.kill_primary(slot)
+            stack.kill_primary(key)
 
     name = f"{'CLUSTER FAILOVER' if how == 'failover' else 'kill -9'} of the primary of {slot}"
     _assert_clean(await _scenario(tmp_path, name, fault, cluster=True))

@@ -46,11 +46,12 @@ RULE = (
     # scripts loaded by SHA; WAIT for DISPATCHER_REPLICA_ACKS; PING for /readyz
     "+script|load", "+evalsha", "+wait", "+ping",
     # the plain calls and those of the scripts (a script's calls are checked too)
-    "+get", "+set", "+del", "+incr", "+expire", "+pexpire", "+time",
+    "+get", "+set", "+del", "+incr", "+incrby", "+expire", "+pexpire", "+time",
     "+hget", "+hgetall", "+hmget", "+hkeys", "+hvals", "+hlen", "+hexists", "+hstrlen",
     "+hset", "+hsetnx", "+hdel",
-    "+sadd", "+srem", "+smembers",
-    "+zadd", "+zrange", "+zrem", "+zremrangebyscore",
+    "+sadd", "+smembers",
+    "+zadd", "+zrange", "+zrem", "+zremrangebyscore", "+zrangebyscore", "+zrevrangebyscore",
+    "+zscore", "+zcard",
     "+xadd", "+xread", "+xreadgroup", "+xack", "+xautoclaim", "+xpending", "+xtrim",
     "+xgroup|create", "+xinfo|stream", "+xinfo|groups",
 )  # fmt: skip
@@ -70,17 +71,18 @@ ROLE_RULES: dict[str, tuple[str, ...]] = {
         "on", f">{PASSWORD}", "resetchannels",
         "~dsp:meta", "~dsp:schedulers", "~dsp:pools", "~dsp:{p*", "~dsp:{a:*",
         "-@all", *_EVERY_ROLE,
-        "+get", "+set", "+del", "+incr", "+expire", "+pexpire", "+time",
+        "+get", "+set", "+del", "+incr", "+incrby", "+expire", "+pexpire", "+time",
         "+hget", "+hgetall", "+hmget", "+hkeys", "+hvals", "+hlen", "+hset", "+hsetnx", "+hdel",
-        "+smembers", "+srem", "+zadd", "+zrange", "+zrem", "+zremrangebyscore",
+        "+smembers", "+zadd", "+zrange", "+zrem", "+zremrangebyscore", "+zrangebyscore",
+        "+zrevrangebyscore", "+zscore", "+zcard",
         "+xadd", "+xreadgroup", "+xack", "+xautoclaim", "+xpending", "+xtrim",
         "+xgroup|create", "+xinfo|stream", "+xinfo|groups",
     ),
     "dsp-agent": (
-        "on", f">{PASSWORD}", "resetchannels", "~dsp:pools", "~dsp:{a:*",
+        "on", f">{PASSWORD}", "resetchannels", "~dsp:meta", "~dsp:pools", "~dsp:{a:*",
         "-@all", *_EVERY_ROLE, "+wait",
-        "+del", "+time", "+hget", "+hgetall", "+hkeys", "+hlen", "+hexists", "+hset", "+hdel",
-        "+sadd", "+srem", "+xread",
+        "+del", "+time", "+get", "+incrby", "+hget", "+hgetall", "+hmget", "+hkeys", "+hlen",
+        "+hexists", "+hset", "+hsetnx", "+hdel", "+sadd", "+zadd", "+zrem", "+zscore", "+xread",
         "(~dsp:{p*}:events +xadd)",  # its reports, and nothing else of a partition
     ),
 }  # fmt: skip

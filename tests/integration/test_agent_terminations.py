@@ -7,7 +7,7 @@ import asyncio
 import time
 from typing import Any
 
-from dispatcher.store import keys
+from dispatcher.store import keys, scripts
 from dispatcher.wire import (
     Assignment,
     JobReport,
@@ -43,8 +43,23 @@ async def _never(ctx: JobContext) -> None:
 async def reserve(server: AgentServer, job: JobSpec) -> None:
     """The slot a scheduler would reserve, without the inbox entry: the test delivers the
     assignment itself, at the moment it wants."""
-    reservations = keys.pool_keys(AGENT).reservations(server.id)
+    reservations = server.shard.reservations(server.id)
     await server.client.hset(reservations, job.job_id, int(time.time() * 1000) + 60_000)
+
+
+def watch_sends(server: AgentServer, sha: str) -> list[tuple[Any, ...]]:
+    """The calls of one script the server sends from now on, as they are sent (a batch
+    over several cluster nodes may take more than one loop turn to send them)."""
+    lane, sent = server.client.fast, []
+    send = lane.send
+
+    def watched(args: tuple[Any, ...], key: Any = None) -> Any:
+        if args[:2] == ("EVALSHA", sha):
+            sent.append(args)
+        return send(args, key)
+
+    lane.send = watched  # type: ignore[method-assign]
+    return sent
 
 
 async def reports(server: AgentServer, job: JobSpec) -> list[JobStatus]:
@@ -76,13 +91,15 @@ async def test_a_job_terminated_while_confirming_reports_and_frees_its_slot(
     try:
         job = spec("AJ_confirming")
         await reserve(server, job)
+        confirming = watch_sends(server, scripts.confirm.sha)
         server._dispatch(Assignment(job=job))
         task = server.running[job.job_id]
-        await asyncio.sleep(0)  # the task runs up to the confirm's reply
+        while not confirming:  # the task runs up to the confirm's reply
+            await asyncio.sleep(0)
         server._dispatch(Termination(job_id=job.job_id, reason="deleted"))
         await asyncio.gather(task, return_exceptions=True)
 
-        reservations = keys.pool_keys(AGENT).reservations(server.id)
+        reservations = server.shard.reservations(server.id)
         assert await server.client.hlen(reservations) == 0
         assert await reports(server, job) == [JobStatus.RUNNING, JobStatus.SUCCESS]
     finally:

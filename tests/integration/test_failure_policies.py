@@ -21,6 +21,7 @@ from dispatcher.partitions import partition_of
 from dispatcher.scheduler.node import SchedulerNode
 from dispatcher.store import keys, scripts
 from dispatcher.store.client import connect
+from tests import pools
 from tests.faultinject import Faults
 from tests.redis_servers import RedisTarget
 from tests.stack import API_KEY, API_SECRET, api_url, eventually, start_agent, start_api
@@ -103,7 +104,7 @@ async def test_a_final_report_that_fails_is_retried_until_redis_takes_it(rig: Ri
     gate.opened.set()
     await eventually(lambda: _status_is(rig, "report-room", JS.JS_SUCCESS), what="the report")
     assert rule.failed == 3
-    reservations = keys.pool_keys(AGENT).reservations(server.id)
+    reservations = server.shard.reservations(server.id)
     await eventually(lambda: _hlen_is(rig, reservations, 0), what="the slot freed")
 
 
@@ -146,14 +147,14 @@ async def test_a_job_whose_reservation_is_gone_is_stopped(rig: Rig) -> None:
     server = await rig.agent(gate)
     await rig.dispatch("gone-room")
     await eventually(lambda: bool(gate.started), what="the run")
-    await rig.api.client.delete(keys.pool_keys(AGENT).reservations(server.id))
+    await rig.api.client.delete(server.shard.reservations(server.id))
     await eventually(lambda: bool(gate.stopped), what="the job stopped")
 
 
 async def test_an_undecodable_inbox_message_is_skipped(rig: Rig) -> None:
     gate = Gate()
     server = await rig.agent(gate)
-    inbox = keys.pool_keys(AGENT).inbox(server.id)
+    inbox = server.shard.inbox(server.id)
     await rig.api.client.xadd(inbox, {"m": b"\x00not a message"})
     await rig.dispatch("inbox-room")
     await eventually(lambda: bool(gate.started), what="the next assignment to run")
@@ -276,15 +277,12 @@ class silent_server:
 
     async def __aenter__(self) -> None:
         client = await connect(self.url)
-        pool = keys.pool_keys(AGENT)
         sid = self.server_id
-        hb_keys = [pool.servers, pool.server(sid), pool.reservations(sid), pool.jobs]
-        await client.sadd(keys.POOLS, AGENT)
 
         async def beat() -> None:
             try:
                 while True:
-                    await scripts.heartbeat(client, hb_keys, [sid, 5, "0", 0, 1000, b""])
+                    await pools.heartbeat(client, AGENT, sid, ttl_ms=1000)
                     await asyncio.sleep(0.2)
             finally:
                 await client.aclose()

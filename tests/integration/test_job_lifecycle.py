@@ -4,6 +4,7 @@ being rejected, timing out on a silent server, draining."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -16,8 +17,9 @@ from livekit.protocol.agent import Job
 from dispatcher import ids
 from dispatcher.api.app import ApiNode
 from dispatcher.scheduler.node import SchedulerNode
-from dispatcher.store import keys, scripts
+from dispatcher.store import scripts
 from dispatcher.store.client import Client, connect
+from tests import pools
 from tests.redis_servers import RedisTarget
 from tests.stack import (
     API_KEY,
@@ -147,7 +149,7 @@ async def test_a_job_its_server_confirmed_is_not_placed_again_when_its_report_is
         # The server starts the job (confirms its slot) but its RUNNING report is slow to come.
         client = await connect(stack.url)
         try:
-            res = keys.pool_keys("life").reservations("AW_slow")
+            res = pools.shard("life", "AW_slow").reservations("AW_slow")
             assert await scripts.confirm(client, [res], [job_id]) == 1
         finally:
             await client.aclose()
@@ -263,23 +265,19 @@ async def test_a_reservation_that_never_reaches_its_server_is_reclaimed(
     try:
         await scripts.load_all(client)
         await _heartbeat(client, "AW_idle")
-        pool = keys.pool_keys("life")
-        reserve_keys = [pool.jobs, *pool.server_keys("AW_idle")]
-        held = await scripts.reserve(client, reserve_keys, ["AJ_1", 50, 1.0, b"job", "AW_idle"])
+        shard = pools.shard("life", "AW_idle")
+        held = await pools.reserve(client, "life", shard.shard, "AJ_1", reach_ms=50)
         assert held == b"AW_idle"
         await asyncio.sleep(0.1)
         await _heartbeat(client, "AW_idle")
-        assert await client.hlen(pool.reservations("AW_idle")) == 0
-        assert await client.hget(pool.jobs, "AJ_1") is None
+        assert await client.hlen(shard.reservations("AW_idle")) == 0
+        assert await client.hget(shard.jobs, "AJ_1") is None
     finally:
         await client.aclose()
 
 
 async def _heartbeat(client: Client, server_id: str) -> None:
-    pool = keys.pool_keys("life")
-    hb_keys = [pool.servers, pool.server(server_id), pool.reservations(server_id), pool.jobs]
-    await scripts.heartbeat(client, hb_keys, [server_id, 5, "0", 0, 1000, b""])
-    await client.sadd(keys.POOLS, "life")
+    await pools.heartbeat(client, "life", server_id, ttl_ms=1000)
 
 
 @asynccontextmanager
@@ -316,16 +314,21 @@ async def test_a_job_reserved_before_its_assignment_was_committed_keeps_its_serv
 ) -> None:
     """A lease holder commits a new job as pending and reserves its slot in the same round
     trip; it may stop before committing the assignment. The next holder places the job
-    again and must land on the reservation that exists, not make a second one."""
+    again and must land on the reservation that exists, not make a second one, in this
+    shard or any other."""
     await stack.scheduler.aclose()
-    async with silent_server(stack.url, "AW_first"), silent_server(stack.url, "AW_other"):
+    first, *others = pools.ids_in_distinct_shards("life", "AW_", pools.SHARDS)
+    async with contextlib.AsyncExitStack() as servers:
+        for server_id in (first, *others):
+            await servers.enter_async_context(silent_server(stack.url, server_id))
         dispatch_id = await stack.dispatch("crash-room")
-        pool, client = keys.pool_keys("life"), stack.api.client
-        reserve_keys = [pool.jobs, *pool.server_keys("AW_first")]
+        client = stack.api.client
         job_id = ids.job_id(dispatch_id, 0)
-        assert await scripts.reserve(client, reserve_keys, [job_id, 5000, 1.0, b"x", "AW_first"])
+        shard = pools.shard("life", first)
+        assert await pools.reserve(client, "life", shard.shard, job_id) == first.encode()
         # silent servers never start it: a long timeout keeps it where it was placed
         stack.scheduler = await start_scheduler(stack.url, "life-u", assign_timeout_ms=60_000)
-        await eventually(lambda: _worker_is(stack, "crash-room", "AW_first"), what="placement")
-        assert await client.xlen(pool.inbox("AW_first")) == 1  # the first reservation's only
-        assert await client.xlen(pool.inbox("AW_other")) == 0
+        await eventually(lambda: _worker_is(stack, "crash-room", first), what="placement")
+        assert await client.xlen(shard.inbox(first)) == 1  # the first reservation's only
+        for other in others:  # one server per shard: no other shard holds a second one
+            assert await client.xlen(pools.shard("life", other).inbox(other)) == 0

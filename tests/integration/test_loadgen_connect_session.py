@@ -73,7 +73,7 @@ async def test_every_join_is_counted_and_every_room_starts_its_agent_once(
     agent = await stack.start_agent(system.redis_url, AGENT, entry, capacity=100)
     try:
         registry, pool = system.scheduler.registry, pool_name(AGENT, JobType.ROOM)
-        await stack.eventually(lambda: bool(registry.servers(pool)), what="the agent registered")
+        await stack.eventually(lambda: registry.has_servers(pool), what="the agent registered")
         async with ConnectSession(system.options(200, agents=0), SHAPE) as session:
             step = await session.step(200, 1.0)
         report = build_connect_report(step, session.run_id)

@@ -90,7 +90,7 @@ async def test_stale_lease_holder_cannot_commit(redis_target: RedisTarget) -> No
             5,
             "a",
             old,
-            Registry(client, 1.0, 60000),
+            Registry(client, 1, 1.0, 60000),
             timeouts=jobs.Timeouts(),
             batch_size=10,
             block_ms=10,

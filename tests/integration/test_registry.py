@@ -9,9 +9,10 @@ import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from dispatcher.scheduler.registry import Registry
-from dispatcher.store import keys, scripts
+from dispatcher.store import scripts
 from dispatcher.store.client import connect
 from tests.faultinject import Faults
+from tests.pools import SHARDS, heartbeat
 from tests.redis_servers import RedisTarget
 
 POOL = "registry"
@@ -22,25 +23,23 @@ async def test_no_server_is_lost_on_evidence_from_an_outage(redis_target: RedisT
     client = await connect(redis_target.url)
     try:
         await scripts.load_all(client)
-        pool = keys.pool_keys(POOL)
         sid = "AW_quiet"
-        hb_keys = [pool.servers, pool.server(sid), pool.reservations(sid), pool.jobs]
-        await scripts.heartbeat(client, hb_keys, [sid, 5, "0", 0, TTL_MS, b""])
-        await client.sadd(keys.POOLS, POOL)
-        registry = Registry(client, 0.05, 60_000, loss_margin_ms=100)
+        key = (POOL, sid)
+        await heartbeat(client, POOL, sid, ttl_ms=TTL_MS)
+        registry = Registry(client, SHARDS, 0.05, 60_000, loss_margin_ms=100)
         await registry.refresh()
-        assert not registry.is_lost(POOL, sid)
+        assert not registry.is_lost(key)
         await asyncio.sleep(0.5)  # no heartbeat since: expired, with a TTL to spare
         await registry.refresh()
-        assert registry.is_lost(POOL, sid)
+        assert registry.is_lost(key)
 
         Faults(client.fast).fail_command("SMEMBERS", times=1)  # Redis seems away a moment
         with pytest.raises(RedisConnectionError):
             await registry.refresh()
         await registry.refresh()
-        assert not registry.is_lost(POOL, sid)  # it could not have heartbeat meanwhile
+        assert not registry.is_lost(key)  # it could not have heartbeat meanwhile
         await asyncio.sleep(0.5)
         await registry.refresh()
-        assert registry.is_lost(POOL, sid)  # a whole TTL since Redis came back
+        assert registry.is_lost(key)  # a whole TTL since Redis came back
     finally:
         await client.aclose()

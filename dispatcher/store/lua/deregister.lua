@@ -1,9 +1,10 @@
--- Remove a server from its pool with its reservations and inbox (clean shutdown or reaping).
--- KEYS=[servers, srv, res, inbox, pool_jobs]  ARGV=[server_id]
-local jobs = redis.call('HKEYS', KEYS[3])
-for _, job in ipairs(jobs) do
-  if redis.call('HGET', KEYS[5], job) == ARGV[1] then redis.call('HDEL', KEYS[5], job) end
-end
-redis.call('SREM', KEYS[1], ARGV[1])
-redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
-return #jobs
+-- Remove a server from its shard with its reservations and inbox (a clean shutdown). It
+-- stays in the expiry index with the time it left, so schedulers see it go; the reaper
+-- removes it later.
+-- KEYS=[shard jobs]  ARGV=[shard prefix, server_id]
+-- Returns how many reservations it held.
+--@include pool_lib
+local P, id = ARGV[1], ARGV[2]
+local held = drop_server(P, id)
+redis.call('ZADD', P .. 'exp', redis_now(), id)
+return held

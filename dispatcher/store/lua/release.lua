@@ -1,5 +1,9 @@
 -- Free a job's slot on a server: the job ended, was rejected, or its assignment timed out.
--- KEYS=[res, pool_jobs]  ARGV=[job_id, server_id]
+-- KEYS=[shard jobs]  ARGV=[shard prefix, job_id, server_id]
 -- Returns 1 when a reservation was freed.
-if redis.call('HGET', KEYS[2], ARGV[1]) == ARGV[2] then redis.call('HDEL', KEYS[2], ARGV[1]) end
-return redis.call('HDEL', KEYS[1], ARGV[1])
+--@include pool_lib
+local P, job, id = ARGV[1], ARGV[2], ARGV[3]
+if redis.call('HGET', KEYS[1], job) == id then redis.call('HDEL', KEYS[1], job) end
+local freed = redis.call('HDEL', P .. 'res:' .. id, job)
+if freed == 1 then refresh_free(P, id, redis_now()) end
+return freed

@@ -1,26 +1,38 @@
--- Reserve a slot for a job on the first candidate server that can take it, and deliver the
--- assignment to that server's inbox, atomically: concurrent placements always see each other.
--- KEYS=[pool_jobs, then per candidate: srv, res, inbox]
--- ARGV=[job_id, reach_ms, load_threshold, payload, then per candidate: server_id]
+-- Reserve a slot for a job on the server of the shard with the most free slots, and deliver
+-- the assignment to that server's inbox, atomically: concurrent placements always see each
+-- other. O(log N): the candidates come from the free index, best first.
+-- KEYS=[shard jobs]
+-- ARGV=[shard prefix, job_id, reach_ms, load_threshold, payload, excluded server ids...]
+-- Excluded servers (those that rejected the job) are taken only when no other can.
 -- Returns the server id holding the reservation (an earlier one for the same job id when this
--- is a replay), or false when no candidate had room.
-local existing = redis.call('HGET', KEYS[1], ARGV[1])
+-- is a replay), or false when no server of the shard had room.
+--@include pool_lib
+local P, job = ARGV[1], ARGV[2]
+local existing = redis.call('HGET', KEYS[1], job)
 if existing then return existing end
-local t = redis.call('TIME')
-local now = t[1] * 1000 + math.floor(t[2] / 1000)
-local threshold = tonumber(ARGV[3])
-for c = 1, (#KEYS - 1) / 3 do
-  local srv, res, inbox = KEYS[3 * c - 1], KEYS[3 * c], KEYS[3 * c + 1]
-  local f = redis.call('HMGET', srv, 'cap', 'load', 'status', 'exp')
-  -- A FULL status is only the server's count as of its last heartbeat; the reservations
-  -- are the count that matters, so only DRAINING ('2') refuses a server with a free slot.
-  if f[1] and tonumber(f[4]) > now and f[3] ~= '2' and tonumber(f[2]) < threshold
-      and redis.call('HLEN', res) < tonumber(f[1]) then
-    local server_id = ARGV[4 + c]
-    redis.call('HSET', res, ARGV[1], now + tonumber(ARGV[2]))
-    redis.call('HSET', KEYS[1], ARGV[1], server_id)
-    redis.call('XADD', inbox, 'MAXLEN', '~', 1000, '*', 'm', ARGV[4])
-    return server_id
+local now = redis_now()
+local threshold = tonumber(ARGV[4])
+local excluded = {}
+for i = 6, #ARGV do excluded[ARGV[i]] = true end
+
+local function take(id)
+  redis.call('HSET', P .. 'res:' .. id, job, now + tonumber(ARGV[3]))
+  redis.call('HSET', KEYS[1], job, id)
+  redis.call('XADD', P .. 'inbox:' .. id, 'MAXLEN', '~', 1000, '*', 'm', ARGV[5])
+  refresh_free(P, id, now)
+  return id
+end
+
+-- Entries of servers that died, drained or filled since the index last saw them are
+-- corrected on the way; overloaded servers are passed over. 16 bounds the walk.
+local fallback = nil
+for _, id in ipairs(redis.call('ZREVRANGEBYSCORE', P .. 'free', '+inf', 1, 'LIMIT', 0, 16)) do
+  local free = free_slots(P, id, now)
+  set_free(P, id, free)
+  if free > 0 and tonumber(redis.call('HGET', P .. 'srv:' .. id, 'load') or '1') < threshold then
+    if not excluded[id] then return take(id) end
+    fallback = fallback or id
   end
 end
+if fallback then return take(fallback) end
 return false

@@ -1,0 +1,131 @@
+"""How a partition reaches the agent-server pools: the calls that reserve a job's slot in a
+pool shard, take it back, and find the jobs of lost servers.
+
+Placement picks a shard from the registry's view (two random choices by free slots) and
+``reserve.lua`` picks the server inside it from the shard's free index: O(1) here and
+O(log N) in Redis, however large the pool.
+
+A replayed placement never holds a second reservation in another shard. ``reserve.lua``
+answers a job id the shard already holds with the server holding it, so the only danger
+is asking a different shard. This worker asks the same shard again whenever a reservation
+may exist: after a call whose outcome is unknown (it failed or timed out), and, for every
+job still pending when it took the partition over, in the shard where a lookup over all
+the pool's shards found its reservation (the previous holder may have reserved it and
+stopped before committing the assignment).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import KeysView
+from typing import Any
+
+from dispatcher.scheduler.poolview import ServerKey
+from dispatcher.scheduler.registry import Registry
+from dispatcher.store import keys, scripts
+from dispatcher.store.client import Client
+from dispatcher.wire import Assignment, JobRecord, encode
+
+log = logging.getLogger(__name__)
+
+Call = tuple[list[str], list[Any]]
+
+
+class PoolCalls:
+    def __init__(self, registry: Registry, load_threshold: float, partition: int) -> None:
+        self._registry = registry
+        self._shards = registry.shards
+        self._load_threshold = load_threshold
+        self._partition = partition
+        # job id -> the shard that holds, or may hold, its reservation
+        self._held_in: dict[str, int] = {}
+
+    def shard(self, pool: str, server_id: str) -> keys.ShardKeys:
+        return keys.server_shard(pool, server_id, self._shards)
+
+    # --- reserving ------------------------------------------------------------------------
+
+    def reservation(self, record: JobRecord, timeout_ms: int) -> tuple[int, Call] | None:
+        """The shard and the ``reserve.lua`` call for a waiting job; None when no shard of
+        its pool has a free slot."""
+        spec = record.spec
+        shard = self._held_in.get(spec.job_id)
+        if shard is None:
+            shard = self._registry.choose_shard(spec.pool)
+        if shard is None:
+            return None
+        shard_keys = keys.shard_keys(spec.pool, shard, self._shards)
+        payload = encode(Assignment(job=spec))
+        args = [shard_keys.base, spec.job_id, timeout_ms, self._load_threshold, payload]
+        return shard, ([shard_keys.jobs], [*args, *record.rejected_by])
+
+    def placed(self, record: JobRecord, shard: int, result: Any) -> str | None:
+        """The server a reservation went to; None when it failed or found no room."""
+        job_id, pool = record.spec.job_id, record.spec.pool
+        if isinstance(result, Exception):
+            # It may have run: ask the same shard again, which answers with its server.
+            self._held_in[job_id] = shard
+            log.warning("partition %d: reserve failed: %s", self._partition, result)
+            return None
+        self._held_in.pop(job_id, None)
+        if result is None:
+            self._registry.note_full(pool, shard)
+            return None
+        server_id: str = result.decode()
+        self._registry.note_reserved(pool, server_id)
+        return server_id
+
+    async def find_reservations(self, client: Client, pending: list[JobRecord]) -> None:
+        """For jobs pending when this worker took over: the shard that already holds a
+        reservation for one, if any, so that placing it again asks that shard."""
+        batch = scripts.Batch()
+        asked = [(r, k) for r in pending for k in range(self._shards)]
+        for record, shard in asked:
+            spec = record.spec
+            batch.command("HGET", keys.shard_keys(spec.pool, shard, self._shards).jobs, spec.job_id)
+        for (record, shard), held in zip(asked, await batch.run(client), strict=True):
+            if held is not None:
+                self._held_in[record.spec.job_id] = shard
+
+    # --- taking slots back ----------------------------------------------------------------
+
+    def revoke(self, pool: str, server_id: str, job_id: str) -> Call:
+        shard = self.shard(pool, server_id)
+        return [shard.jobs], [shard.base, job_id, server_id]
+
+    def release(self, pool: str, server_id: str, job_id: str) -> Call:
+        shard = self.shard(pool, server_id)
+        return [shard.jobs], [shard.base, job_id, server_id]
+
+    def release_lost(self, key: ServerKey, job_id: str) -> Call:
+        pool, server_id = key
+        shard = self.shard(pool, server_id)
+        expired = self._registry.suspects()[key]
+        not_before = self._registry.not_before(expired)
+        margin = self._registry.loss_margin_ms
+        return [shard.jobs], [shard.base, job_id, server_id, not_before, margin]
+
+    def inbox(self, pool: str, server_id: str) -> str:
+        return self.shard(pool, server_id).inbox(server_id)
+
+    # --- lost servers ---------------------------------------------------------------------
+
+    def lost(self, hosting: KeysView[ServerKey]) -> list[ServerKey]:
+        """The servers hosting this partition's jobs that the registry judges lost: O(the
+        smaller of the two sets), since either may be large."""
+        registry, suspects = self._registry, self._registry.suspects()
+        if len(suspects) < len(hosting):
+            keys_ = [k for k in suspects if k in hosting]
+        else:
+            keys_ = [k for k in hosting if k in suspects]
+        return [k for k in keys_ if registry.is_lost(k)]
+
+    async def find_absent(self, client: Client, hosting: list[ServerKey]) -> None:
+        """Servers Redis no longer knows at all (reaped before this worker looked) are
+        suspects from now on, so their jobs are found."""
+        batch = scripts.Batch()
+        for pool, server_id in hosting:
+            batch.command("ZSCORE", self.shard(pool, server_id).exp, server_id)
+        for key, expiry in zip(hosting, await batch.run(client), strict=True):
+            if expiry is None:
+                self._registry.note_absent(key)

@@ -1,0 +1,167 @@
+"""What an idle fleet costs the control plane: N virtual agent servers heartbeating as the
+SDK does, S scheduler processes, no dispatches. Reports Redis CPU (``INFO cpu``), the
+schedulers' CPU, and the slowest Redis calls (``SLOWLOG``) over a measured window.
+
+A virtual server sends exactly the SDK's idle traffic: every heartbeat interval the
+heartbeat script (with its server info) and the ``SADD`` that names its pool, spread evenly
+over the interval. It does not read its inbox: idle, the SDK's inbox read is one blocking
+``XREAD`` per server per 500 ms, reported separately with ``--inbox-reads``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from multiprocessing.synchronize import Event
+from typing import Any
+
+import redis
+import uvloop
+
+from dispatcher.localredis import LocalRedis
+from dispatcher.settings import AgentSettings
+from dispatcher.store import keys, scripts
+from dispatcher.store.client import connect
+from dispatcher.wire import ServerInfo, encode
+from loadgen.cpu import process_cpu_s
+
+_SCHEDULER = "from dispatcher.cli import main; main()"
+_SLOWLOG_US = 200  # calls slower than this are logged; the slowest is reported
+
+
+@dataclass(frozen=True, slots=True)
+class IdlePlan:
+    servers: int
+    schedulers: int
+    duration_s: float = 20.0
+    warmup_s: float = 8.0
+    procs: int = 2
+    agent_name: str = "idle-agent"
+    shards: int = AgentSettings().pool_shards
+    interval_s: float = AgentSettings().heartbeat_interval_s
+    ttl_ms: int = AgentSettings().heartbeat_ttl_ms
+
+
+def run(plan: IdlePlan) -> dict[str, Any]:
+    local = LocalRedis()
+    env = {**os.environ, "DISPATCHER_REDIS_URL": local.url}
+    env["DISPATCHER_POOL_SHARDS"] = str(plan.shards)
+    stop = multiprocessing.get_context("spawn").Event()
+    fleet = [_start_fleet(plan, local.url, index, stop) for index in range(plan.procs)]
+    schedulers = [
+        subprocess.Popen(
+            [sys.executable, "-c", _SCHEDULER, "scheduler", "--node-id", f"idle-{n}"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for n in range(plan.schedulers)
+    ]
+    admin = redis.Redis(port=local.port)
+    try:
+        time.sleep(plan.warmup_s)
+        return _measure(plan, admin, local.pid, [p.pid for p in schedulers])
+    finally:
+        stop.set()
+        for proc in schedulers:
+            proc.terminate()
+        for proc in schedulers:
+            proc.wait(10)
+        for worker in fleet:
+            worker.join(10)
+        admin.close()
+        local.stop()
+
+
+def _measure(
+    plan: IdlePlan, admin: redis.Redis, redis_pid: int, scheduler_pids: list[int]
+) -> dict[str, Any]:
+    admin.config_set("slowlog-log-slower-than", _SLOWLOG_US)
+    admin.config_set("slowlog-max-len", 1024)
+    admin.slowlog_reset()
+    redis_before, sched_before = process_cpu_s(redis_pid), sum(map(process_cpu_s, scheduler_pids))
+    calls_before = _calls(admin)
+    began = time.monotonic()
+    time.sleep(plan.duration_s)
+    elapsed = time.monotonic() - began
+    redis_cpu = process_cpu_s(redis_pid) - redis_before
+    sched_cpu = sum(map(process_cpu_s, scheduler_pids)) - sched_before
+    calls = {k: v - calls_before.get(k, 0) for k, v in _calls(admin).items()}
+    slow: list[Any] = admin.slowlog_get(1024)
+    slowest = sorted(slow, key=lambda e: -int(e["duration"]))[:5]
+    members = sum(
+        int(admin.zcard(keys.shard_keys(plan.agent_name, k, plan.shards).exp))
+        for k in range(plan.shards)
+    )
+    return {
+        "plan": asdict(plan),
+        "servers_registered": members,
+        "redis_cpu_pct": round(100 * redis_cpu / elapsed, 2),
+        "schedulers_cpu_pct": round(100 * sched_cpu / elapsed, 2),
+        "calls_per_s": {k: round(v / elapsed) for k, v in sorted(calls.items()) if v},
+        "calls_over_200us": len(slow),
+        "slowest_us": [
+            {"us": int(e["duration"]), "command": _short(e["command"])} for e in slowest
+        ],
+    }
+
+
+def _calls(admin: redis.Redis) -> dict[str, int]:
+    stats: dict[str, Any] = admin.info("commandstats")
+    return {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in stats.items()}
+
+
+def _short(command: bytes | str) -> str:
+    text = command.decode(errors="replace") if isinstance(command, bytes) else command
+    return text[:60]
+
+
+# --- the virtual fleet (worker processes) ----------------------------------------------------
+
+
+def _start_fleet(
+    plan: IdlePlan, url: str, index: int, stop: Event
+) -> multiprocessing.process.BaseProcess:
+    ids = [f"AW_idle{index}_{n}" for n in range(index, plan.servers, plan.procs)]
+    context = multiprocessing.get_context("spawn")
+    worker = context.Process(target=_fleet_main, args=(plan, url, ids, stop), daemon=True)
+    worker.start()
+    return worker
+
+
+def _fleet_main(plan: IdlePlan, url: str, server_ids: list[str], stop: Event) -> None:
+    uvloop.run(_heartbeats(plan, url, server_ids, stop))
+
+
+async def _heartbeats(plan: IdlePlan, url: str, server_ids: list[str], stop: Event) -> None:
+    """Each server heartbeats once per interval, the fleet spread evenly over it."""
+    client = await connect(url)
+    await scripts.load_all(client)
+    slices = 20
+    step = plan.interval_s / slices
+    groups = [server_ids[i::slices] for i in range(slices)]
+    try:
+        while not stop.is_set():
+            for group in groups:
+                started = time.monotonic()
+                batch = scripts.Batch()
+                for server_id in group:
+                    _queue_heartbeat(batch, plan, server_id)
+                await batch.run(client)
+                await asyncio.sleep(max(0.0, step - (time.monotonic() - started)))
+    finally:
+        await client.aclose()
+
+
+def _queue_heartbeat(batch: scripts.Batch, plan: IdlePlan, server_id: str) -> None:
+    shard = keys.server_shard(plan.agent_name, server_id, plan.shards)
+    info = ServerInfo(id=server_id, agent_name=plan.agent_name, capacity=10, host="virtual")
+    args: list[scripts.ScriptArg] = [shard.base, server_id, 10, "0.0000", 0, plan.ttl_ms]
+    args.append(encode(info))
+    batch.script(scripts.heartbeat, [shard.jobs], args)
+    batch.command("SADD", keys.POOLS, plan.agent_name)

@@ -1,0 +1,60 @@
+"""Agent servers as the pool scripts see them, for tests that write them directly."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dispatcher.settings import RedisSettings
+from dispatcher.store import keys, scripts
+from dispatcher.store.client import Client
+
+SHARDS = RedisSettings().pool_shards  # what every role uses unless configured otherwise
+
+
+def shard(pool: str, server_id: str) -> keys.ShardKeys:
+    return keys.server_shard(pool, server_id, SHARDS)
+
+
+async def heartbeat(
+    client: Client,
+    pool: str,
+    server_id: str,
+    *,
+    capacity: int = 5,
+    ttl_ms: int = 3000,
+    load: str = "0",
+    status: int = 0,
+    running: tuple[str, ...] = (),
+) -> Any:
+    """One heartbeat, as the SDK sends it; the pool is named as the SDK names it."""
+    s = shard(pool, server_id)
+    args: list[scripts.ScriptArg] = [s.base, server_id, capacity, load, status, ttl_ms, b""]
+    args += running
+    reply = await scripts.heartbeat(client, [s.jobs], args)
+    await client.sadd(keys.POOLS, pool)
+    return reply
+
+
+async def reserve(
+    client: Client,
+    pool: str,
+    shard_index: int,
+    job_id: str,
+    *,
+    reach_ms: int = 5000,
+    payload: bytes = b"x",
+) -> Any:
+    """Reserve a slot for ``job_id`` in one shard, as a scheduler does."""
+    s = keys.shard_keys(pool, shard_index, SHARDS)
+    return await scripts.reserve(client, [s.jobs], [s.base, job_id, reach_ms, 0.7, payload])
+
+
+def ids_in_distinct_shards(pool: str, prefix: str, count: int) -> list[str]:
+    """``count`` server ids, each in a shard of its own."""
+    found: dict[int, str] = {}
+    n = 0
+    while len(found) < count:
+        server_id = f"{prefix}{n}"
+        found.setdefault(shard(pool, server_id).shard, server_id)
+        n += 1
+    return list(found.values())
