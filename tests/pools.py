@@ -26,9 +26,10 @@ async def heartbeat(
     status: int = 0,
     running: tuple[str, ...] = (),
 ) -> Any:
-    """One heartbeat, as the SDK sends it; the pool is named as the SDK names it."""
+    """One heartbeat saying everything, as the SDK's first; the pool is named as the SDK
+    names it. Returns Redis's time and the running jobs that hold no reservation."""
     s = shard(pool, server_id)
-    args: list[scripts.ScriptArg] = [s.base, server_id, capacity, load, status, ttl_ms, b""]
+    args: list[scripts.ScriptArg] = [s.base, server_id, ttl_ms, capacity, load, status, b""]
     args += running
     reply = await scripts.heartbeat(client, [s.jobs], args)
     await client.sadd(keys.POOLS, pool)
@@ -47,6 +48,13 @@ async def reserve(
     """Reserve a slot for ``job_id`` in one shard, as a scheduler does."""
     s = keys.shard_keys(pool, shard_index, SHARDS)
     return await scripts.reserve(client, [s.jobs], [s.base, job_id, reach_ms, 0.7, payload])
+
+
+async def tick(client: Client, pool: str, shard_index: int, *, reap_after_ms: int = 60_000) -> Any:
+    """One scheduler's look at a shard (``shard_tick.lua``) from the start of its index."""
+    s = keys.shard_keys(pool, shard_index, SHARDS)
+    args: list[scripts.ScriptArg] = [s.base, 0, 0, 256, reap_after_ms, 16, 64]
+    return await scripts.shard_tick(client, [s.jobs], args)
 
 
 def ids_in_distinct_shards(pool: str, prefix: str, count: int) -> list[str]:

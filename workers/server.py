@@ -56,6 +56,7 @@ RequestHandler = Callable[[JobRequest], Awaitable[None]]
 LoadFunction = Callable[["AgentServer"], float]
 _REQUEST_TIMEOUT_S = 5.0
 _INBOX_BLOCK_MS = 500
+SAY_ALL_EVERY = 30  # heartbeats: what a failover lost is said again within 30 s
 _HEARTBEAT_RETRY_S = 0.1  # while heartbeats fail: the first one after Redis is back counts
 _CLOSE_REPORTS_S = 10.0  # how long closing waits for stopped jobs' final reports
 
@@ -107,6 +108,10 @@ class AgentServer:
         self._entered: set[str] = set()  # jobs confirmed and in their entrypoint
         self._stopped: dict[str, str] = {}  # job id -> why this server stopped it itself
         self._finishing: set[str] = set()  # jobs whose final report is on its way
+        self._said: tuple[int, str, int] | None = None  # as of the last acknowledged heartbeat
+        self._beats = 0  # acknowledged heartbeats
+        self._redis_offset_ms: int | None = None  # Redis ms minus local monotonic ms (over)
+        self._offset_disconnects = 0  # the fast lane's disconnects when it was measured
         self._use_pool("")
 
     def rtc_session(
@@ -143,7 +148,8 @@ class AgentServer:
             raise RuntimeError("the agent server is not started")
         return self._shard
 
-    def _release(self, job_id: str) -> tuple[list[str], list[str]]:
+    def _slot_call(self, job_id: str) -> tuple[list[str], list[str]]:
+        """Keys and arguments of the scripts on one of this server's slots."""
         shard = self.shard
         return [shard.jobs], [shard.base, job_id, self.id]
 
@@ -239,39 +245,80 @@ class AgentServer:
         return ServerStatus.FULL if len(self.running) >= self.capacity else ServerStatus.AVAILABLE
 
     async def heartbeat(self) -> None:
+        """Extend this server's lease. Every server sends one a second, so the common case
+        is kept cheap: with nothing to say and no job to check, a plain ``ZADD`` of the new
+        expiry. Otherwise the heartbeat script, which also records what the server says of
+        itself (when that changed since the last acknowledged heartbeat, and every few
+        heartbeats all the same, since a failover may lose it) and names its running jobs
+        whose reservation is gone."""
+        said = (self.capacity, f"{self.load():.2f}", int(self.status()))
+        say = said != self._said or self._beats % SAY_ALL_EVERY == 0
+        if not (say or self._entered):
+            if await self._extend_lease():
+                return
+            say = True  # it may be gone from its pool (reaped): register it whole again
+        await self._heartbeat_script(said, say)
+
+    async def _extend_lease(self) -> bool:
+        """The expiry on Redis's clock, as the script would set it but computed here:
+        the send time plus the TTL, with Redis's clock offset as measured by the last
+        script heartbeat. That offset is Redis's time at execution minus the local send
+        time, so it overestimates by the delay: the expiry can only come out later than
+        the script's, never earlier than the fence assumes. False when this cannot be
+        done (no fresh offset, the lease may have lapsed, or the server is no longer in
+        its pool): the script is sent instead."""
+        offset, fresh = self._redis_offset_ms, self.client.fast.disconnects
+        if offset is None or fresh != self._offset_disconnects or self.fenced():
+            return False
+        shard, sent = self.shard, time.monotonic()
+        expires = int(sent * 1000) + offset + self.heartbeat_ttl_ms
+        try:
+            extended = await self.client.fast.execute(
+                "ZADD", shard.exp, "XX", "GT", "CH", expires, self.id, key=shard.exp
+            )
+        except Exception:
+            self._said = None  # the next heartbeat says everything
+            raise
+        if not extended:
+            return False  # reaped, or left: the script registers it again
+        self._beats += 1
+        self._acked_at = max(self._acked_at, sent)
+        return True
+
+    async def _heartbeat_script(self, said: tuple[int, str, int], say: bool) -> None:
         shard = self.shard
-        info = ServerInfo(
-            id=self.id,
-            agent_name=self.agent_name,
-            job_type=int(self.job_type),
-            version=self.version,
-            labels=self.labels,
-            capacity=self.capacity,
-            host=socket.gethostname(),
-            pid=os.getpid(),
-        )
-        entered = sorted(self._entered)
-        args: list[str | int | bytes] = [
-            shard.base,
-            self.id,
-            self.capacity,
-            f"{self.load():.4f}",
-            int(self.status()),
-            self.heartbeat_ttl_ms,
-            encode(info),
-            *entered,
-        ]
+        description: list[str | int | bytes] = [*said, self._info()] if say else [""] * 4
+        args = [shard.base, self.id, self.heartbeat_ttl_ms, *description, *sorted(self._entered)]
         batch = scripts.Batch()
         batch.script(scripts.heartbeat, [shard.jobs], args)
-        # Named again each time: a failover may lose the write that first named the pool.
-        batch.command("SADD", keys.POOLS, shard.pool)
-        sent = time.monotonic()
-        (_used, reclaimed, gone), _added = await batch.run(self.client)
+        if say:  # named again: a failover may lose the write that first named the pool
+            batch.command("SADD", keys.POOLS, shard.pool)
+        disconnects, sent = self.client.fast.disconnects, time.monotonic()
+        try:
+            now_ms, gone = (await batch.run(self.client))[0]
+        except Exception:
+            self._said = None
+            raise
+        self._redis_offset_ms = int(now_ms) - int(sent * 1000)
+        self._offset_disconnects = disconnects
+        self._said, self._beats = said, self._beats + 1
         self._acked_at = max(self._acked_at, sent)
-        if reclaimed:
-            log.warning("reclaimed %d reservation(s) never delivered here", len(reclaimed))
         for raw in gone:
             self._stop(raw.decode(), "its reservation is gone: the job was placed elsewhere")
+
+    def _info(self) -> bytes:
+        return encode(
+            ServerInfo(
+                id=self.id,
+                agent_name=self.agent_name,
+                job_type=int(self.job_type),
+                version=self.version,
+                labels=self.labels,
+                capacity=self.capacity,
+                host=socket.gethostname(),
+                pid=os.getpid(),
+            )
+        )
 
     async def _heartbeat_loop(self) -> None:
         """Every interval; while heartbeats fail, every ``_HEARTBEAT_RETRY_S``, so the first
@@ -418,7 +465,7 @@ class AgentServer:
 
     async def _confirm_and_report(self, spec: JobSpec) -> bool:
         batch = scripts.Batch()
-        batch.script(scripts.confirm, [self.shard.reservations(self.id)], [spec.job_id])
+        batch.script(scripts.confirm, *self._slot_call(spec.job_id))
         self._queue_report(batch, spec, JobStatus.RUNNING)
         try:
             # Policy: retried until acknowledged (a confirm is idempotent, a second RUNNING
@@ -472,7 +519,7 @@ class AgentServer:
         report = scripts.Batch()
         self._queue_report(report, spec, status, error, fenced=fenced)
         release = scripts.Batch()
-        release.script(scripts.release, *self._release(spec.job_id))
+        release.script(scripts.release, *self._slot_call(spec.job_id))
         events = keys.partition_keys(spec.partition).events
 
         async def report_durably() -> None:
@@ -503,7 +550,7 @@ class AgentServer:
             what, lambda: self.client.fast.execute("XADD", events, "*", "e", encode(event))
         )
         await until_acknowledged(
-            what, lambda: scripts.release(self.client, *self._release(spec.job_id))
+            what, lambda: scripts.release(self.client, *self._slot_call(spec.job_id))
         )
 
     def _queue_report(

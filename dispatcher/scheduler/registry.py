@@ -26,8 +26,14 @@ from dispatcher.store.client import Client, is_unavailable, log_failure
 
 log = logging.getLogger(__name__)
 
-_EXPIRED_PER_TICK = 256  # expiries read per shard and refresh
-_REAPED_PER_TICK = 16  # long-dead servers deleted per shard and refresh
+# Bounds that keep one shard_tick.lua call under 1 ms on this project's test machine even
+# in its worst case (BENCHMARKS.md, "Fleet scale"); a full page of expiries is followed at
+# once by another call, up to _PAGES_PER_REFRESH, so a mass failure is still read quickly.
+EXPIRED_PER_TICK = 16  # expiries read per shard and call
+REAPED_PER_TICK = 2  # long-dead servers deleted per shard and upkeep
+RECLAIMED_PER_TICK = 4  # reservations past their deadline taken back per shard and upkeep
+_PAGES_PER_REFRESH = 8
+_UPKEEP_EVERY_S = 1.0  # reaping and reclaiming need not run at every refresh
 _FORGET_AFTER_MS = 60_000  # beyond reaping: an expiry this old concerns nobody any more
 
 
@@ -52,6 +58,7 @@ class Registry:
         self._unreachable_logged = False
         self._offset_ms = 0  # Redis clock minus local clock
         self._refreshed_at = float("-inf")  # monotonic time of the last good refresh
+        self._upkeep_at = float("-inf")  # monotonic time of the last reaping and reclaiming
         self._rng = random.Random()
         self.version = 0
         self.freed = 0  # slots freed locally so far: jobs waiting for capacity retry on it
@@ -143,18 +150,41 @@ class Registry:
     async def _tick(self) -> None:
         members: list[bytes] = await self._client.fast.execute("SMEMBERS", keys.POOLS)
         calls = [(n.decode(), k) for n in sorted(members) for k in range(self.shards)]
+        upkeep = time.monotonic() - self._upkeep_at >= _UPKEEP_EVERY_S
+        if upkeep:
+            self._upkeep_at = time.monotonic()
+        for _ in range(_PAGES_PER_REFRESH):  # again for the shards whose page was full
+            calls = await self._tick_shards(calls, upkeep)
+            if not calls:
+                return
+            upkeep = False
+
+    async def _tick_shards(
+        self, calls: list[tuple[str, int]], upkeep: bool
+    ) -> list[tuple[str, int]]:
+        """One ``shard_tick.lua`` call per shard; the shards with more expiries to read."""
+        reap, reclaim = (REAPED_PER_TICK, RECLAIMED_PER_TICK) if upkeep else (0, 0)
         batch = scripts.Batch()
         for pool, shard in calls:
             state = self.view.shard_states(pool)[shard]
             shard_keys = keys.shard_keys(pool, shard, self.shards)
             args: list[scripts.ScriptArg] = [shard_keys.base, state.cursor, state.skip]
-            args += [_EXPIRED_PER_TICK, self._reap_after_ms, _REAPED_PER_TICK]
+            args += [EXPIRED_PER_TICK, self._reap_after_ms, reap, reclaim]
             batch.script(scripts.shard_tick, [shard_keys.jobs], args)
+        more = []
         for (pool, shard), result in zip(calls, await batch.run(self._client), strict=True):
-            now, total, servers, rows = result
+            now, total, servers, rows, reclaimed = result
             self._offset_ms = int(now) - int(time.time() * 1000)
+            if reclaimed:
+                log.warning(
+                    "%s/%d: reclaimed %d reservation(s) that never reached their server",
+                    pool, shard, reclaimed,
+                )  # fmt: skip
             expired = [
                 (rows[i].decode(), int(rows[i + 1]), int(rows[i + 2]))
                 for i in range(0, len(rows), 3)
             ]
             self.view.apply_tick(pool, shard, int(total), int(servers), expired)
+            if len(expired) == EXPIRED_PER_TICK:
+                more.append((pool, shard))
+        return more

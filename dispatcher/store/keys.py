@@ -49,11 +49,15 @@ slices of the cluster's slots, so the shards of a pool spread over every master)
 ``dsp:S:free``                  zset server id -> free slots, for the servers placement may
                                 use (alive, not draining, a slot free) [every shard script].
 ``dsp:S:total``                 string: the sum of ``free`` [every shard script].
-``dsp:S:srv:<id>``              hash cap, load, status, ttl, info [agent server].
+``dsp:S:srv:<id>``              hash cap, load, status, ttl, info [agent server; said when
+                                changed, a quiet heartbeat only moves its ``exp`` entry].
 ``dsp:S:res:<id>``              hash job id -> reach deadline (Redis ms), 0 once confirmed:
                                 the server's reserved slots [scheduler reserves, server
                                 confirms and releases, heartbeat reclaims].
 ``dsp:S:jobs``                  hash job id -> server id: makes reservation idempotent.
+``dsp:S:reach``                 zset job id -> reach deadline (Redis ms), for reservations
+                                not confirmed yet [scheduler reserves; server confirms;
+                                schedulers reclaim the overdue].
 ``dsp:S:inbox:<id>``            stream of assignments and terminations for one server.
 """
 

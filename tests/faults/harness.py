@@ -24,6 +24,7 @@ from types import TracebackType
 from typing import Self, cast
 
 import redis
+from redis.cluster import ClusterNode
 
 from dispatcher.store import keys
 from tests.e2e.procs import DISPATCHER, env, wait_http
@@ -39,7 +40,7 @@ from tests.faults.reconcile import (
     reconcile,
 )
 from tests.pools import SHARDS, shard
-from tests.redis_servers import _PREEXEC, RedisCluster, RedisServer, free_port
+from tests.redis_servers import _PREEXEC, HOST, RedisCluster, RedisServer, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 POOL_SHARDS = [keys.shard_keys(AGENT_NAME, k, SHARDS) for k in range(SHARDS)]
@@ -172,8 +173,9 @@ class FaultStack:
 
     def client(self) -> redis.Redis | redis.RedisCluster:
         """A synchronous client of the deployment's Redis (caller closes it)."""
-        if self.cluster is not None:
-            return redis.RedisCluster.from_url(self.url, socket_timeout=10.0)
+        if self.cluster is not None:  # every node a starting point: one may be down
+            nodes = [ClusterNode(HOST, node.port) for node in self.cluster.nodes]  # type: ignore[no-untyped-call]
+            return redis.RedisCluster(startup_nodes=nodes, socket_timeout=10.0)
         return self.redis.client()
 
     def _define(self) -> None:

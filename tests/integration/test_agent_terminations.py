@@ -48,13 +48,14 @@ async def reserve(server: AgentServer, job: JobSpec) -> None:
 
 
 def watch_sends(server: AgentServer, sha: str) -> list[tuple[Any, ...]]:
-    """The calls of one script the server sends from now on, as they are sent (a batch
-    over several cluster nodes may take more than one loop turn to send them)."""
+    """The calls of one script, and the events appended, that the server sends from now on,
+    as they are sent (a batch over several cluster nodes may take more than one loop turn
+    to send them all)."""
     lane, sent = server.client.fast, []
     send = lane.send
 
     def watched(args: tuple[Any, ...], key: Any = None) -> Any:
-        if args[:2] == ("EVALSHA", sha):
+        if args[:2] == ("EVALSHA", sha) or (args[0] == "XADD" and ":events" in str(args[1])):
             sent.append(args)
         return send(args, key)
 
@@ -91,10 +92,12 @@ async def test_a_job_terminated_while_confirming_reports_and_frees_its_slot(
     try:
         job = spec("AJ_confirming")
         await reserve(server, job)
+        # the connection to the events' node open beforehand, as it is in any running server
+        await server.client.fast.execute("XLEN", keys.partition_keys(job.partition).events)
         confirming = watch_sends(server, scripts.confirm.sha)
         server._dispatch(Assignment(job=job))
         task = server.running[job.job_id]
-        while not confirming:  # the task runs up to the confirm's reply
+        while len(confirming) < 2:  # the task runs up to the confirm's reply
             await asyncio.sleep(0)
         server._dispatch(Termination(job_id=job.job_id, reason="deleted"))
         await asyncio.gather(task, return_exceptions=True)

@@ -149,8 +149,9 @@ async def test_a_job_its_server_confirmed_is_not_placed_again_when_its_report_is
         # The server starts the job (confirms its slot) but its RUNNING report is slow to come.
         client = await connect(stack.url)
         try:
-            res = pools.shard("life", "AW_slow").reservations("AW_slow")
-            assert await scripts.confirm(client, [res], [job_id]) == 1
+            shard = pools.shard("life", "AW_slow")
+            confirm = [shard.base, job_id, "AW_slow"]
+            assert await scripts.confirm(client, [shard.jobs], confirm) == 1
         finally:
             await client.aclose()
         await stack.agent(record)
@@ -268,8 +269,9 @@ async def test_a_reservation_that_never_reaches_its_server_is_reclaimed(
         shard = pools.shard("life", "AW_idle")
         held = await pools.reserve(client, "life", shard.shard, "AJ_1", reach_ms=50)
         assert held == b"AW_idle"
+        assert (await pools.tick(client, "life", shard.shard))[4] == 0  # not due yet
         await asyncio.sleep(0.1)
-        await _heartbeat(client, "AW_idle")
+        assert (await pools.tick(client, "life", shard.shard))[4] == 1
         assert await client.hlen(shard.reservations("AW_idle")) == 0
         assert await client.hget(shard.jobs, "AJ_1") is None
     finally:

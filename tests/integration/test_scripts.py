@@ -7,10 +7,12 @@ import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from dispatcher.errors import BatchFailed
-from dispatcher.store import scripts
+from dispatcher.store import keys, scripts
 from dispatcher.store.client import connect
 from tests.faultinject import Faults
 from tests.redis_servers import RedisTarget
+
+SHARD = keys.shard_keys("x", 0, 1)
 
 
 async def test_a_forgotten_script_is_loaded_on_its_node_and_the_call_retried(
@@ -18,10 +20,10 @@ async def test_a_forgotten_script_is_loaded_on_its_node_and_the_call_retried(
 ) -> None:
     client = await connect(redis_target.url)
     try:
-        res = "dsp:{a:x}:res:AW_1"
+        res = SHARD.reservations("AW_1")
         await client.fast.execute("HSET", res, "AJ_1", 5)
         await client.fast.execute("SCRIPT", "FLUSH", key=res)  # that node forgets them all
-        assert await scripts.confirm(client, [res], ["AJ_1"]) == 1
+        assert await scripts.confirm(client, [SHARD.jobs], [SHARD.base, "AJ_1", "AW_1"]) == 1
     finally:
         await client.aclose()
 
@@ -31,12 +33,12 @@ async def test_a_batch_resends_only_the_calls_that_met_noscript(
 ) -> None:
     client = await connect(redis_target.url)
     try:
-        res, stream = "dsp:{a:x}:res:AW_1", "dsp:{a:x}:log"
+        res, stream = SHARD.reservations("AW_1"), SHARD.base + "log"
         await client.fast.execute("HSET", res, "AJ_1", 5)
         await client.fast.execute("SCRIPT", "FLUSH", key=res)
         batch = scripts.Batch()
         batch.command("XADD", stream, "*", "f", "v")
-        batch.script(scripts.confirm, [res], ["AJ_1"])
+        batch.script(scripts.confirm, [SHARD.jobs], [SHARD.base, "AJ_1", "AW_1"])
         assert (await batch.run(client))[1] == 1
         assert await client.fast.execute("XLEN", stream) == 1  # not appended twice
     finally:

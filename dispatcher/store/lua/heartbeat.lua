@@ -1,29 +1,30 @@
--- An agent server's capacity heartbeat; also reclaims its reservations that never reached it,
--- and tells it which of its running jobs no longer hold a reservation (re-placed elsewhere
--- while it was cut off: it must stop them).
+-- An agent server's heartbeat: its expiry, and what it says of itself when that changed.
+-- Also tells it which of its running jobs no longer hold a reservation (re-placed elsewhere
+-- while it was cut off: it must stop them). The SDK sends it when it has something to say
+-- or jobs to check; otherwise it only extends its expiry with a plain ZADD (see
+-- workers/server.py).
 -- KEYS=[shard jobs]
--- ARGV=[shard prefix, server_id, capacity, load, status, ttl_ms, info, running job ids...]
--- Returns {slots in use, {reclaimed job ids...}, {running job ids without a reservation...}}.
+-- ARGV=[shard prefix, server_id, ttl_ms, capacity, load, status, info, running job ids...]
+-- capacity, load, status and info are "" when unchanged since the server's last
+-- acknowledged heartbeat (it sends them all now and then, and after any failure).
+-- Returns {now (Redis ms), {running job ids without a reservation...}}.
 --@include pool_lib
 local P, id = ARGV[1], ARGV[2]
-local res = P .. 'res:' .. id
 local now = redis_now()
-redis.call('ZADD', P .. 'exp', now + tonumber(ARGV[6]), id)
-redis.call('HSET', P .. 'srv:' .. id, 'cap', ARGV[3], 'load', ARGV[4], 'status', ARGV[5],
-  'ttl', ARGV[6], 'info', ARGV[7])
-local reclaimed = {}
-local entries = redis.call('HGETALL', res)
-for i = 1, #entries, 2 do
-  local deadline = tonumber(entries[i + 1])
-  if deadline > 0 and deadline < now then
-    redis.call('HDEL', res, entries[i])
-    if redis.call('HGET', KEYS[1], entries[i]) == id then redis.call('HDEL', KEYS[1], entries[i]) end
-    reclaimed[#reclaimed + 1] = entries[i]
+local before = tonumber(redis.call('ZSCORE', P .. 'exp', id) or '0')
+redis.call('ZADD', P .. 'exp', now + tonumber(ARGV[3]), id)
+local srv = P .. 'srv:' .. id
+if ARGV[4] ~= '' then
+  redis.call('HSET', srv, 'cap', ARGV[4], 'load', ARGV[5], 'status', ARGV[6], 'ttl', ARGV[3],
+    'info', ARGV[7])
+end
+-- New, back from expiry (out of the free index since), or changed: placement's view of it.
+if before <= now or ARGV[4] ~= '' then refresh_free(P, id, now) end
+local gone = {}
+if #ARGV > 7 then
+  local held = redis.call('HMGET', P .. 'res:' .. id, unpack(ARGV, 8))
+  for i = 1, #ARGV - 7 do
+    if not held[i] then gone[#gone + 1] = ARGV[i + 7] end
   end
 end
-local gone = {}
-for i = 8, #ARGV do
-  if redis.call('HEXISTS', res, ARGV[i]) == 0 then gone[#gone + 1] = ARGV[i] end
-end
-refresh_free(P, id, now)
-return {redis.call('HLEN', res), reclaimed, gone}
+return {now, gone}

@@ -1,7 +1,9 @@
 -- Shared by the pool-shard scripts. P is the shard's key prefix ("dsp:{a:<pool>/<k>}:");
 -- every key derived from it shares the shard's hash tag, so all live in the caller's slot.
 -- The free index (P..'free': server -> free slots, for servers placement may use) and its
--- total (P..'total') are kept in step by every script that changes what they count.
+-- total (P..'total') are kept in step by every script that changes what they count. The
+-- deadline index (P..'reach': job -> Redis ms) holds reservations not yet confirmed, for
+-- the shard tick to reclaim those that never reached their server.
 
 local function redis_now()
   local t = redis.call('TIME')
@@ -33,12 +35,24 @@ local function refresh_free(P, id, now)
   set_free(P, id, free_slots(P, id, now))
 end
 
+-- Take a job's reservation off a server (and out of the indexes); 1 if it held one.
+local function unreserve(P, job, id)
+  if redis.call('HGET', P .. 'jobs', job) == id then
+    redis.call('HDEL', P .. 'jobs', job)
+    redis.call('ZREM', P .. 'reach', job)
+  end
+  return redis.call('HDEL', P .. 'res:' .. id, job)
+end
+
 -- Take a server's reservations out of the shard's job index and delete its keys (it left,
 -- or is reaped). Returns how many reservations it held.
 local function drop_server(P, id)
   local jobs = redis.call('HKEYS', P .. 'res:' .. id)
   for _, job in ipairs(jobs) do
-    if redis.call('HGET', P .. 'jobs', job) == id then redis.call('HDEL', P .. 'jobs', job) end
+    if redis.call('HGET', P .. 'jobs', job) == id then
+      redis.call('HDEL', P .. 'jobs', job)
+      redis.call('ZREM', P .. 'reach', job)
+    end
   end
   set_free(P, id, 0)
   redis.call('DEL', P .. 'srv:' .. id, P .. 'res:' .. id, P .. 'inbox:' .. id)

@@ -3,7 +3,6 @@
 -- Returns 1 when a reservation was freed.
 --@include pool_lib
 local P, job, id = ARGV[1], ARGV[2], ARGV[3]
-if redis.call('HGET', KEYS[1], job) == id then redis.call('HDEL', KEYS[1], job) end
-local freed = redis.call('HDEL', P .. 'res:' .. id, job)
+local freed = unreserve(P, job, id)
 if freed == 1 then refresh_free(P, id, redis_now()) end
 return freed

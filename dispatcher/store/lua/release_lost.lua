@@ -11,7 +11,6 @@ local now = redis_now()
 local exp = tonumber(redis.call('ZSCORE', P .. 'exp', id) or '0')
 if exp > now then return 0 end
 if now <= math.max(exp, tonumber(ARGV[4])) + tonumber(ARGV[5]) then return -1 end
-if redis.call('HGET', KEYS[1], job) == id then redis.call('HDEL', KEYS[1], job) end
-redis.call('HDEL', P .. 'res:' .. id, job)
+unreserve(P, job, id)
 set_free(P, id, 0)
 return 1

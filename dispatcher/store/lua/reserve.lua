@@ -16,17 +16,20 @@ local excluded = {}
 for i = 6, #ARGV do excluded[ARGV[i]] = true end
 
 local function take(id)
-  redis.call('HSET', P .. 'res:' .. id, job, now + tonumber(ARGV[3]))
+  local deadline = now + tonumber(ARGV[3])
+  redis.call('HSET', P .. 'res:' .. id, job, deadline)
   redis.call('HSET', KEYS[1], job, id)
+  redis.call('ZADD', P .. 'reach', deadline, job)
   redis.call('XADD', P .. 'inbox:' .. id, 'MAXLEN', '~', 1000, '*', 'm', ARGV[5])
   refresh_free(P, id, now)
   return id
 end
 
 -- Entries of servers that died, drained or filled since the index last saw them are
--- corrected on the way; overloaded servers are passed over. 16 bounds the walk.
+-- corrected on the way; overloaded servers are passed over. 8 bounds the walk (and the
+-- call's time: each step is a handful of calls).
 local fallback = nil
-for _, id in ipairs(redis.call('ZREVRANGEBYSCORE', P .. 'free', '+inf', 1, 'LIMIT', 0, 16)) do
+for _, id in ipairs(redis.call('ZREVRANGEBYSCORE', P .. 'free', '+inf', 1, 'LIMIT', 0, 8)) do
   local free = free_slots(P, id, now)
   set_free(P, id, free)
   if free > 0 and tonumber(redis.call('HGET', P .. 'srv:' .. id, 'load') or '1') < threshold then

@@ -8,7 +8,6 @@
 local P, job, id = ARGV[1], ARGV[2], ARGV[3]
 local res = P .. 'res:' .. id
 if redis.call('HGET', res, job) == '0' then return 0 end
-redis.call('HDEL', res, job)
-if redis.call('HGET', KEYS[1], job) == id then redis.call('HDEL', KEYS[1], job) end
+unreserve(P, job, id)
 refresh_free(P, id, redis_now())
 return 1

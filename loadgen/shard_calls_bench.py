@@ -1,0 +1,143 @@
+"""How long each control-plane call holds Redis at fleet scale, worst cases included.
+
+Registers N servers in one pool (K shards), then times, by Redis's own slow log (every
+call logged), each pool script in its heaviest case:
+
+- ``shard_tick`` reading a full page of expiries, reaping and reclaiming its bounded
+  amounts (every server of the shard has expired, every reservation is overdue);
+- ``reserve`` walking its bounded number of stale free-index entries;
+- ``heartbeat`` saying everything, and the plain ``ZADD`` of a quiet heartbeat.
+
+    python -m loadgen.shard_calls_bench --servers 50000
+
+Redis runs alone on CPU 0 at real-time priority where allowed; what the host steals
+still shows in the maximum, so the median and p99 are reported with it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import statistics
+import time
+from typing import Any
+
+import click
+import orjson
+import redis
+
+from dispatcher.localredis import LocalRedis
+from dispatcher.scheduler.registry import EXPIRED_PER_TICK, REAPED_PER_TICK, RECLAIMED_PER_TICK
+from dispatcher.settings import SchedulerSettings
+from dispatcher.store import keys, scripts
+
+POOL = "bench-agent"
+ROUNDS = 200
+
+
+def run(servers: int, shards: int, pin: bool = True) -> dict[str, Any]:
+    local = LocalRedis(cpus="0" if pin else None)
+    if pin:
+        os.sched_setaffinity(0, {1})
+        with contextlib.suppress(PermissionError):
+            os.sched_setscheduler(local.pid, os.SCHED_FIFO, os.sched_param(10))
+    r = redis.Redis(port=local.port)
+    try:
+        shas = {s.name: r.script_load(s.source) for s in scripts.ALL}
+        _register(r, shas, servers, shards, ttl_ms=60_000)
+        timings = {
+            "heartbeat (saying everything)": _time(r, lambda n: _heartbeat(r, shas, n, shards)),
+            "heartbeat (plain ZADD)": _time(r, lambda n: _quiet(r, n, shards), b"ZADD"),
+        }
+        _overdue_reservations(r, shas, servers, shards)
+        _register(r, shas, servers, shards, ttl_ms=1)  # every server expires at once
+        time.sleep(0.05)
+        timings["reserve (stale index)"] = _time(r, lambda n: _reserve(r, shas, n, shards))
+        timings["shard_tick (full page, reap, reclaim)"] = _time(
+            r, lambda n: _tick(r, shas, n % shards, shards)
+        )
+        return {"servers": servers, "shards": shards, "calls_us": timings}
+    finally:
+        r.close()
+        local.stop()
+
+
+def _time(r: redis.Redis, call: Any, command: bytes = b"EVALSHA") -> dict[str, float]:
+    """Durations of the calls by the slow log, which logs a script's own calls first and
+    the script last: so after each call, the newest entry is that call."""
+    r.config_set("slowlog-log-slower-than", 0)
+    durations = []
+    for n in range(ROUNDS):
+        call(n)
+        entries: list[Any] = r.slowlog_get(1)
+        assert _is_call(entries[0], command), entries[0]
+        durations.append(int(entries[0]["duration"]))
+    r.config_set("slowlog-log-slower-than", 10_000)
+    durations.sort()
+    return {
+        "median": statistics.median(durations),
+        "p99": durations[int(0.99 * (len(durations) - 1))],
+        "max": durations[-1],
+    }
+
+
+def _is_call(entry: Any, command: bytes) -> bool:
+    words = entry["command"]
+    first = words.split(b" ", 1)[0] if isinstance(words, bytes) else words[0]
+    return bool(first.upper() == command) and b"slowlog" not in words.lower()
+
+
+def _register(r: redis.Redis, shas: dict[str, str], servers: int, shards: int, ttl_ms: int) -> None:
+    for start in range(0, servers, 1000):
+        pipe = r.pipeline(transaction=False)
+        for n in range(start, min(servers, start + 1000)):
+            server_id = f"AW_{n}"
+            s = keys.server_shard(POOL, server_id, shards)
+            args = (s.base, server_id, ttl_ms, 10, "0.00", 0, b"info")
+            pipe.evalsha(shas["heartbeat"], 1, s.jobs, *args)
+        pipe.execute()
+
+
+def _overdue_reservations(r: redis.Redis, shas: dict[str, str], servers: int, shards: int) -> None:
+    """One unconfirmed reservation per server, already past its deadline."""
+    for start in range(0, servers, 1000):
+        pipe = r.pipeline(transaction=False)
+        for n in range(start, min(servers, start + 1000)):
+            s = keys.shard_keys(POOL, n % shards, shards)
+            pipe.evalsha(shas["reserve"], 1, s.jobs, s.base, f"AJ_{n}", -1, 0.7, b"job")
+        pipe.execute()
+
+
+def _heartbeat(r: redis.Redis, shas: dict[str, str], n: int, shards: int) -> None:
+    server_id = f"AW_{n}"
+    s = keys.server_shard(POOL, server_id, shards)
+    r.evalsha(shas["heartbeat"], 1, s.jobs, s.base, server_id, 60_000, 10, "0.00", 0, b"info")
+
+
+def _quiet(r: redis.Redis, n: int, shards: int) -> None:
+    server_id = f"AW_{n}"
+    s = keys.server_shard(POOL, server_id, shards)
+    r.zadd(s.exp, {server_id: 2**50}, xx=True, gt=True, ch=True)
+
+
+def _reserve(r: redis.Redis, shas: dict[str, str], n: int, shards: int) -> None:
+    s = keys.shard_keys(POOL, n % shards, shards)
+    r.evalsha(shas["reserve"], 1, s.jobs, s.base, f"AJ_x{n}", 5000, 0.7, b"job")
+
+
+def _tick(r: redis.Redis, shas: dict[str, str], shard: int, shards: int) -> None:
+    s = keys.shard_keys(POOL, shard, shards)
+    tick = (EXPIRED_PER_TICK, 0, REAPED_PER_TICK, RECLAIMED_PER_TICK)
+    r.evalsha(shas["shard_tick"], 1, s.jobs, s.base, 0, 0, *tick)
+
+
+@click.command()
+@click.option("--servers", type=int, default=50_000, show_default=True)
+def main(servers: int) -> None:
+    """Microseconds each pool call holds Redis (median, p99, max of 200)."""
+    shards = SchedulerSettings().pool_shards
+    click.echo(orjson.dumps(run(servers, shards), option=orjson.OPT_INDENT_2).decode())
+
+
+if __name__ == "__main__":
+    main()
