@@ -21,6 +21,7 @@ from pathlib import Path
 
 import click
 
+from dispatcher.settings import DEV_API_KEY, DEV_API_SECRET
 from loadgen.cpu import process_cpu_s
 from tests.redis_servers import RedisCluster, free_port
 
@@ -42,10 +43,19 @@ def main(pool_shards: int, rate: float, duration: float, agents: int) -> None:
         "PYTHONPATH": str(ROOT),
         "DISPATCHER_REDIS_URL": cluster.url,
         "DISPATCHER_POOL_SHARDS": str(pool_shards),
+        "DISPATCHER_API_KEYS": f"{DEV_API_KEY}:{DEV_API_SECRET}",  # loadgen's defaults
     }
     roles = [
-        subprocess.Popen([sys.executable, "-c", _MAIN, "api", "--port", str(port)], env=env),
-        subprocess.Popen([sys.executable, "-c", _MAIN, "scheduler", "--node-id", "s1"], env=env),
+        subprocess.Popen(
+            [sys.executable, "-c", _MAIN, "api", "--port", str(port)],
+            env=env,
+            stderr=subprocess.DEVNULL,
+        ),
+        subprocess.Popen(
+            [sys.executable, "-c", _MAIN, "scheduler", "--node-id", "s1"],
+            env=env,
+            stderr=subprocess.DEVNULL,
+        ),
     ]
     try:
         time.sleep(3)
@@ -56,8 +66,10 @@ def main(pool_shards: int, rate: float, duration: float, agents: int) -> None:
              "--redis-url", cluster.url, "--rate", str(rate), "--duration", str(duration),
              "--agents", str(agents), "--capacity", "100", "--hold", "0.5", "--json",
              "--no-progress"],
-            env=env, capture_output=True, text=True, check=True,
+            env=env, capture_output=True, text=True,
         )  # fmt: skip
+        if run.returncode != 0:
+            sys.exit(f"loadgen dispatch failed:\n{run.stdout[-2000:]}\n{run.stderr[-4000:]}")
         used = {p: process_cpu_s(pid) - before[p] for p, pid in pids.items() if pid}
         total = sum(used.values())
         report = json.loads(run.stdout)
