@@ -34,6 +34,13 @@ def main() -> None:
 @click.option("--rate", type=POSITIVE, default=500.0, show_default=True, help="Dispatches/s.")
 @click.option("--duration", type=POSITIVE, default=30.0, show_default=True, help="Seconds.")
 @click.option("--agents", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option(
+    "--agent-procs",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Run --agents as virtual agent servers in this many processes (0: one SDK process each).",
+)
 @click.option("--capacity", type=click.IntRange(min=1), default=100, show_default=True)
 @click.option("--hold", type=click.FloatRange(min=0), default=0.5, show_default=True)
 @click.option("--agent-name", default="loadgen-agent", show_default=True)

@@ -82,6 +82,7 @@ def dispatch_options(params: dict[str, Any], url: str, redis_url: str) -> Dispat
         rate=params["rate"],
         duration=params["duration"],
         agents=params["agents"],
+        agent_procs=params.get("agent_procs") or 0,
         capacity=params["capacity"],
         hold=params["hold"],
         agent_name=params["agent_name"],

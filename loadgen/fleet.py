@@ -123,17 +123,17 @@ def _record(ctx: JobContext, start: int, recorder: Recorder) -> None:
     recorder.pending.append(result)
 
 
-async def _flush(client: Client, key: str, recorder: Recorder) -> None:
+async def flush(client: Client, key: str, recorder: Recorder) -> None:
     batch = recorder.take()
     if batch:
         await client.rpush(key, encode_batch(batch))
 
 
-async def _flush_loop(client: Client, key: str, recorder: Recorder) -> None:
+async def flush_loop(client: Client, key: str, recorder: Recorder) -> None:
     while True:
         await asyncio.sleep(FLUSH_INTERVAL_S)
         try:
-            await _flush(client, key, recorder)
+            await flush(client, key, recorder)
         except Exception:
             log.exception("pushing results failed")
 
@@ -160,7 +160,7 @@ async def serve_agent(config: AgentConfig, ready: Event, stop: Event) -> AgentSu
     server = make_server(config, recorder)
     client = await connect(config.redis_url)
     key = results_key(config.run_id)
-    flusher = asyncio.create_task(_flush_loop(client, key, recorder))
+    flusher = asyncio.create_task(flush_loop(client, key, recorder))
     try:
         await server.start()
         cpu_start = time.process_time()
@@ -172,7 +172,7 @@ async def serve_agent(config: AgentConfig, ready: Event, stop: Event) -> AgentSu
         flusher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await flusher
-        await _flush(client, key, recorder)
+        await flush(client, key, recorder)
         await client.aclose()
     return AgentSummary(
         server_id=server.id,
@@ -205,6 +205,7 @@ class Fleet:
         self._stop = context.Event()
         self._ready = [context.Event() for _ in range(count)]
         self._summaries: multiprocessing.Queue[AgentSummary] = context.Queue()
+        self._expected = count  # summaries: one per agent server
         self._processes: list[SpawnProcess] = [
             context.Process(
                 target=agent_process,
@@ -251,13 +252,13 @@ class Fleet:
     def _collect(self, deadline: float) -> list[AgentSummary]:
         """Read summaries until all arrived, all processes exited, or the deadline passed."""
         summaries: list[AgentSummary] = []
-        while len(summaries) < len(self._processes) and time.monotonic() < deadline:
+        while len(summaries) < self._expected and time.monotonic() < deadline:
             try:
                 summaries.append(self._summaries.get(timeout=0.2))
             except queue.Empty:
                 if all(p.exitcode is not None or p.pid is None for p in self._processes):
                     break
         with contextlib.suppress(queue.Empty):
-            while len(summaries) < len(self._processes):
+            while len(summaries) < self._expected:
                 summaries.append(self._summaries.get_nowait())
         return summaries

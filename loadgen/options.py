@@ -26,6 +26,7 @@ class DispatchOptions:
     ready_timeout_s: float = 30.0
     max_in_flight: int = 4096
     connections: int = CONNECTION_LIMIT
+    agent_procs: int = 0  # >0: ``agents`` virtual servers in this many processes
 
     def as_dict(self) -> dict[str, object]:
         """The run parameters for the report; the secret stays out of it."""
@@ -34,6 +35,7 @@ class DispatchOptions:
             "rate": self.rate,
             "duration_s": self.duration,
             "agents": self.agents,
+            "agent_procs": self.agent_procs,
             "capacity": self.capacity,
             "hold_s": self.hold,
             "agent_name": self.agent_name,

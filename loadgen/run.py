@@ -36,6 +36,7 @@ from loadgen.sender import (
     send_all,
 )
 from loadgen.sweep import BACKLOG_GRACE_S
+from loadgen.virtual_fleet import VirtualFleet
 
 PROGRESS_INTERVAL_S = 1.0
 
@@ -81,7 +82,11 @@ class DispatchSession:
             hold_s=options.hold,
             run_id=self.run_id,
         )
-        self._fleet = Fleet(config, options.agents)
+        self._fleet = (
+            VirtualFleet(config, options.agents, options.agent_procs)
+            if options.agent_procs
+            else Fleet(config, options.agents)
+        )
         self._prefix = room_prefix(options.seed)
         self._steps = 0
         self.agents: list[AgentSummary] = []

@@ -11,12 +11,14 @@ call logged), each pool script in its heaviest case:
     python -m loadgen.shard_calls_bench --servers 50000
 
 Redis runs alone on CPU 0 at real-time priority where allowed; what the host steals
-still shows in the maximum, so the median and p99 are reported with it.
+still shows in the maximum, so the median and p99 are reported with it, and so is the
+longest gap a busy loop alone on CPU 0 saw afterwards (``host``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import multiprocessing
 import os
 import statistics
 import time
@@ -56,10 +58,36 @@ def run(servers: int, shards: int, pin: bool = True) -> dict[str, Any]:
         timings["shard_tick (full page, reap, reclaim)"] = _time(
             r, lambda n: _tick(r, shas, n % shards, shards)
         )
-        return {"servers": servers, "shards": shards, "calls_us": timings}
+        stalls = _host_stalls() if pin else None
+        return {"servers": servers, "shards": shards, "calls_us": timings, "host": stalls}
     finally:
         r.close()
         local.stop()
+
+
+def _host_stalls(seconds: float = 2.0) -> dict[str, int]:
+    """What the host takes from CPU 0 on its own: a busy loop there (at real-time priority
+    where allowed) notes every gap between its iterations. A gap is time no call could
+    have run in, however short the call."""
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(1) as pool:
+        return pool.apply(_busy_loop, (seconds,))
+
+
+def _busy_loop(seconds: float) -> dict[str, int]:
+    os.sched_setaffinity(0, {0})
+    with contextlib.suppress(PermissionError):
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(10))
+    longest, over_200us = 0.0, 0
+    last = time.perf_counter()
+    end = last + seconds
+    while last < end:
+        now = time.perf_counter()
+        gap = now - last
+        longest = max(longest, gap)
+        over_200us += gap > 200e-6
+        last = now
+    return {"longest_gap_us": int(longest * 1e6), "gaps_over_200us": over_200us}
 
 
 def _time(r: redis.Redis, call: Any, command: bytes = b"EVALSHA") -> dict[str, float]:

@@ -47,7 +47,8 @@ slices of the cluster's slots, so the shards of a pool spread over every master)
                                 that left stays with the time it left until it is reaped
                                 [agent servers; schedulers reap].
 ``dsp:S:free``                  zset server id -> free slots, for the servers placement may
-                                use (alive, not draining, a slot free) [every shard script].
+                                use (alive when last looked at, not draining; full ones
+                                with 0) [every shard script].
 ``dsp:S:total``                 string: the sum of ``free`` [every shard script].
 ``dsp:S:srv:<id>``              hash cap, load, status, ttl, info [agent server; said when
                                 changed, a quiet heartbeat only moves its ``exp`` entry].

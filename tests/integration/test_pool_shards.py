@@ -58,7 +58,10 @@ async def test_a_shard_places_on_its_freest_server_and_never_past_capacity(
     assert held[:4].count(large.encode()) == 3 and held[:4].count(small.encode()) == 1
     assert held[0] == large.encode()  # three free slots before one
     assert held[4] is None  # four slots, four reservations
-    assert await free_index(client, shard) == ({}, 0)
+    assert await free_index(client, shard) == ({small: 0, large: 0}, 0)  # full, yet usable
+    shard_keys = keys.shard_keys(POOL, shard, pools.SHARDS)
+    await scripts.release(client, [shard_keys.jobs], [shard_keys.base, "AJ_0", large])
+    assert await free_index(client, shard) == ({small: 0, large: 1}, 1)
 
 
 async def test_a_replayed_job_id_gets_the_server_that_holds_it(client: Client) -> None:
@@ -97,8 +100,8 @@ async def test_dead_draining_and_overloaded_servers_are_passed_over(client: Clie
     await asyncio.sleep(0.1)  # the first one's heartbeat expires
     assert await pools.reserve(client, POOL, shard, "AJ_1") == fine.encode()
     index, total = await free_index(client, shard)
-    assert index == {loaded: 7}  # the dead one was corrected on the way; draining never in
-    assert total == 7
+    assert index == {loaded: 7, fine: 0}  # the dead one was dropped on the way; draining
+    assert total == 7  # never in
     assert await pools.reserve(client, POOL, shard, "AJ_2") is None
 
 

@@ -1,38 +1,53 @@
 -- Shared by the pool-shard scripts. P is the shard's key prefix ("dsp:{a:<pool>/<k>}:");
 -- every key derived from it shares the shard's hash tag, so all live in the caller's slot.
--- The free index (P..'free': server -> free slots, for servers placement may use) and its
--- total (P..'total') are kept in step by every script that changes what they count. The
--- deadline index (P..'reach': job -> Redis ms) holds reservations not yet confirmed, for
--- the shard tick to reclaim those that never reached their server.
+-- The free index (P..'free': server -> free slots) holds the servers placement may use
+-- (alive when last looked at, not draining), full ones with 0; its total (P..'total') is
+-- the sum, kept in step by every script that changes what they count. The deadline index
+-- (P..'reach': job -> Redis ms) holds reservations not yet confirmed, for the shard tick
+-- to reclaim those that never reached their server.
 
 local function redis_now()
   local t = redis.call('TIME')
   return t[1] * 1000 + math.floor(t[2] / 1000)
 end
 
--- Set a server's entry in the free index (0 takes it out), and the total with it.
-local function set_free(P, id, free)
-  local old = tonumber(redis.call('ZSCORE', P .. 'free', id) or '0')
+-- Move a server's entry in the free index from ``old`` to ``free`` slots; nil for either
+-- means out of the index. The total moves with it.
+local function index_free(P, id, old, free)
   if free == old then return end
-  if free > 0 then
+  if free then
     redis.call('ZADD', P .. 'free', free, id)
   else
     redis.call('ZREM', P .. 'free', id)
   end
-  redis.call('INCRBY', P .. 'total', free - old)
+  redis.call('INCRBY', P .. 'total', (free or 0) - (old or 0))
 end
 
--- A server's free slots as placement may use them: none unless its heartbeat has not
--- expired and it is not draining (a FULL status is only its count as of that heartbeat).
+local function set_free(P, id, free)
+  local listed = redis.call('ZSCORE', P .. 'free', id)
+  index_free(P, id, listed and tonumber(listed) or nil, free)
+end
+
+-- A server's free slots as placement may use them; nil when it may not be used at all
+-- (its heartbeat expired, it is draining, or it is gone). A FULL status is only its count
+-- as of that heartbeat: the reservations are the count that matters.
 local function free_slots(P, id, now)
   local f = redis.call('HMGET', P .. 'srv:' .. id, 'cap', 'status')
   local exp = tonumber(redis.call('ZSCORE', P .. 'exp', id) or '0')
-  if not f[1] or f[2] == '2' or exp <= now then return 0 end
+  if not f[1] or f[2] == '2' or exp <= now then return nil end
   return math.max(0, tonumber(f[1]) - redis.call('HLEN', P .. 'res:' .. id))
 end
 
 local function refresh_free(P, id, now)
   set_free(P, id, free_slots(P, id, now))
+end
+
+-- A slot freed: one more in the index, for a server that is in it (one out of it stays
+-- out until a heartbeat puts it back).
+local function one_more_free(P, id)
+  if redis.call('ZADD', P .. 'free', 'XX', 'INCR', 1, id) then
+    redis.call('INCRBY', P .. 'total', 1)
+  end
 end
 
 -- Take a job's reservation off a server (and out of the indexes); 1 if it held one.
@@ -54,7 +69,7 @@ local function drop_server(P, id)
       redis.call('ZREM', P .. 'reach', job)
     end
   end
-  set_free(P, id, 0)
+  set_free(P, id, nil)
   redis.call('DEL', P .. 'srv:' .. id, P .. 'res:' .. id, P .. 'inbox:' .. id)
   return #jobs
 end

@@ -4,5 +4,5 @@
 --@include pool_lib
 local P, job, id = ARGV[1], ARGV[2], ARGV[3]
 local freed = unreserve(P, job, id)
-if freed == 1 then refresh_free(P, id, redis_now()) end
+if freed == 1 then one_more_free(P, id) end
 return freed

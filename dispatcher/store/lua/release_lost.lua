@@ -12,5 +12,5 @@ local exp = tonumber(redis.call('ZSCORE', P .. 'exp', id) or '0')
 if exp > now then return 0 end
 if now <= math.max(exp, tonumber(ARGV[4])) + tonumber(ARGV[5]) then return -1 end
 unreserve(P, job, id)
-set_free(P, id, 0)
+set_free(P, id, nil)
 return 1

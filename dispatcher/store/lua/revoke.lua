@@ -8,6 +8,5 @@
 local P, job, id = ARGV[1], ARGV[2], ARGV[3]
 local res = P .. 'res:' .. id
 if redis.call('HGET', res, job) == '0' then return 0 end
-unreserve(P, job, id)
-refresh_free(P, id, redis_now())
+if unreserve(P, job, id) == 1 then one_more_free(P, id) end
 return 1

@@ -21,7 +21,7 @@ for _, job in ipairs(due) do
   local deadline = id and tonumber(redis.call('HGET', P .. 'res:' .. id, job) or '0') or 0
   if deadline > 0 and deadline < now then  -- still unconfirmed: it never got there
     unreserve(P, job, id)
-    refresh_free(P, id, now)
+    one_more_free(P, id)
     reclaimed = reclaimed + 1
   end
 end
@@ -41,7 +41,7 @@ local rows = redis.call('ZRANGEBYSCORE', P .. 'exp', ARGV[2], now - 1, 'WITHSCOR
   'LIMIT', tonumber(ARGV[3]), tonumber(ARGV[4]))
 for i = 1, #rows, 2 do
   local id = rows[i]
-  set_free(P, id, 0)
+  set_free(P, id, nil)
   local n = #expired
   expired[n + 1], expired[n + 2] = id, rows[i + 1]
   expired[n + 3] = redis.call('HGET', P .. 'srv:' .. id, 'ttl') or '0'
