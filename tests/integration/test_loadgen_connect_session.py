@@ -4,62 +4,30 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import pytest
 
-from dispatcher.api.app import ApiNode
 from dispatcher.api.httpserver import HttpServer
-from dispatcher.scheduler.node import SchedulerNode
 from dispatcher.wire import pool_name
 from loadgen.connect_report import build_connect_report
 from loadgen.connect_session import ConnectSession
 from loadgen.httpclient import HttpClient
 from loadgen.join_plan import JoinShape
 from loadgen.join_sender import join
-from loadgen.options import DispatchOptions
 from loadgen.sender import OK
 from loadgen.trivial_stack import create_app
 from tests import stack
+from tests.loadgen_system import AGENT, System, running_system
 from tests.redis_servers import RedisTarget
 from workers import JobContext, JobType
 
-AGENT = "loadgen-agent"
 SHAPE = JoinShape(new_room_share=0.2, room_size=5, leave_share=0.1)
-
-
-@dataclass
-class System:
-    redis_url: str
-    api: ApiNode
-    scheduler: SchedulerNode
-
-    def options(self, rate: float, agents: int) -> DispatchOptions:
-        return DispatchOptions(
-            url=stack.api_url(self.api),
-            api_key=stack.API_KEY,
-            api_secret=stack.API_SECRET,
-            redis_url=self.redis_url,
-            rate=rate,
-            duration=1.0,
-            agents=agents,
-            capacity=100,
-            hold=0.0,
-            agent_name=AGENT,
-            seed=3,
-        )
 
 
 @pytest.fixture
 async def system(redis_single_target: RedisTarget) -> AsyncIterator[System]:
-    url = redis_single_target.url
-    scheduler = await stack.start_scheduler(url, "s0")
-    api = await stack.start_api(url)
-    try:
-        yield System(url, api, scheduler)
-    finally:
-        await api.aclose()
-        await scheduler.aclose()
+    async with running_system(redis_single_target.url) as running:
+        yield running
 
 
 async def test_every_join_is_counted_and_every_room_starts_its_agent_once(
@@ -74,7 +42,7 @@ async def test_every_join_is_counted_and_every_room_starts_its_agent_once(
     try:
         registry, pool = system.scheduler.registry, pool_name(AGENT, JobType.ROOM)
         await stack.eventually(lambda: registry.has_servers(pool), what="the agent registered")
-        async with ConnectSession(system.options(200, agents=0), SHAPE) as session:
+        async with ConnectSession(system.options(rate=200, agents=0), SHAPE) as session:
             step = await session.step(200, 1.0)
         report = build_connect_report(step, session.run_id)
         assert report["planned"] == report["attempted"] == report["accepted"] == 200
@@ -94,7 +62,7 @@ async def test_every_join_is_counted_and_every_room_starts_its_agent_once(
 async def test_with_a_fleet_every_room_s_dispatch_reaches_an_entrypoint_once(
     system: System,
 ) -> None:
-    async with ConnectSession(system.options(100, agents=1), SHAPE) as session:
+    async with ConnectSession(system.options(rate=100, agents=1), SHAPE) as session:
         step = await session.step(100, 1.0)
     report = build_connect_report(step, session.run_id, session.agents)
     assert report["accepted"] == report["planned"] == 100 and report["error_total"] == 0

@@ -7,12 +7,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import pytest
 
-from dispatcher.api.app import ApiNode
-from dispatcher.scheduler.node import SchedulerNode
 from dispatcher.settings import AgentSettings
 from dispatcher.store.client import connect
 from loadgen.fleet import AgentConfig
@@ -20,45 +17,20 @@ from loadgen.options import DispatchOptions
 from loadgen.report import build_report
 from loadgen.run import DispatchSession
 from loadgen.virtual_fleet import VirtualHost, serve_host
-from tests import stack
+from tests.loadgen_system import AGENT, System, running_system
 from tests.redis_servers import RedisTarget
-
-AGENT = "loadgen-agent"
-
-
-@dataclass
-class System:
-    redis_url: str
-    api: ApiNode
-    scheduler: SchedulerNode
-
-    def options(self, agents: int, procs: int) -> DispatchOptions:
-        return DispatchOptions(
-            url=stack.api_url(self.api),
-            api_key=stack.API_KEY,
-            api_secret=stack.API_SECRET,
-            redis_url=self.redis_url,
-            rate=100,
-            duration=2.0,
-            agents=agents,
-            capacity=2,
-            hold=0.2,
-            agent_name=AGENT,
-            seed=5,
-            agent_procs=procs,
-        )
 
 
 @pytest.fixture
 async def system(redis_target: RedisTarget) -> AsyncIterator[System]:
-    url = redis_target.url
-    scheduler = await stack.start_scheduler(url, "s0")
-    api = await stack.start_api(url)
-    try:
-        yield System(url, api, scheduler)
-    finally:
-        await api.aclose()
-        await scheduler.aclose()
+    async with running_system(redis_target.url) as running:
+        yield running
+
+
+def options(system: System, agents: int, procs: int) -> DispatchOptions:
+    return system.options(
+        duration=2.0, agents=agents, capacity=2, hold=0.2, seed=5, agent_procs=procs
+    )
 
 
 def clean(report: dict[str, object]) -> None:
@@ -68,7 +40,7 @@ def clean(report: dict[str, object]) -> None:
 
 
 async def test_virtual_servers_run_every_dispatch_once(system: System) -> None:
-    async with DispatchSession(system.options(agents=300, procs=2)) as session:
+    async with DispatchSession(options(system, agents=300, procs=2)) as session:
         step = await session.step(100, 2.0)
     report = build_report(step, session.run_id, session.agents)
     clean(report)
@@ -94,7 +66,7 @@ async def test_servers_coming_and_going_under_load_lose_no_dispatch(system: Syst
             churn_jobs += sum(server.jobs for server in host.servers)
 
     try:
-        async with DispatchSession(system.options(agents=20, procs=1)) as session:
+        async with DispatchSession(options(system, agents=20, procs=1)) as session:
             churner = asyncio.create_task(churn(session.run_id))
             step = await session.step(100, 3.0)
             await churner
