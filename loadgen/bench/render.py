@@ -33,6 +33,16 @@ def fmt_ratio(value: float | None) -> str:
     return "inf" if math.isinf(value) else f"{value:.2f}"
 
 
+def every_repeat(value: Spread | None, fmt: Callable[[float], str]) -> str:
+    """``median (first/second/...)``: each repeat's value in run order, so a repeat that
+    stands apart shows as one."""
+    if value is None:
+        return "-"
+    if len(value.each) <= 1:
+        return fmt(value.median)
+    return f"{fmt(value.median)} ({'/'.join(fmt(v) for v in value.each)})"
+
+
 def cell(value: Spread | None, fmt: Callable[[float], str]) -> str:
     """``median (min-max)``, or the median alone when min and max read the same."""
     if value is None:
@@ -67,7 +77,7 @@ def render_table(table: Table) -> str:
 def _cells(row: Row, best: bool) -> list[str]:
     return [
         f"{row.system} *" if best else row.system,
-        cell(row.knee, fmt_rate),
+        every_repeat(row.knee, fmt_rate),
         cell(row.p50_low, fmt_ms),
         cell(row.p99_low, fmt_ms),
         cell(row.max_low, fmt_ms),
@@ -86,7 +96,7 @@ def _cells(row: Row, best: bool) -> list[str]:
 def _legend(table: Table) -> list[str]:
     best = f"* best peer: {table.best_peer}" if table.best_peer else "no peer sustained any rate"
     return [
-        f"{best}; every figure: median over repeats (min-max)",
+        f"{best}; every figure: median over repeats (min-max); knees: (each repeat, in run order)",
         "knee/s: highest offered rate within the knee criteria (none: not even the start rate)",
         "p50/p99/max@R: client send -> job start in ms, fixed-rate steps at R/s offered",
         f"lost: accepted jobs not started {RESULT_WAIT_S:g} s after the last send, summed over"

@@ -1,4 +1,6 @@
-"""The run: peers' knee searches, the best peer, then per repeat ours and the fixed steps.
+"""The run: per repeat, every system's knee search (ours included), in an order rotated
+by one place per repeat; the best peer; then per repeat, every system's fixed-rate steps,
+rotated likewise. The knee column lists each repeat's knee in run order.
 
 Every step is logged as it ends and handed to ``checkpoint`` (the CLI rewrites its JSON
 file), so an interrupted run keeps what it measured. A step that cannot run (a peer that
@@ -15,7 +17,7 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,6 +75,15 @@ class BenchRun:
     ceiling: Ceiling | None = None
     peer_knee_rate: float | None = None
     elapsed_s: float = 0.0
+
+
+def run_order(systems: Sequence[System], repeat: int) -> list[System]:
+    """The systems of one repeat, rotated by one place per repeat: every system (ours
+    included) runs in turn first, last and between the others, so neither the host's
+    state at the start of a run nor what an earlier system left behind falls on one
+    system in every repeat."""
+    shift = (repeat - 1) % max(1, len(systems))
+    return [*systems[shift:], *systems[:shift]]
 
 
 def step_timeout_s(duration_s: float) -> float:
@@ -145,22 +156,17 @@ class _Suite:
         config = self._config
         if config.ceiling:
             await self._ceiling()
-        peers = [s for s in config.systems if s.is_peer]
         for repeat in range(1, config.repeats + 1):
-            for system in peers:
+            for system in run_order(config.systems, repeat):
                 self._log(f"{system.label}, repeat {repeat}: knee search")
-                await self._guarded(system, repeat, self._knee_search(self._peer(system), repeat))
+                await self._guarded(system, repeat, self._knees(system, repeat))
         best, self._run.peer_knee_rate = peer_knee(config.systems, self._run.knees)
         rates = fixed_rates(config.low_rate, self._run.peer_knee_rate, config.high_rate)
         self._log(f"best peer: {best or 'none'}; fixed-rate steps at {_rates(rates)}")
         for repeat in range(1, config.repeats + 1):
-            for system in config.systems:
-                if system.is_peer:
-                    steps = self._fixed_steps(self._peer(system), repeat, rates)
-                    await self._guarded(system, repeat, steps)
-                else:
-                    self._log(f"{system.label}, repeat {repeat}: knee search, fixed-rate steps")
-                    await self._guarded(system, repeat, self._ours(system, repeat, rates))
+            for system in run_order(config.systems, repeat):
+                self._log(f"{system.label}, repeat {repeat}: fixed-rate steps")
+                await self._guarded(system, repeat, self._fixed(system, repeat, rates))
         self._run.elapsed_s = round(time.monotonic() - self._started, 1)
 
     async def _guarded(self, system: System, repeat: int, work: Awaitable[None]) -> None:
@@ -181,9 +187,18 @@ class _Suite:
     def _peer(self, system: System) -> PeerTarget:
         return PeerTarget(system, self._redis.url, self._client, self._config.cpus)
 
-    async def _ours(self, system: System, repeat: int, rates: list[float]) -> None:
+    async def _knees(self, system: System, repeat: int) -> None:
+        if system.is_peer:
+            await self._knee_search(self._peer(system), repeat)
+            return
         async with ours_target(system, self._redis, self._client, self._config.cpus) as ours:
             await self._knee_search(ours, repeat)
+
+    async def _fixed(self, system: System, repeat: int, rates: list[float]) -> None:
+        if system.is_peer:
+            await self._fixed_steps(self._peer(system), repeat, rates)
+            return
+        async with ours_target(system, self._redis, self._client, self._config.cpus) as ours:
             await self._fixed_steps(ours, repeat, rates)
 
     async def _knee_search(self, target: Target, repeat: int) -> None:

@@ -13,7 +13,7 @@ import math
 import statistics
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from loadgen.bench.records import FIXED, KNEE, KneeRecord, StepRecord
 from loadgen.bench.systems import System
@@ -27,12 +27,13 @@ P99_RATIO_TARGET = 0.5  # ours / best peer at the best peer's knee, at most
 
 @dataclass(frozen=True, slots=True)
 class Spread:
-    """Median, min and max of ``n`` values (one per repeat)."""
+    """Median, min and max of ``n`` values (one per repeat), and the values in run order."""
 
     median: float
     low: float
     high: float
     n: int
+    each: tuple[float, ...] = field(default=(), compare=False)  # shown, not compared
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,10 +67,11 @@ class Table:
 
 
 def spread(values: Iterable[float]) -> Spread | None:
-    ordered = sorted(values)
+    each = tuple(values)
+    ordered = sorted(each)
     if not ordered:
         return None
-    return Spread(statistics.median(ordered), ordered[0], ordered[-1], len(ordered))
+    return Spread(statistics.median(ordered), ordered[0], ordered[-1], len(ordered), each)
 
 
 def knee_spread(knees: Iterable[KneeRecord], system: str) -> Spread | None:

@@ -30,7 +30,7 @@ from loadgen.bench.records import (
     per_dispatch_us,
 )
 from loadgen.bench.render import acceptance_lines, cell, fmt_ms, render_table, table_dict
-from loadgen.bench.suite import BenchConfig, BenchRun, cpu_set, step_line
+from loadgen.bench.suite import BenchConfig, BenchRun, cpu_set, run_order, step_line
 from loadgen.bench.systems import ALL_SYSTEMS, DISPATCHER, System, parse_systems
 from loadgen.bench.table import (
     Spread,
@@ -260,11 +260,23 @@ def test_the_table_renders_every_system_with_the_best_peer_marked() -> None:
     lines = text.splitlines()
     assert lines[0].split()[:4] == ["system", "knee/s", "p50@500", "p99@500"]
     assert "p99@1000" in lines[0] and "p99@2000" in lines[0]
-    assert lines[1].split()[:3] == ["dispatcher", "8000", "(7000-9000)"]
+    # the knee of every repeat, in the order they ran: one that stands apart shows
+    assert lines[1].split()[:3] == ["dispatcher", "8000", "(8000/7000/9000)"]
     assert lines[1].split()[-3:] == ["8.00", "0.20", "0.20"]
     assert lines[2].startswith("taskiq (defaults) *")
     assert lines[3].split()[:2] == ["arq", "(defaults)"] and " none " in lines[3]
     assert "* best peer: taskiq (defaults)" in text
+
+
+def test_each_repeat_runs_the_systems_in_a_rotated_order() -> None:
+    systems = (DISPATCHER, TASKIQ, ARQ)
+    orders = [[s.key for s in run_order(systems, repeat)] for repeat in (1, 2, 3, 4)]
+    assert orders == [
+        ["dispatcher", "taskiq-defaults", "arq-defaults"],
+        ["taskiq-defaults", "arq-defaults", "dispatcher"],
+        ["arq-defaults", "dispatcher", "taskiq-defaults"],
+        ["dispatcher", "taskiq-defaults", "arq-defaults"],
+    ]
 
 
 def test_acceptance_lines_spell_out_the_targets() -> None:
