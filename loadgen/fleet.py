@@ -22,6 +22,7 @@ from typing import Any
 
 from dispatcher.heap import freeze_startup_heap
 from dispatcher.store.client import Client, connect
+from dispatcher.wire import JobSpec
 from loadgen.payload import decode_sent_ns
 from loadgen.results import JobResult, encode_batch, results_key
 from workers import AgentServer, JobContext
@@ -98,7 +99,7 @@ def make_server(config: AgentConfig, recorder: Recorder) -> AgentServer:
         start = time.time_ns()  # first statement: everything before it is dispatch time
         recorder.started()
         try:
-            _record(ctx, start, recorder)
+            record_start(recorder, ctx.spec, start)
             await asyncio.sleep(config.hold_s)
         finally:
             recorder.ended()
@@ -106,18 +107,19 @@ def make_server(config: AgentConfig, recorder: Recorder) -> AgentServer:
     return server
 
 
-def _record(ctx: JobContext, start: int, recorder: Recorder) -> None:
+def record_start(recorder: Recorder, spec: JobSpec, start: int) -> None:
+    """A job's entrypoint started at ``start`` (unix ns): its result, queued for the flusher."""
     try:
-        sent_ns = decode_sent_ns(ctx.job.metadata)
+        sent_ns = decode_sent_ns(spec.metadata)
     except ValueError:
         recorder.bad_metadata += 1
         return
     result = JobResult(
-        job_id=str(ctx.job.id),
-        dispatch_id=str(ctx.job.dispatch_id),
-        server_ns=start - ctx.dispatch_received_ns,
+        job_id=spec.job_id,
+        dispatch_id=spec.dispatch_id,
+        server_ns=start - spec.received_ns,
         user_ns=start - sent_ns,
-        attempt=ctx.spec.attempt,
+        attempt=spec.attempt,
         sent_ns=sent_ns,
     )
     recorder.pending.append(result)

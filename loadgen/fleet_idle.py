@@ -2,10 +2,10 @@
 SDK does, S scheduler processes, no dispatches. Reports Redis CPU (``INFO cpu``), the
 schedulers' CPU, and the slowest Redis calls (``SLOWLOG``) over a measured window.
 
-A virtual server sends exactly the SDK's idle heartbeats: every interval, the heartbeat
-script saying everything (with the ``SADD`` that names its pool) every tenth time, and a
-plain ``ZADD`` of its expiry otherwise; the fleet is spread evenly over the interval. It does
-not read its inbox (idle, the SDK blocks on one ``XREAD`` per 500 ms).
+The servers are ``loadgen.virtual_fleet``'s, sending exactly the SDK's idle heartbeats
+(the script saying everything every 30th time, a plain ``ZADD`` of the expiry otherwise),
+spread evenly over the interval. They do not read their inboxes (idle, the SDK blocks on
+one ``XREAD`` per 500 ms).
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ from dispatcher.localredis import LocalRedis
 from dispatcher.settings import AgentSettings
 from dispatcher.store import keys, scripts
 from dispatcher.store.client import connect
-from dispatcher.wire import ServerInfo, encode
 from loadgen.cpu import process_cpu_s
-from workers.server import SAY_ALL_EVERY
+from loadgen.fleet import AgentConfig
+from loadgen.virtual_fleet import VirtualHost
 
 _SCHEDULER = "from dispatcher.cli import main; main()"
 _SLOWLOG_US = 200  # calls slower than this are logged; the slowest is reported
@@ -148,55 +148,30 @@ def _short(command: bytes | str) -> str:
 def _start_fleet(
     plan: IdlePlan, url: str, index: int, stop: Event
 ) -> multiprocessing.process.BaseProcess:
-    ids = [f"AW_idle{index}_{n}" for n in range(index, plan.servers, plan.procs)]
+    count = plan.servers // plan.procs + (1 if index < plan.servers % plan.procs else 0)
     context = multiprocessing.get_context("spawn")
-    worker = context.Process(target=_fleet_main, args=(plan, url, ids, stop), daemon=True)
+    worker = context.Process(target=_fleet_main, args=(plan, url, count, stop), daemon=True)
     worker.start()
     return worker
 
 
-def _fleet_main(plan: IdlePlan, url: str, server_ids: list[str], stop: Event) -> None:
-    uvloop.run(_heartbeats(plan, url, server_ids, stop))
+def _fleet_main(plan: IdlePlan, url: str, count: int, stop: Event) -> None:
+    uvloop.run(_heartbeats(plan, url, count, stop))
 
 
-async def _heartbeats(plan: IdlePlan, url: str, server_ids: list[str], stop: Event) -> None:
-    """Each server heartbeats once per interval, the fleet spread evenly over it."""
+async def _heartbeats(plan: IdlePlan, url: str, count: int, stop: Event) -> None:
+    """Idle virtual servers (``loadgen.virtual_fleet``): registered and heartbeating as
+    the SDK does, their inboxes unread."""
     client = await connect(url)
-    await scripts.load_all(client)
-    slices = 20
-    step = plan.interval_s / slices
-    groups = [server_ids[i::slices] for i in range(slices)]
-    beats = 0
-    sent = time.monotonic()
-    seconds, micros = await client.fast.execute("TIME")
-    offset_ms = int(seconds) * 1000 + int(micros) // 1000 - int(sent * 1000)
+    config = AgentConfig(url, plan.agent_name, capacity=10, hold_s=0.0, run_id="")
+    host = VirtualHost(config, client, count, plan.shards)
     try:
+        await scripts.load_all(client)
+        await host.register()
+        beating = asyncio.create_task(host.heartbeats())
         while not stop.is_set():
-            full = beats % SAY_ALL_EVERY == 0
-            beats += 1
-            for group in groups:
-                started = time.monotonic()
-                batch = scripts.Batch()
-                for server_id in group:
-                    _queue_heartbeat(batch, plan, server_id, full, offset_ms)
-                await batch.run(client)
-                await asyncio.sleep(max(0.0, step - (time.monotonic() - started)))
+            await asyncio.sleep(0.05)
+        beating.cancel()
+        await asyncio.gather(beating, return_exceptions=True)
     finally:
         await client.aclose()
-
-
-def _queue_heartbeat(
-    batch: scripts.Batch, plan: IdlePlan, server_id: str, full: bool, offset_ms: int
-) -> None:
-    """What an idle SDK server sends: the heartbeat script saying everything now and then,
-    else a plain ZADD of its new expiry."""
-    shard = keys.server_shard(plan.agent_name, server_id, plan.shards)
-    if not full:
-        expires = int(time.monotonic() * 1000) + offset_ms + plan.ttl_ms
-        batch.command("ZADD", shard.exp, "XX", "GT", "CH", expires, server_id)
-        return
-    info = ServerInfo(id=server_id, agent_name=plan.agent_name, capacity=10, host="virtual")
-    args: list[scripts.ScriptArg] = [shard.base, server_id, plan.ttl_ms, 10, "0.00", 0]
-    args.append(encode(info))
-    batch.script(scripts.heartbeat, [shard.jobs], args)
-    batch.command("SADD", keys.POOLS, plan.agent_name)

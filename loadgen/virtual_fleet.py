@@ -35,7 +35,6 @@ from dispatcher.store.fastlane import entries_of
 from dispatcher.store.meta import ensure_pool_shards
 from dispatcher.wire import (
     Assignment,
-    JobReport,
     JobSpec,
     JobStatus,
     ServerInfo,
@@ -43,9 +42,17 @@ from dispatcher.wire import (
     encode,
     inbox_decoder,
 )
-from loadgen.fleet import AgentConfig, AgentSummary, Fleet, Recorder, flush, flush_loop
-from loadgen.payload import decode_sent_ns
-from loadgen.results import JobResult, results_key
+from loadgen.fleet import (
+    AgentConfig,
+    AgentSummary,
+    Fleet,
+    Recorder,
+    flush,
+    flush_loop,
+    record_start,
+)
+from loadgen.results import results_key
+from workers import calls
 from workers.server import SAY_ALL_EVERY
 
 log = logging.getLogger(__name__)
@@ -103,21 +110,27 @@ class VirtualHost:
                 await asyncio.sleep(max(0.0, step - (time.monotonic() - started)))
 
     async def _beat(self, group: list[Virtual]) -> None:
-        batch, kinds = scripts.Batch(), []
-        sent = time.monotonic()
+        """What the SDK sends for each server: the script when it says everything (and
+        names its pool) or has jobs to check, else the plain ``ZADD`` of its expiry."""
+        batch, scripted, first_call = scripts.Batch(), [], []
+        sent, calls_so_far = time.monotonic(), 0
         for server in group:
             say = server.beats % SAY_ALL_EVERY == 0
-            kinds.append(say or bool(server.running))
+            first_call.append(calls_so_far)
+            scripted.append(say or bool(server.running))
             if say or server.running:
-                self._queue_script(batch, server, say)
+                description = self._description(server) if say else calls.QUIET
+                ttl_ms, running = _SETTINGS.heartbeat_ttl_ms, sorted(server.running)
+                calls.queue_heartbeat(batch, server.shard, server.id, ttl_ms, description, running)
+                calls_so_far += 2 if say else 1  # a description adds the pool's SADD
             else:
-                shard = server.shard
                 expires = int(sent * 1000) + self._offset_ms + _SETTINGS.heartbeat_ttl_ms
-                batch.command("ZADD", shard.exp, "XX", "GT", "CH", expires, server.id)
-        if any(kinds):  # named again: a failover may lose the write that first named it
-            batch.command("SADD", keys.POOLS, self.config.agent_name)
-        outcomes = (await batch.outcomes(self.client))[: len(group)]
-        for server, script, outcome in zip(group, kinds, outcomes, strict=True):
+                name, key, args = calls.lease_extension(server.shard, server.id, expires)
+                batch.command(name, key, *args)
+                calls_so_far += 1
+        outcomes = await batch.outcomes(self.client)
+        for server, script, index in zip(group, scripted, first_call, strict=True):
+            outcome = outcomes[index]
             if isinstance(outcome, Exception):
                 server.beats = 0
             elif script:
@@ -126,15 +139,11 @@ class VirtualHost:
             else:
                 server.beats = server.beats + 1 if outcome else 0  # 0: gone, say it all
 
-    def _queue_script(self, batch: scripts.Batch, server: Virtual, say: bool) -> None:
-        shard, capacity = server.shard, self.config.capacity
+    def _description(self, server: Virtual) -> tuple[scripts.ScriptArg, ...]:
+        capacity = self.config.capacity
         status = 2 if self.draining else 1 if len(server.running) >= capacity else 0
         info = ServerInfo(id=server.id, agent_name=self.config.agent_name, capacity=capacity)
-        said: list[scripts.ScriptArg] = [capacity, "0.00", status, encode(info)]
-        args: list[scripts.ScriptArg] = [shard.base, server.id, _SETTINGS.heartbeat_ttl_ms]
-        args += said if say else ["", "", "", ""]
-        args += sorted(server.running)
-        batch.script(scripts.heartbeat, [shard.jobs], args)
+        return (capacity, "0.00", status, encode(info))
 
     # --- inboxes and jobs -----------------------------------------------------------------
 
@@ -182,10 +191,10 @@ class VirtualHost:
                 running.cancel()
 
     async def _job(self, server: Virtual, spec: JobSpec) -> None:
-        shard = server.shard
+        slot = server.shard.slot_call(server.id, spec.job_id)
         batch = scripts.Batch()
-        batch.script(scripts.confirm, [shard.jobs], [shard.base, spec.job_id, server.id])
-        self._queue_report(batch, server, spec, JobStatus.RUNNING)
+        batch.script(scripts.confirm, *slot)
+        calls.queue_report(batch, spec, server.id, JobStatus.RUNNING)
         try:
             confirmed = (await batch.run(self.client))[0]
         except asyncio.CancelledError:
@@ -197,46 +206,16 @@ class VirtualHost:
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.sleep(self.config.hold_s)
         report = scripts.Batch()
-        self._queue_report(report, server, spec, JobStatus.SUCCESS)
+        calls.queue_report(report, spec, server.id, JobStatus.SUCCESS)
         await report.run(self.client)
-        await scripts.release(self.client, [shard.jobs], [shard.base, spec.job_id, server.id])
+        await scripts.release(self.client, *slot)
         self.recorder.ended()
 
     def _record(self, server: Virtual, spec: JobSpec, start: int) -> None:
         server.jobs += 1
         server.max_running = max(server.max_running, len(server.running))
         self.recorder.started()
-        try:
-            sent_ns = decode_sent_ns(spec.metadata)
-        except ValueError:
-            self.recorder.bad_metadata += 1
-            return
-        self.recorder.pending.append(
-            JobResult(
-                job_id=spec.job_id,
-                dispatch_id=spec.dispatch_id,
-                server_ns=start - spec.received_ns,
-                user_ns=start - sent_ns,
-                attempt=spec.attempt,
-                sent_ns=sent_ns,
-            )
-        )
-
-    def _queue_report(
-        self, batch: scripts.Batch, server: Virtual, spec: JobSpec, status: JobStatus
-    ) -> None:
-        report = JobReport(
-            dispatch_id=spec.dispatch_id,
-            job_id=spec.job_id,
-            attempt=spec.attempt,
-            server_id=server.id,
-            agent_name=spec.pool,
-            status=status,
-            at=time.time_ns(),
-            key=spec.key,
-        )
-        events = keys.partition_keys(spec.partition).events
-        batch.command("XADD", events, "*", "e", encode(report))
+        record_start(self.recorder, spec, start)
 
     async def announce_drain(self) -> None:
         """Every server says DRAINING, so no new job is placed on it."""

@@ -35,7 +35,6 @@ from dispatcher.wire import (
     Assignment,
     InboxMessage,
     JobRejected,
-    JobReport,
     JobSpec,
     JobStatus,
     JobType,
@@ -46,6 +45,7 @@ from dispatcher.wire import (
     inbox_decoder,
     pool_name,
 )
+from workers import calls
 from workers.context import JobContext, JobRequest
 from workers.retry import until_acknowledged
 
@@ -149,9 +149,7 @@ class AgentServer:
         return self._shard
 
     def _slot_call(self, job_id: str) -> tuple[list[str], list[str]]:
-        """Keys and arguments of the scripts on one of this server's slots."""
-        shard = self.shard
-        return [shard.jobs], [shard.base, job_id, self.id]
+        return self.shard.slot_call(self.id, job_id)
 
     @property
     def client(self) -> Client:
@@ -273,9 +271,8 @@ class AgentServer:
         shard, sent = self.shard, time.monotonic()
         expires = int(sent * 1000) + offset + self.heartbeat_ttl_ms
         try:
-            extended = await self.client.fast.execute(
-                "ZADD", shard.exp, "XX", "GT", "CH", expires, self.id, key=shard.exp
-            )
+            name, key, args = calls.lease_extension(shard, self.id, expires)
+            extended = await self.client.fast.execute(name, key, *args, key=key)
         except Exception:
             self._said = None  # the next heartbeat says everything
             raise
@@ -287,12 +284,10 @@ class AgentServer:
 
     async def _heartbeat_script(self, said: tuple[int, str, int], say: bool) -> None:
         shard = self.shard
-        description: list[str | int | bytes] = [*said, self._info()] if say else [""] * 4
-        args = [shard.base, self.id, self.heartbeat_ttl_ms, *description, *sorted(self._entered)]
+        description = (*said, self._info()) if say else calls.QUIET
         batch = scripts.Batch()
-        batch.script(scripts.heartbeat, [shard.jobs], args)
-        if say:  # named again: a failover may lose the write that first named the pool
-            batch.command("SADD", keys.POOLS, shard.pool)
+        ttl_ms, running = self.heartbeat_ttl_ms, sorted(self._entered)
+        calls.queue_heartbeat(batch, shard, self.id, ttl_ms, description, running)
         disconnects, sent = self.client.fast.disconnects, time.monotonic()
         try:
             now_ms, gone = (await batch.run(self.client))[0]
@@ -562,19 +557,7 @@ class AgentServer:
         *,
         fenced: bool = False,
     ) -> None:
-        report = JobReport(
-            dispatch_id=spec.dispatch_id,
-            job_id=spec.job_id,
-            attempt=spec.attempt,
-            server_id=self.id,
-            agent_name=self._pool_name,
-            status=status,
-            error=error,
-            at=time.time_ns(),
-            key=spec.key,
-            fenced=fenced,
-        )
-        batch.command("XADD", keys.partition_keys(spec.partition).events, "*", "e", encode(report))
+        calls.queue_report(batch, spec, self.id, status, error, fenced=fenced)
 
     def run(self) -> None:
         """Process entry: ``python my_agent.py start`` (SIGTERM drains)."""

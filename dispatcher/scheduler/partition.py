@@ -284,9 +284,7 @@ class PartitionWorker:
         batch = scripts.Batch()
         for record in assigned:
             c = record.current
-            batch.script(
-                scripts.revoke, *self._pools.revoke(record.spec.pool, c.server_id, c.job_id)
-            )
+            batch.script(scripts.revoke, *self._pools.slot(record.spec.pool, c.server_id, c.job_id))
         # Policy: a revoke that failed leaves the job assigned and fires its timer again.
         outcomes = await batch.outcomes(self._client)
         revoked = {r.spec.job_key: o for r, o in zip(assigned, outcomes, strict=True)}
@@ -568,7 +566,7 @@ class PartitionWorker:
                 inbox = self._pools.inbox(effect.pool, effect.server_id)
                 batch.command("XADD", inbox, "MAXLEN", "~", 1000, "*", "m", message)
             else:
-                call = self._pools.release(effect.pool, effect.server_id, effect.job_id)
+                call = self._pools.slot(effect.pool, effect.server_id, effect.job_id)
                 batch.script(scripts.release, *call)
         # Policy: an effect that failed is sent again after the next turn, until Redis
         # acknowledges it (terminating a job twice and releasing a slot twice are no-ops).

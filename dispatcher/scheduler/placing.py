@@ -89,13 +89,9 @@ class PoolCalls:
 
     # --- taking slots back ----------------------------------------------------------------
 
-    def revoke(self, pool: str, server_id: str, job_id: str) -> Call:
-        shard = self.shard(pool, server_id)
-        return [shard.jobs], [shard.base, job_id, server_id]
-
-    def release(self, pool: str, server_id: str, job_id: str) -> Call:
-        shard = self.shard(pool, server_id)
-        return [shard.jobs], [shard.base, job_id, server_id]
+    def slot(self, pool: str, server_id: str, job_id: str) -> Call:
+        """The call that revokes or releases a job's slot on its server."""
+        return self.shard(pool, server_id).slot_call(server_id, job_id)
 
     def release_lost(self, key: ServerKey, job_id: str) -> Call:
         pool, server_id = key

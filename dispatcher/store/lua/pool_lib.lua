@@ -50,12 +50,17 @@ local function one_more_free(P, id)
   end
 end
 
--- Take a job's reservation off a server (and out of the indexes); 1 if it held one.
-local function unreserve(P, job, id)
+-- Take a job out of the shard's job and deadline indexes, if they hold it for this server.
+local function unindex(P, job, id)
   if redis.call('HGET', P .. 'jobs', job) == id then
     redis.call('HDEL', P .. 'jobs', job)
     redis.call('ZREM', P .. 'reach', job)
   end
+end
+
+-- Take a job's reservation off a server (and out of the indexes); 1 if it held one.
+local function unreserve(P, job, id)
+  unindex(P, job, id)
   return redis.call('HDEL', P .. 'res:' .. id, job)
 end
 
@@ -63,12 +68,7 @@ end
 -- or is reaped). Returns how many reservations it held.
 local function drop_server(P, id)
   local jobs = redis.call('HKEYS', P .. 'res:' .. id)
-  for _, job in ipairs(jobs) do
-    if redis.call('HGET', P .. 'jobs', job) == id then
-      redis.call('HDEL', P .. 'jobs', job)
-      redis.call('ZREM', P .. 'reach', job)
-    end
-  end
+  for _, job in ipairs(jobs) do unindex(P, job, id) end
   set_free(P, id, nil)
   redis.call('DEL', P .. 'srv:' .. id, P .. 'res:' .. id, P .. 'inbox:' .. id)
   return #jobs
