@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from loadgen.bench.output import report_text, write_json, write_plot
+from loadgen.bench.steal import MAX_TRIES, STEAL_LIMIT
 from loadgen.bench.suite import BenchConfig, BenchRun, cpu_set, run_bench
 from loadgen.bench.systems import parse_systems
 from loadgen.bench.table import Table, build_table
@@ -51,6 +52,15 @@ def _save(json_path: str | None, run: BenchRun) -> None:
 @click.option("--cpu", default="1", help="CPU(s) of every other process, this one included.")
 @click.option("--no-pin", is_flag=True, help="Leave CPU placement to the OS.")
 @click.option("--ceiling/--no-ceiling", default=True, help="Run redis-benchmark XADD first.")
+@click.option(
+    "--steal-limit",
+    type=click.FloatRange(min=0.0, max=1.0),
+    default=STEAL_LIMIT,
+    help="Run a step again when the hypervisor took more than this share of a CPU during it.",
+)
+@click.option(
+    "--tries", type=click.IntRange(min=1), default=MAX_TRIES, help="Runs of a step at most."
+)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write every figure.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Write the sweep PNG.")
 def main(
@@ -64,6 +74,8 @@ def main(
     cpu: str,
     no_pin: bool,
     ceiling: bool,
+    steal_limit: float,
+    tries: int,
     json_path: str | None,
     plot_path: str | None,
 ) -> None:
@@ -98,6 +110,8 @@ def main(
         cpus=None if no_pin else cpu,
         redis_cpus=None if no_pin else redis_cpu,
         ceiling=ceiling,
+        steal_limit=steal_limit,
+        max_tries=tries,
     )
     freeze_startup_heap()  # as loadgen does: its pauses would delay our steps' sends
     run = uvloop.run(run_bench(config, _log, functools.partial(_save, json_path)))

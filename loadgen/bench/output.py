@@ -39,8 +39,21 @@ def report_text(run: BenchRun, table: Table) -> str:
             f"  {s.system} repeat {s.repeat} {s.phase} step at {s.rate:g}/s: {s.failure}"
             for s in failed
         ]
+    lines += ["", host_line(run)]
     lines.append(f"\nran {run.elapsed_s / 60:.1f} min")
     return "\n".join(lines)
+
+
+def host_line(run: BenchRun) -> str:
+    """How much the hypervisor disturbed the run, and what was run again for it."""
+    kept = [s.steal_share for s in run.steps if s.steal_share is not None]
+    worst = max(kept, default=0.0)
+    over = sum(1 for share in kept if share > run.config.steal_limit)
+    return (
+        f"host: {len(run.disturbed)} step run(s) set aside and run again, the hypervisor "
+        f"having taken over {run.config.steal_limit:.0%} of a CPU; kept steps: worst "
+        f"{worst:.1%}, {over} of {len(kept)} over the limit after {run.config.max_tries} tries"
+    )
 
 
 def _our_redis_us(run: BenchRun, table: Table) -> list[tuple[str, float]]:

@@ -33,7 +33,10 @@ class StepRecord:
     main-thread CPU (``INFO cpu``) per accepted dispatch; redis_command_us: command time
     (``INFO commandstats``) per accepted dispatch, which counts a command a Lua script runs
     twice (``loadgen.cpu``), so it is kept for the record only. failure: why the step could
-    not run at all (then every figure is empty).
+    not run at all (then every figure is empty). steal_share: the largest share of one CPU
+    the hypervisor took during the step (``loadgen.bench.steal``); tries: how many times the
+    step ran before one was not disturbed (or the least disturbed of them was kept);
+    quiet_wait_s: how long the step waited for a quiet host first.
     """
 
     system: str
@@ -59,6 +62,9 @@ class StepRecord:
     reason: str = ""
     failure: str | None = None
     wall_s: float = 0.0  # the step's wall time, start-up and teardown included
+    steal_share: float | None = None
+    tries: int = 1
+    quiet_wait_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,10 @@ Every step is logged as it ends and handed to ``checkpoint`` (the CLI rewrites i
 file), so an interrupted run keeps what it measured. A step that cannot run (a peer that
 does not start) is recorded as failed and the run goes on; so does a knee search or a
 repeat of ours that fails. A step may take at most ``step_timeout_s``: nothing hangs the run.
+
+Every step first waits for a quiet host, and a step the hypervisor took more than
+``steal_limit`` of a CPU from is run again, up to ``max_tries`` times (``loadgen.bench.steal``
+says why); the runs set aside are kept in ``BenchRun.disturbed``.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from loadgen.bench.records import (
     outcome,
 )
 from loadgen.bench.render import fmt_ms, fmt_us
+from loadgen.bench.steal import MAX_TRIES, STEAL_LIMIT, StealMeter, wait_for_quiet_host
 from loadgen.bench.systems import System
 from loadgen.bench.table import HIGH_RATE, LOW_RATE, fixed_rates, peer_knee
 from loadgen.bench.targets import IDLE_CPU_SHARE, OursTarget, PeerTarget, Target, ours_target
@@ -61,6 +66,8 @@ class BenchConfig:
     criteria: KneeCriteria = field(default_factory=KneeCriteria)
     low_rate: float = LOW_RATE
     high_rate: float = HIGH_RATE
+    steal_limit: float = STEAL_LIMIT
+    max_tries: int = MAX_TRIES
 
 
 @dataclass
@@ -72,6 +79,7 @@ class BenchRun:
     steps: list[StepRecord] = field(default_factory=list)
     knees: list[KneeRecord] = field(default_factory=list)
     failures: list[dict[str, Any]] = field(default_factory=list)
+    disturbed: list[StepRecord] = field(default_factory=list)  # runs of a step run again
     ceiling: Ceiling | None = None
     peer_knee_rate: float | None = None
     elapsed_s: float = 0.0
@@ -222,7 +230,30 @@ class _Suite:
     async def _step(
         self, target: Target, rate: float, duration_s: float, phase: str, repeat: int
     ) -> StepRecord:
-        started = time.monotonic()
+        """The step, run again while the host takes too much of a CPU during it."""
+        config, tries = self._config, []
+        while True:
+            step = await self._step_once(target, rate, duration_s, phase, repeat)
+            tries.append(step)
+            if not _disturbed(step, config.steal_limit) or len(tries) >= config.max_tries:
+                break
+            self._log(f"{step_line(step)}; the host took {step.steal_share:.0%}: again")
+        kept = kept_try(tries, config.steal_limit)
+        self._run.disturbed.extend(t for t in tries if t is not kept)
+        step = dataclasses.replace(kept, tries=len(tries))
+        self._run.steps.append(step)
+        self._run.elapsed_s = round(time.monotonic() - self._started, 1)
+        self._log(step_line(step, target))
+        self._checkpoint(self._run)
+        if step.failure is not None and isinstance(target, OursTarget):
+            raise RuntimeError(step.failure)  # the session is in an unknown state
+        return step
+
+    async def _step_once(
+        self, target: Target, rate: float, duration_s: float, phase: str, repeat: int
+    ) -> StepRecord:
+        quiet = await wait_for_quiet_host(self._config.steal_limit)
+        steal, started = StealMeter(), time.monotonic()
         timeout = step_timeout_s(duration_s)
         try:
             step = await asyncio.wait_for(target.step(rate, duration_s, phase, repeat), timeout)
@@ -235,21 +266,28 @@ class _Suite:
                 duration_s=duration_s,
                 failure=f"step did not end within {timeout:g} s",
             )
-        step = dataclasses.replace(
-            judged(step, self._config.criteria), wall_s=round(time.monotonic() - started, 1)
+        return dataclasses.replace(
+            judged(step, self._config.criteria),
+            wall_s=round(time.monotonic() - started, 1),
+            steal_share=steal.share(),
+            quiet_wait_s=quiet.waited_s,
         )
-        self._run.steps.append(step)
-        self._run.elapsed_s = round(time.monotonic() - self._started, 1)
-        self._log(step_line(step, target))
-        self._checkpoint(self._run)
-        if step.failure is not None and isinstance(target, OursTarget):
-            raise RuntimeError(step.failure)  # the session is in an unknown state
-        return step
 
     def _failed(self, system: str, repeat: int | None, error: str) -> None:
         self._run.failures.append({"system": system, "repeat": repeat, "error": error})
         where = system if repeat is None else f"{system}, repeat {repeat}"
         self._log(f"{where}: FAILED: {error}")
+
+
+def _disturbed(step: StepRecord, limit: float) -> bool:
+    return step.failure is None and (step.steal_share or 0.0) > limit
+
+
+def kept_try(tries: Sequence[StepRecord], limit: float) -> StepRecord:
+    """The last try if the host left it alone, else the one it took the least from."""
+    if not _disturbed(tries[-1], limit):
+        return tries[-1]
+    return min(tries, key=lambda step: step.steal_share or 0.0)
 
 
 def step_line(step: StepRecord, target: Target | None = None) -> str:
@@ -264,12 +302,15 @@ def step_line(step: StepRecord, target: Target | None = None) -> str:
         "-" if v is None else fmt_us(v) for v in (step.process_cpu_us, step.redis_cpu_us)
     )
     verdict = "pass" if step.passed else f"FAIL: {step.reason}"
+    host = f", steal {step.steal_share:.1%}" if step.steal_share is not None else ""
+    if step.tries > 1:
+        host += f" (try {step.tries})"
     settle = ""
     if isinstance(target, OursTarget) and target.last_settle_share > IDLE_CPU_SHARE:
         settle = f", not idle before the step ({target.last_settle_share:.0%} CPU)"
     return (
         f"{head}: sent {step.send_rate:.0f}/s, p50/p99/max {latency} ms, lost {step.lost}, "
-        f"errors {step.errors}, cpu/redis {cpu} us, {step.wall_s:.0f} s: {verdict}{settle}"
+        f"errors {step.errors}, cpu/redis {cpu} us, {step.wall_s:.0f} s{host}: {verdict}{settle}"
     )
 
 
