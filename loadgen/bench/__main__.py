@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -114,6 +115,8 @@ def main(
         max_tries=tries,
     )
     freeze_startup_heap()  # as loadgen does: its pauses would delay our steps' sends
+    # SIGTERM as Ctrl-C: the run is cancelled and stops every process it started.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     run = uvloop.run(run_bench(config, _log, functools.partial(_save, json_path)))
     table = _table(run)
     click.echo(report_text(run, table))

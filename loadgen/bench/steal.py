@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 STEAL_LIMIT = 0.03  # of one CPU's time, on the CPU the host took the most from
-QUIET_WINDOW_S = 1.0
-QUIET_TIMEOUT_S = 120.0
-MAX_TRIES = 3
+QUIET_WINDOW_S = 3.0  # steal comes in bursts: a 1 s lull between two is no quiet host
+QUIET_TIMEOUT_S = 300.0
+MAX_TRIES = 5
 PROC_STAT = Path("/proc/stat")
 _TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 _STEAL_FIELD = 8  # cpuN user nice system idle iowait irq softirq steal ...

@@ -465,7 +465,7 @@ def test_the_report_lists_what_did_not_run() -> None:
         "  celery (defaults) repeat 2 fixed step at 500/s: boom",
         "",
         "host: 0 step run(s) set aside and run again, the hypervisor having taken over 3% "
-        "of a CPU; kept steps: worst 0.0%, 0 of 0 over the limit after 3 tries",
+        "of a CPU; kept steps: worst 0.0%, 0 of 0 over the limit after 5 tries",
         "",
         "ran 1.5 min",
     ]
