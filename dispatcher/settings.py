@@ -88,6 +88,9 @@ class SchedulerSettings(RedisSettings, kw_only=True, frozen=True):
     load_threshold: float = 0.7
     snapshot_interval_s: float = 0.25
     reap_after_ms: int = 60000
+    # /healthz and /readyz (dispatcher/health.py) on this port; 0: none.
+    health_host: str = "0.0.0.0"
+    health_port: int = 0
 
 
 class AgentSettings(RedisSettings, kw_only=True, frozen=True):
@@ -97,14 +100,21 @@ class AgentSettings(RedisSettings, kw_only=True, frozen=True):
     # jobs (fences itself); 0: a third of the TTL.
     fence_margin_ms: int = 0
     drain_timeout_s: float = 600.0
+    # /healthz and /readyz (dispatcher/health.py) on this port; 0: none.
+    health_host: str = "0.0.0.0"
+    health_port: int = 0
 
 
 ROLES: tuple[type[RedisSettings], ...] = (ApiSettings, SchedulerSettings, AgentSettings)
 S = TypeVar("S", bound=RedisSettings)
 
 
+# Read by the ``dispatcher`` command itself, before any role's settings.
+COMMAND_NAMES = frozenset({"DISPATCHER_LOG_LEVEL"})
+
+
 def _known_names() -> set[str]:
-    return {PREFIX + f.upper() for role in ROLES for f in role.__struct_fields__}
+    return {PREFIX + f.upper() for role in ROLES for f in role.__struct_fields__} | COMMAND_NAMES
 
 
 def check_environment(environ: Mapping[str, str]) -> None:

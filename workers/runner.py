@@ -6,7 +6,11 @@ import asyncio
 import logging
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
+
+from dispatcher.health import HealthServer
+from dispatcher.startup import start_when_redis_is_up
 
 if TYPE_CHECKING:
     from workers.server import AgentServer
@@ -15,13 +19,28 @@ log = logging.getLogger(__name__)
 
 
 async def serve(server: AgentServer, stop: asyncio.Event) -> None:
-    """Run until ``stop`` is set, then drain and leave."""
-    await server.start()
+    """Run until ``stop`` is set, then drain and leave; health probes on the server's
+    ``health_port`` meanwhile."""
+    probes = HealthServer(server.not_ready, server.health_host, server.health_port)
+    await probes.start()
     try:
-        await stop.wait()
-        await server.drain()
+        if not await start_when_redis_is_up(_started(server), stop, "agent server"):
+            return
+        try:
+            await stop.wait()
+            await server.drain()
+        finally:
+            await server.aclose()
     finally:
-        await server.aclose()
+        await probes.aclose()
+
+
+def _started(server: AgentServer) -> Callable[[], Awaitable[bool]]:
+    async def start() -> bool:
+        await server.start()
+        return True
+
+    return start
 
 
 def install_stop_signals(stop: asyncio.Event) -> None:

@@ -87,6 +87,7 @@ class AgentServer:
         self.fence_margin_ms = margin
         self.drain_timeout_s = _given(drain_timeout_s, env.drain_timeout_s)
         self.redis_url = redis_url or env.redis_url
+        self.health_host, self.health_port = env.health_host, env.health_port
         self._replication = env.replication()
         self._pool_shards = env.pool_shards
         self.capacity = capacity
@@ -148,6 +149,23 @@ class AgentServer:
             raise RuntimeError("the agent server is not started")
         return self._shard
 
+    @property
+    def longest_drain_s(self) -> float:
+        """The longest a SIGTERM'd server takes to stop: its jobs' drain, then closing
+        (the inbox read, the stopped jobs' final reports, the other tasks)."""
+        return self.drain_timeout_s + 2 * (_INBOX_BLOCK_MS / 1000 + 2) + _CLOSE_REPORTS_S
+
+    def not_ready(self) -> str | None:
+        """Why this server should not count as ready (None: its heartbeats land)."""
+        if self.draining:
+            return "draining"
+        silent_s = time.monotonic() - self._acked_at
+        if silent_s == float("inf"):
+            return "starting"
+        if silent_s > self.heartbeat_ttl_ms / 1000:
+            return f"no heartbeat acknowledged for {silent_s:.0f} s (Redis unavailable?)"
+        return None
+
     def _slot_call(self, job_id: str) -> tuple[list[str], list[str]]:
         return self.shard.slot_call(self.id, job_id)
 
@@ -163,10 +181,15 @@ class AgentServer:
         if self._entrypoint is None:
             raise RuntimeError("no entrypoint: decorate one with @server.rtc_session(...)")
         self._client = await connect(self.redis_url, self._replication)
-        await ensure_pool_shards(self._client, self._pool_shards)
-        self._shard = keys.server_shard(self._pool_name, self.id, self._pool_shards)
-        await scripts.load_all(self._client)
-        await self.heartbeat()
+        try:
+            await ensure_pool_shards(self._client, self._pool_shards)
+            self._shard = keys.server_shard(self._pool_name, self.id, self._pool_shards)
+            await scripts.load_all(self._client)
+            await self.heartbeat()
+        except BaseException:  # Redis went away: ``start`` may be called again
+            client, self._client = self._client, None
+            await client.aclose()
+            raise
         self._tasks = [
             asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
             asyncio.create_task(self._fence_loop(), name="fence"),

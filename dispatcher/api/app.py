@@ -17,13 +17,21 @@ from dispatcher.api.sip_service import SipService
 from dispatcher.api.twirp import TwirpRouter
 from dispatcher.api.validation import Limits
 from dispatcher.errors import describe
+from dispatcher.health import LIVENESS, READINESS
 from dispatcher.settings import ApiSettings, api_key_pairs
+from dispatcher.startup import start_when_redis_is_up
 from dispatcher.store import scripts
 from dispatcher.store.client import Client, connect
 from dispatcher.store.meta import ensure_partitions
 
 log = logging.getLogger(__name__)
 DRAINING = "draining"  # app state: set once the node stops, so readiness fails first
+IN_FLIGHT_GRACE_S = 10.0  # after the drain delay, for requests in progress to finish
+
+
+def longest_drain_s(settings: ApiSettings) -> float:
+    """The longest a SIGTERM'd node takes to stop (a pod's grace period must cover it)."""
+    return settings.drain_delay_s + IN_FLIGHT_GRACE_S
 
 
 def create_app(settings: ApiSettings, client: Client, api_keys: dict[str, str]) -> HttpApp:
@@ -60,8 +68,8 @@ def create_app(settings: ApiSettings, client: Client, api_keys: dict[str, str]) 
             return Response.text("not ready: Redis is unavailable", 503)
         return Response.text("ready")
 
-    app.route("/healthz", healthz)
-    app.route("/readyz", readyz)
+    app.route(LIVENESS, healthz)
+    app.route(READINESS, readyz)
     return app
 
 
@@ -86,8 +94,12 @@ class ApiNode:
     async def create(cls, settings: ApiSettings) -> ApiNode:
         api_keys = api_key_pairs(settings)
         client = await connect(settings.redis_url, settings.replication())
-        await ensure_partitions(client, settings.partitions)
-        await scripts.load_all(client)
+        try:
+            await ensure_partitions(client, settings.partitions)
+            await scripts.load_all(client)
+        except BaseException:
+            await client.aclose()
+            raise
         return cls(settings, client, api_keys)
 
     async def start(self) -> None:
@@ -100,7 +112,7 @@ class ApiNode:
         self._app.state[DRAINING] = True
         log.info("API node draining: not ready, closing in %.1f s", self.settings.drain_delay_s)
         await asyncio.sleep(self.settings.drain_delay_s)
-        await self._server.aclose()
+        await self._server.aclose(IN_FLIGHT_GRACE_S)
 
     async def aclose(self) -> None:
         await self._server.aclose()
@@ -108,7 +120,9 @@ class ApiNode:
 
 
 async def run_api(settings: ApiSettings, stop: asyncio.Event) -> None:
-    node = await ApiNode.create(settings)
+    node = await start_when_redis_is_up(lambda: ApiNode.create(settings), stop, "API node")
+    if node is None:
+        return
     try:
         await node.start()
         await stop.wait()

@@ -14,16 +14,19 @@ import logging
 import time
 
 from dispatcher.errors import OwnershipLost, describe
+from dispatcher.health import HealthServer
 from dispatcher.scheduler import jobs
 from dispatcher.scheduler.ownership import owned_by
 from dispatcher.scheduler.partition import PartitionWorker
 from dispatcher.scheduler.registry import Registry
 from dispatcher.settings import SchedulerSettings, default_node_id
+from dispatcher.startup import start_when_redis_is_up
 from dispatcher.store import keys, scripts
 from dispatcher.store.client import Client, connect, log_failure
 from dispatcher.store.meta import ensure_partitions, ensure_pool_shards
 
 log = logging.getLogger(__name__)
+CANCEL_TIMEOUT_S = 2.0  # for cancelled tasks to end, before a shutdown goes on without them
 
 
 class SchedulerNode:
@@ -42,6 +45,8 @@ class SchedulerNode:
         self.members: list[str] = []
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._background: list[asyncio.Task[None]] = []
+        self._member_since: float | None = None  # monotonic time of the last membership write
+        self._draining = False
         self._timeouts = jobs.Timeouts(
             settings.assign_timeout_ms,
             settings.terminate_grace_ms,
@@ -51,9 +56,13 @@ class SchedulerNode:
     @classmethod
     async def create(cls, settings: SchedulerSettings) -> SchedulerNode:
         client = await connect(settings.redis_url)
-        await ensure_partitions(client, settings.partitions)
-        await ensure_pool_shards(client, settings.pool_shards)
-        await scripts.load_all(client)
+        try:
+            await ensure_partitions(client, settings.partitions)
+            await ensure_pool_shards(client, settings.pool_shards)
+            await scripts.load_all(client)
+        except BaseException:
+            await client.aclose()
+            raise
         return cls(settings, client)
 
     async def start(self) -> None:
@@ -65,8 +74,20 @@ class SchedulerNode:
         ]
         log.info("scheduler %s started", self.node_id)
 
+    def not_ready(self) -> str | None:
+        """Why this node should not count as ready (None: it is a live member)."""
+        if self._draining:
+            return "draining"
+        if self._member_since is None:
+            return "starting"
+        silent_s = time.monotonic() - self._member_since
+        if silent_s > self.settings.membership_ttl_ms / 1000:
+            return f"no membership heartbeat for {silent_s:.0f} s (Redis unavailable?)"
+        return None
+
     async def drain(self) -> None:
         """Leave the membership and hand every partition over."""
+        self._draining = True
         await _cancel(self._background)
         await scripts.membership(self.client, [keys.SCHEDULERS], [self.node_id, 0, 1])
         await asyncio.gather(*(self._stop_partition(p) for p in list(self.workers)))
@@ -87,8 +108,7 @@ class SchedulerNode:
         tasks = list(self._tasks.values())
         if not tasks:
             return
-        longest_read_s = max(self.settings.block_ms, self.settings.idle_block_ms) / 1000
-        _, late = await asyncio.wait(tasks, timeout=longest_read_s + 2.0)
+        _, late = await asyncio.wait(tasks, timeout=turn_end_s(self.settings))
         await _cancel(list(late))
 
     async def _heartbeat_loop(self) -> None:
@@ -102,6 +122,7 @@ class SchedulerNode:
     async def tick(self) -> None:
         ttl = self.settings.membership_ttl_ms
         members = await scripts.membership(self.client, [keys.SCHEDULERS], [self.node_id, ttl, 0])
+        self._member_since = time.monotonic()
         self.members = [m.decode() for m in members]
         await self._renew_leases()
         wanted = owned_by(self.node_id, self.members, self.settings.partitions)
@@ -204,7 +225,18 @@ class SchedulerNode:
             task.cancel()
 
 
-async def _cancel(tasks: list[asyncio.Task[None]], timeout_s: float = 2.0) -> None:
+def turn_end_s(settings: SchedulerSettings) -> float:
+    """How long a partition is given to finish its turn (its longest read, and margin)."""
+    return max(settings.block_ms, settings.idle_block_ms) / 1000 + 2.0
+
+
+def longest_drain_s(settings: SchedulerSettings) -> float:
+    """The longest a SIGTERM'd node takes to stop: its background tasks' cancellation,
+    every partition's turn and then the node's own close (each bounded the same way)."""
+    return CANCEL_TIMEOUT_S + 2 * (turn_end_s(settings) + CANCEL_TIMEOUT_S)
+
+
+async def _cancel(tasks: list[asyncio.Task[None]], timeout_s: float = CANCEL_TIMEOUT_S) -> None:
     """Cancel tasks and wait for them, but never hang a shutdown on one that lingers."""
     for task in tasks:
         task.cancel()
@@ -216,10 +248,31 @@ async def _cancel(tasks: list[asyncio.Task[None]], timeout_s: float = 2.0) -> No
 
 
 async def run_scheduler(settings: SchedulerSettings, stop: asyncio.Event) -> None:
+    node: SchedulerNode | None = None
+    probes = HealthServer(
+        lambda: "starting: waiting for Redis" if node is None else node.not_ready(),
+        settings.health_host,
+        settings.health_port,
+    )
+    await probes.start()
+    try:
+        node = await start_when_redis_is_up(lambda: _started(settings), stop, "scheduler")
+        if node is None:
+            return
+        try:
+            await stop.wait()
+            await node.drain()
+        finally:
+            await node.aclose()
+    finally:
+        await probes.aclose()
+
+
+async def _started(settings: SchedulerSettings) -> SchedulerNode:
     node = await SchedulerNode.create(settings)
     try:
         await node.start()
-        await stop.wait()
-        await node.drain()
-    finally:
+    except BaseException:
         await node.aclose()
+        raise
+    return node

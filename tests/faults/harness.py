@@ -26,6 +26,7 @@ from typing import Self, cast
 import redis
 from redis.cluster import ClusterNode
 
+from dispatcher.scheduler.ownership import owner
 from dispatcher.store import keys
 from tests.e2e.procs import DISPATCHER, env, wait_http
 from tests.faults import AGENT_NAME, driver
@@ -58,6 +59,7 @@ AOF = ("--appendfsync", "everysec")
 FAILOVER = ("--cluster-node-timeout", "1000", "--cluster-replica-validity-factor", "0")
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 8.0
+SCHEDULERS = 3  # defined; ``FaultStack(schedulers=n)`` starts the first n
 Fault = Callable[["FaultStack"], Awaitable[None]]
 
 
@@ -136,6 +138,7 @@ class FaultStack:
         proxied_agent: bool = False,
         capacity: int = 40,
         cluster: bool = False,
+        schedulers: int = SCHEDULERS,
     ) -> None:
         self.dir = tmp_path
         self.logs = tmp_path / "logs"
@@ -155,6 +158,7 @@ class FaultStack:
         self.killed_agents: dict[str, int] = {}  # server id -> kill time (unix ns)
         self.cut_agents: dict[str, list[tuple[int, int]]] = {}  # server id -> cuts (from, to)
         self.fault_ns = 0
+        self.first_schedulers = schedulers  # started at once; the rest by ``start_scheduler``
 
     @property
     def base(self) -> str:
@@ -182,7 +186,7 @@ class FaultStack:
         url = self.url
         self._add("api", [DISPATCHER, "api", "--host", "127.0.0.1",
                           "--port", str(self.api_port), "--redis-url", url])  # fmt: skip
-        for i in range(1, 4):
+        for i in range(1, SCHEDULERS + 1):
             argv = [DISPATCHER, "scheduler", "--node-id", f"s{i}", "--redis-url", url]
             self._add(f"scheduler-{i}", argv, **SCHEDULER_ENV)
         if self.proxy_port:
@@ -208,8 +212,9 @@ class FaultStack:
             if "proxy" in self.procs:
                 self.procs["proxy"].start()
                 await asyncio.to_thread(wait_port, self.proxy_port)
-            for proc in self.procs.values():
-                if not proc.running:
+            later = {f"scheduler-{i}" for i in range(self.first_schedulers + 1, SCHEDULERS + 1)}
+            for name, proc in self.procs.items():
+                if not proc.running and name not in later:
                     proc.start()
             await self._wait_ready()
         except BaseException:
@@ -242,14 +247,17 @@ class FaultStack:
         deadline = time.monotonic() + START_TIMEOUT_S
         while not (self._schedulers_ready() and self._agents_ready()):
             for proc in self.procs.values():
-                assert proc.running, f"{proc.name} exited during start; see {self.logs}"
+                started = proc.popen is not None
+                assert proc.running or not started, (
+                    f"{proc.name} exited during start; see {self.logs}"
+                )
             assert time.monotonic() < deadline, f"the stack did not come up; see {self.logs}"
             await asyncio.sleep(0.1)
 
     def _schedulers_ready(self) -> bool:
-        """Every scheduler a member and every partition leased."""
+        """Every running scheduler a member and every partition leased."""
         with self.client() as r:
-            if cast(int, r.zcard(keys.SCHEDULERS)) < 3:
+            if cast(int, r.zcard(keys.SCHEDULERS)) < len(self.scheduler_ids()):
                 return False
             partitions = int(cast(bytes, r.hget(keys.META, "partitions")))
             leases = [keys.partition_keys(p).lease for p in range(partitions)]
@@ -288,6 +296,60 @@ class FaultStack:
 
     def cont(self, name: str) -> None:
         self.procs[name].send(signal.SIGCONT)
+
+    def start_scheduler(self, name: str) -> None:
+        """A scheduler joins, as a StatefulSet's next pod does."""
+        self.procs[name].start()
+
+    def terminate(self, name: str) -> None:
+        """SIGTERM one role and wait for it to exit, as a pod scaled away does."""
+        proc = self.procs[name]
+        proc.send(signal.SIGTERM)
+        proc.reap(time.monotonic() + STOP_TIMEOUT_S)
+
+    def scheduler_ids(self) -> list[str]:
+        """The node ids of the running schedulers."""
+        return [
+            proc.argv[proc.argv.index("--node-id") + 1]
+            for name, proc in self.procs.items()
+            if name.startswith("scheduler-") and proc.running
+        ]
+
+    def ownership_settled(self) -> bool:
+        """The membership is the running schedulers, and each partition's lease is held by
+        the node rendezvous hashing gives it among them."""
+        nodes = sorted(self.scheduler_ids())
+        with self.client() as r:
+            members = sorted(
+                m.decode()
+                for m in cast(
+                    list[bytes], r.zrangebyscore(keys.SCHEDULERS, int(time.time() * 1000), "+inf")
+                )
+            )
+            if members != nodes:
+                return False
+            partitions = int(cast(bytes, r.hget(keys.META, "partitions")))
+            leases = cast(
+                list[bytes | None],
+                [r.get(keys.partition_keys(p).lease) for p in range(partitions)],
+            )
+        holders = [(lease or b"").decode().partition("/")[0] for lease in leases]
+        return holders == [owner(p, nodes) for p in range(partitions)]
+
+    def partition_lag(self) -> dict[int, int | None]:
+        """Each partition stream's consumer-group lag, read as KEDA's redis-streams scaler
+        reads it (``XINFO GROUPS``, the group's ``lag``; None where Redis cannot tell)."""
+        with self.client() as r:
+            partitions = int(cast(bytes, r.hget(keys.META, "partitions")))
+            lags: dict[int, int | None] = {}
+            for p in range(partitions):
+                groups = cast(
+                    list[dict[str, object]], r.xinfo_groups(keys.partition_keys(p).events)
+                )
+                [group] = [g for g in groups if g["name"] in (keys.CONSUMER_GROUP, b"schedulers")]
+                lag = group.get("lag")
+                lags[p] = None if lag is None else int(cast(int, lag))
+        return lags
 
     def kill_redis(self) -> None:
         self.redis.kill()
@@ -372,9 +434,13 @@ class FaultStack:
 
     # --- a scenario -----------------------------------------------------------------------
 
-    async def run(self, fault: Fault, load: Load = Load()) -> Report:
-        count = int(load.rate * load.duration_s)
-        requests = driver.plan(count)
+    async def run(
+        self, fault: Fault, load: Load = Load(), requests: list[driver.Request] | None = None
+    ) -> Report:
+        """Drive ``load`` (``requests``, or as many as it sends), inject ``fault``, settle
+        and reconcile; the requests are filled in with what became of them."""
+        if requests is None:
+            requests = driver.plan(int(load.rate * load.duration_s))
         start_ns = time.time_ns()
         traffic = asyncio.create_task(
             driver.drive(self.base, requests, load.rate, load.hold_s, load.retry_for_s)

@@ -160,3 +160,8 @@ def test_no_api_key_at_all_is_refused() -> None:
 def test_livekit_secret_without_a_key_is_refused() -> None:
     with pytest.raises(ConfigError, match="no API key configured"):
         api_key_pairs(api(""), environ={"LIVEKIT_API_SECRET": "lks"})
+
+
+def test_the_log_level_the_command_reads_is_a_known_variable() -> None:
+    check_environment({"DISPATCHER_LOG_LEVEL": "debug"})
+    assert load(ApiSettings, environ={"DISPATCHER_LOG_LEVEL": "debug"}).port == 7880
