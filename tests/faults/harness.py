@@ -41,7 +41,14 @@ from tests.faults.reconcile import (
     reconcile,
 )
 from tests.pools import SHARDS, shard
-from tests.redis_servers import _PREEXEC, HOST, RedisCluster, RedisServer, free_port
+from tests.redis_servers import (
+    _PREEXEC,
+    HOST,
+    RedisCluster,
+    RedisServer,
+    find_binary,
+    free_port,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 POOL_SHARDS = [keys.shard_keys(AGENT_NAME, k, SHARDS) for k in range(SHARDS)]
@@ -365,6 +372,33 @@ class FaultStack:
         replica = self.cluster.replica_of(self.cluster.primary_of(key))
         with replica.client() as r:
             r.execute_command("CLUSTER", "FAILOVER")
+
+    def reshard(self, key: str) -> int:
+        """Move every slot of ``key``'s primary to another primary with ``redis-cli --cluster
+        reshard`` (keys migrate slot by slot: clients meet ASK, TRYAGAIN, then MOVED);
+        returns the slots moved. Blocking: run it in a thread."""
+        assert self.cluster is not None
+        source = self.cluster.primary_of(key)
+        target = next(
+            n for n in self.cluster.nodes
+            if n is not source and n.running and self.cluster.role(n) == "master"
+        )  # fmt: skip
+        with source.client() as r:
+            slots = sum(
+                int(end) - int(start) + 1
+                for start, end, primary, *_ in r.execute_command("CLUSTER", "SLOTS")
+                if int(primary[1]) == source.port
+            )
+            source_id = cast(bytes, r.execute_command("CLUSTER", "MYID")).decode()
+        with target.client() as r:
+            target_id = cast(bytes, r.execute_command("CLUSTER", "MYID")).decode()
+        subprocess.run(
+            [find_binary("redis-cli"), "--cluster", "reshard", f"{HOST}:{source.port}",
+             "--cluster-from", source_id, "--cluster-to", target_id,
+             "--cluster-slots", str(slots), "--cluster-yes"],
+            check=True, capture_output=True, timeout=300,
+        )  # fmt: skip
+        return slots
 
     def kill_primary(self, key: str) -> None:
         """kill -9 the primary of ``key``'s slot; its replica takes over."""

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from dispatcher.store import keys
-from tests.faults.harness import Fault, FaultStack
+from tests.faults.harness import Fault, FaultStack, Load
 from tests.faults.reconcile import Report
 
 
@@ -122,3 +122,21 @@ async def test_cluster_primary_replaced(tmp_path: Path, how: str, slot: str) -> 
 
     name = f"{'CLUSTER FAILOVER' if how == 'failover' else 'kill -9'} of the primary of {slot}"
     _assert_clean(await _scenario(tmp_path, name, fault, cluster=True))
+
+
+async def test_cluster_resharded_under_load(tmp_path: Path) -> None:
+    """Every slot of the primary holding partition 0 moved to another primary with
+    ``redis-cli --cluster reshard`` while dispatches flow: the fast lane follows ASK and
+    MOVED, a script meeting a half-moved slot (TRYAGAIN) is retried, nothing is lost."""
+    moved: list[int] = []
+
+    async def fault(stack: FaultStack) -> None:
+        moved.append(await asyncio.to_thread(stack.reshard, PARTITION_SLOT))
+
+    async with FaultStack(tmp_path, cluster=True) as stack:
+        report = await stack.run(fault, Load(duration_s=12.0))
+        print(
+            f"\n=== reshard of {moved} slots under load\n{report.summary()}\n{stack.log_digest()}"
+        )
+    assert moved and moved[0] > 5000
+    _assert_clean(report)
