@@ -1,11 +1,13 @@
 """CPU and memory of each role as its own process, under a steady dispatch rate.
 
 Starts a pinned redis-server (CPU 0), API nodes and schedulers as `dispatcher` processes,
-and drives them with `loadgen dispatch --url ... --redis-url ...` (whose own agent servers
-take the jobs); reads each process's CPU and peak RSS from /proc and Redis's CPU from its
-own INFO. Prints one JSON object: per role, CPU µs per dispatch and peak RSS.
+and drives them with `loadgen dispatch` and/or `loadgen connect` (participants joining,
+10 % creating a room with an agent), whose own agent servers take the jobs; reads each
+process's CPU and peak RSS from /proc, the agents' CPU from loadgen's reports and Redis's
+CPU from its own INFO. Prints one JSON object: per role, the CPU seconds the run cost.
 
-    .venv/bin/python scripts/role_costs.py --rate 1000 --schedulers 1 --duration 20
+    .venv/bin/python scripts/role_costs.py --dispatches 1000 --duration 20
+    .venv/bin/python scripts/role_costs.py --dispatches 0 --joins 2000 --duration 20
 """
 
 from __future__ import annotations
@@ -64,16 +66,36 @@ def wait_ready(url: str, timeout_s: float = 30.0) -> None:
     raise RuntimeError(f"{url} not ready")
 
 
+def dispatch_load(url: str, redis_url: str, rate: float, duration: float) -> list[str]:
+    return [str(BIN / "loadgen"), "dispatch", "--url", url, "--redis-url", redis_url,
+            "--rate", str(rate), "--duration", str(duration), "--agents", "2",
+            "--capacity", "100", "--hold", "0", "--json", "--no-progress"]  # fmt: skip
+
+
+def join_load(url: str, redis_url: str, rate: float, duration: float) -> list[str]:
+    """Participants joining, 10 % of them creating a room whose token dispatches an agent."""
+    return [str(BIN / "loadgen"), "connect", "--url", url, "--redis-url", redis_url,
+            "--rate", str(rate), "--duration", str(duration), "--new-room-share", "0.1",
+            "--agents", "1", "--hold", "0", "--agent-name", "loadgen-joins", "--json",
+            "--no-progress"]  # fmt: skip
+
+
+def agent_cpu_s(report: dict[str, Any], jobs_key: str) -> float:
+    per_job = report["cpu"]["agents_us_per_job"] or 0.0
+    return float(per_job) * int(report[jobs_key]) / 1e6
+
+
 @click.command()
-@click.option("--rate", type=float, default=1000.0)
+@click.option("--dispatches", type=float, default=1000.0, help="Dispatches/s (0: none).")
+@click.option("--joins", type=float, default=0.0, help="Participant joins/s (0: none).")
 @click.option("--duration", type=float, default=20.0)
 @click.option("--schedulers", type=int, default=1)
-@click.option("--agents", type=int, default=2)
-def main(rate: float, duration: float, schedulers: int, agents: int) -> None:
+def main(dispatches: float, joins: float, duration: float, schedulers: int) -> None:
     logs = Path(tempfile.mkdtemp(prefix="role-costs-"))
     local = LocalRedis("0")
     client = redis.Redis.from_url(local.url)
     port = free_port()
+    url = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("DISPATCHER_")}
     env |= {"DISPATCHER_REDIS_URL": local.url, "LIVEKIT_API_KEY": DEV_API_KEY,
             "LIVEKIT_API_SECRET": DEV_API_SECRET}  # fmt: skip
@@ -88,37 +110,41 @@ def main(rate: float, duration: float, schedulers: int, agents: int) -> None:
                 [str(BIN / "dispatcher"), "scheduler", "--node-id", f"s{i}"],
                 env, logs / f"scheduler-{i}.log",
             )  # fmt: skip
-        wait_ready(f"http://127.0.0.1:{port}/readyz")
+        wait_ready(f"{url}/readyz")
         time.sleep(3)  # schedulers take their partitions
         before = {name: process_cpu_s(p.pid) for name, p in procs.items()}
         redis_before = redis_cpu_s(client)
-        load = subprocess.run(
-            ["taskset", "-c", "1", str(BIN / "loadgen"), "dispatch",
-             "--url", f"http://127.0.0.1:{port}", "--redis-url", local.url,
-             "--rate", str(rate), "--duration", str(duration), "--agents", str(agents),
-             "--capacity", "100", "--hold", "0", "--json", "--no-progress"],
-            env=env, capture_output=True, text=True, check=True,
-        )  # fmt: skip
-        report = json.loads(load.stdout)
+        loads = {}
+        if dispatches:
+            loads["dispatch"] = dispatch_load(url, local.url, dispatches, duration)
+        if joins:
+            loads["joins"] = join_load(url, local.url, joins, duration)
+        running = {
+            name: subprocess.Popen(["taskset", "-c", "1", *argv], env=env, text=True,
+                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+            for name, argv in loads.items()
+        }  # fmt: skip
+        reports = {name: json.loads(proc.communicate()[0]) for name, proc in running.items()}
         used = {name: process_cpu_s(p.pid) - before[name] for name, p in procs.items()}
-        redis_used = redis_cpu_s(client) - redis_before
-        accepted = int(report["accepted"])
-        per = lambda cpu_s: round(cpu_s / accepted * 1e6, 1)  # noqa: E731
+        agents = 0.0
+        if "dispatch" in reports:
+            agents += agent_cpu_s(reports["dispatch"], "accepted")
+        if "joins" in reports:
+            agents += agent_cpu_s(reports["joins"], "dispatches")
+        cpu_s = {
+            "api": used["api"],
+            "schedulers": sum(v for k, v in used.items() if k.startswith("scheduler")),
+            "agents": agents,
+            "redis": redis_cpu_s(client) - redis_before,
+        }
         out = {
-            "rate": rate,
+            "dispatches_per_s": dispatches,
+            "joins_per_s": joins,
             "duration_s": duration,
             "schedulers": schedulers,
-            "accepted": accepted,
-            "lost": report["lost"],
-            "p99_ms": report["user_dispatch_ms"]["p99"],
-            "us_per_dispatch": {
-                "api": per(used["api"]),
-                "schedulers": per(sum(v for k, v in used.items() if k.startswith("scheduler"))),
-                "agents": report["cpu"]["agents_us_per_job"],
-                "loadgen": report["cpu"]["loadgen_us_per_request"],
-                "redis": per(redis_used),
-            },
-            "cpu_s": {**{k: round(v, 2) for k, v in used.items()}, "redis": round(redis_used, 2)},
+            "accepted": {n: int(r["accepted"]) for n, r in reports.items()},
+            "lost": {n: r["lost"] for n, r in reports.items()},
+            "cpu_s": {k: round(v, 3) for k, v in cpu_s.items()},
             "rss_peak_mb": {name: rss_peak_mb(p.pid) for name, p in procs.items()},
         }
         print(json.dumps(out, indent=2))
