@@ -99,9 +99,7 @@ def _redis_cpu_s(admin: redis.Redis) -> float:
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
-def _measure(
-    plan: IdlePlan, admin: redis.Redis, scheduler_pids: list[int]
-) -> dict[str, Any]:
+def _measure(plan: IdlePlan, admin: redis.Redis, scheduler_pids: list[int]) -> dict[str, Any]:
     admin.config_set("slowlog-log-slower-than", _SLOWLOG_US)
     admin.config_set("slowlog-max-len", 1024)
     admin.slowlog_reset()
