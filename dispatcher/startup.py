@@ -9,11 +9,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
-
-from redis.exceptions import RedisError
+from typing import Protocol, TypeVar
 
 from dispatcher.errors import describe
+from dispatcher.health import HealthServer
+from dispatcher.store.client import is_unavailable
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -30,10 +30,46 @@ async def start_when_redis_is_up(
     while not stop.is_set():
         try:
             return await start()
-        except (RedisError, OSError) as exc:
+        except Exception as exc:
+            if not is_unavailable(exc):
+                raise
             log.warning("%s waiting for Redis (%s); next try in %.1f s", what, describe(exc), delay)
         try:
             await asyncio.wait_for(stop.wait(), delay)
         except TimeoutError:
             delay = min(2 * delay, LONGEST_RETRY_S)
     return None
+
+
+class Role(Protocol):
+    """A scheduler node or an agent server, once started."""
+
+    def not_ready(self) -> str | None: ...
+    async def drain(self) -> None: ...
+    async def aclose(self) -> None: ...
+
+
+R = TypeVar("R", bound=Role)
+
+
+async def serve_role(
+    start: Callable[[], Awaitable[R]], stop: asyncio.Event, what: str, host: str, port: int
+) -> None:
+    """Probes on ``host:port`` from the outset (port 0: none); the role started once Redis
+    answers; drained and closed once ``stop`` is set."""
+    role: R | None = None
+    probes = HealthServer(
+        lambda: "starting: waiting for Redis" if role is None else role.not_ready(), host, port
+    )
+    await probes.start()
+    try:
+        role = await start_when_redis_is_up(start, stop, what)
+        if role is None:
+            return
+        try:
+            await stop.wait()
+            await role.drain()
+        finally:
+            await role.aclose()
+    finally:
+        await probes.aclose()

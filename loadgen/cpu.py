@@ -52,6 +52,12 @@ async def redis_command_usec(client: Client) -> int:
     return commandstats_usec(await client.info("commandstats"))
 
 
+def process_cpu_s_of_redis(info: Mapping[str, Any]) -> float:
+    """Redis's whole-process CPU (every thread, user + sys) from one node's ``INFO cpu``:
+    microseconds, where /proc counts 10 ms ticks."""
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
 def main_thread_cpu_s(info: Mapping[str, Any]) -> float:
     """Redis's main-thread CPU (user + sys) from one node's ``INFO cpu``."""
     if "used_cpu_user_main_thread" in info:

@@ -27,7 +27,7 @@ from dispatcher.localredis import LocalRedis
 from dispatcher.settings import AgentSettings
 from dispatcher.store import keys, scripts
 from dispatcher.store.client import connect
-from loadgen.cpu import process_cpu_s
+from loadgen.cpu import process_cpu_s, process_cpu_s_of_redis
 from loadgen.fleet import AgentConfig
 from loadgen.virtual_fleet import VirtualHost
 
@@ -93,10 +93,9 @@ def _not_preempted(pid: int) -> None:
 
 
 def _redis_cpu_s(admin: redis.Redis) -> float:
-    """Redis's whole-process CPU from its own ``INFO cpu`` (microseconds, where /proc counts
-    10 ms ticks: too coarse for a small idle fleet)."""
+    """From Redis's own ``INFO cpu``: /proc's 10 ms ticks are too coarse for a small fleet."""
     info: dict[str, Any] = admin.info("cpu")
-    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+    return process_cpu_s_of_redis(info)
 
 
 def _measure(plan: IdlePlan, admin: redis.Redis, scheduler_pids: list[int]) -> dict[str, Any]:

@@ -27,7 +27,7 @@ import redis
 
 from dispatcher.localredis import LocalRedis, free_port
 from dispatcher.settings import DEV_API_KEY, DEV_API_SECRET
-from loadgen.cpu import process_cpu_s
+from loadgen.cpu import process_cpu_s, process_cpu_s_of_redis
 
 BIN = Path(sys.executable).parent
 
@@ -42,7 +42,7 @@ def rss_peak_mb(pid: int) -> float:
 
 def redis_cpu_s(client: redis.Redis) -> float:
     info: dict[str, Any] = client.info("cpu")
-    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+    return process_cpu_s_of_redis(info)
 
 
 def start(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -85,13 +85,43 @@ def agent_cpu_s(report: dict[str, Any], jobs_key: str) -> float:
     return float(per_job) * int(report[jobs_key]) / 1e6
 
 
+def start_roles(
+    env: dict[str, str], port: int, schedulers: int, logs: Path
+) -> dict[str, subprocess.Popen[bytes]]:
+    """One API node on ``port`` and ``schedulers`` schedulers, each its own process."""
+    dispatcher = str(BIN / "dispatcher")
+    argv = {"api": [dispatcher, "api", "--host", "127.0.0.1", "--port", str(port)]}
+    for i in range(schedulers):
+        argv[f"scheduler-{i}"] = [dispatcher, "scheduler", "--node-id", f"s{i}"]
+    return {name: start(args, env, logs / f"{name}.log") for name, args in argv.items()}
+
+
+def drive(loads: dict[str, list[str]], env: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """Run the loadgen commands together; their JSON reports by name."""
+    running = {
+        name: subprocess.Popen(["taskset", "-c", "1", *argv], env=env, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        for name, argv in loads.items()
+    }  # fmt: skip
+    return {name: json.loads(proc.communicate()[0]) for name, proc in running.items()}
+
+
+def stop_roles(procs: dict[str, subprocess.Popen[bytes]]) -> None:
+    for p in procs.values():
+        p.send_signal(signal.SIGTERM)
+    for p in procs.values():
+        try:
+            p.wait(15)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
 @click.command()
 @click.option("--dispatches", type=float, default=1000.0, help="Dispatches/s (0: none).")
 @click.option("--joins", type=float, default=0.0, help="Participant joins/s (0: none).")
 @click.option("--duration", type=float, default=20.0)
 @click.option("--schedulers", type=int, default=1)
 def main(dispatches: float, joins: float, duration: float, schedulers: int) -> None:
-    logs = Path(tempfile.mkdtemp(prefix="role-costs-"))
     local = LocalRedis("0")
     client = redis.Redis.from_url(local.url)
     port = free_port()
@@ -99,42 +129,26 @@ def main(dispatches: float, joins: float, duration: float, schedulers: int) -> N
     env = {k: v for k, v in os.environ.items() if not k.startswith("DISPATCHER_")}
     env |= {"DISPATCHER_REDIS_URL": local.url, "LIVEKIT_API_KEY": DEV_API_KEY,
             "LIVEKIT_API_SECRET": DEV_API_SECRET}  # fmt: skip
-    procs: dict[str, subprocess.Popen[bytes]] = {}
+    loads = {}
+    if dispatches:
+        loads["dispatch"] = dispatch_load(url, local.url, dispatches, duration)
+    if joins:
+        loads["joins"] = join_load(url, local.url, joins, duration)
+    procs = start_roles(env, port, schedulers, Path(tempfile.mkdtemp(prefix="role-costs-")))
     try:
-        procs["api"] = start(
-            [str(BIN / "dispatcher"), "api", "--host", "127.0.0.1", "--port", str(port)],
-            env, logs / "api.log",
-        )  # fmt: skip
-        for i in range(schedulers):
-            procs[f"scheduler-{i}"] = start(
-                [str(BIN / "dispatcher"), "scheduler", "--node-id", f"s{i}"],
-                env, logs / f"scheduler-{i}.log",
-            )  # fmt: skip
         wait_ready(f"{url}/readyz")
         time.sleep(3)  # schedulers take their partitions
         before = {name: process_cpu_s(p.pid) for name, p in procs.items()}
         redis_before = redis_cpu_s(client)
-        loads = {}
-        if dispatches:
-            loads["dispatch"] = dispatch_load(url, local.url, dispatches, duration)
-        if joins:
-            loads["joins"] = join_load(url, local.url, joins, duration)
-        running = {
-            name: subprocess.Popen(["taskset", "-c", "1", *argv], env=env, text=True,
-                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-            for name, argv in loads.items()
-        }  # fmt: skip
-        reports = {name: json.loads(proc.communicate()[0]) for name, proc in running.items()}
+        reports = drive(loads, env)
         used = {name: process_cpu_s(p.pid) - before[name] for name, p in procs.items()}
-        agents = 0.0
-        if "dispatch" in reports:
-            agents += agent_cpu_s(reports["dispatch"], "accepted")
-        if "joins" in reports:
-            agents += agent_cpu_s(reports["joins"], "dispatches")
         cpu_s = {
             "api": used["api"],
             "schedulers": sum(v for k, v in used.items() if k.startswith("scheduler")),
-            "agents": agents,
+            "agents": sum(
+                agent_cpu_s(r, "accepted" if name == "dispatch" else "dispatches")
+                for name, r in reports.items()
+            ),
             "redis": redis_cpu_s(client) - redis_before,
         }
         out = {
@@ -149,13 +163,7 @@ def main(dispatches: float, joins: float, duration: float, schedulers: int) -> N
         }
         print(json.dumps(out, indent=2))
     finally:
-        for p in procs.values():
-            p.send_signal(signal.SIGTERM)
-        for p in procs.values():
-            try:
-                p.wait(15)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_roles(procs)
         client.close()
         local.stop()
 

@@ -6,11 +6,9 @@ import asyncio
 import logging
 import signal
 import sys
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from dispatcher.health import HealthServer
-from dispatcher.startup import start_when_redis_is_up
+from dispatcher.startup import serve_role
 
 if TYPE_CHECKING:
     from workers.server import AgentServer
@@ -21,26 +19,12 @@ log = logging.getLogger(__name__)
 async def serve(server: AgentServer, stop: asyncio.Event) -> None:
     """Run until ``stop`` is set, then drain and leave; health probes on the server's
     ``health_port`` meanwhile."""
-    probes = HealthServer(server.not_ready, server.health_host, server.health_port)
-    await probes.start()
-    try:
-        if not await start_when_redis_is_up(_started(server), stop, "agent server"):
-            return
-        try:
-            await stop.wait()
-            await server.drain()
-        finally:
-            await server.aclose()
-    finally:
-        await probes.aclose()
 
-
-def _started(server: AgentServer) -> Callable[[], Awaitable[bool]]:
-    async def start() -> bool:
+    async def started() -> AgentServer:
         await server.start()
-        return True
+        return server
 
-    return start
+    await serve_role(started, stop, "agent server", server.health_host, server.health_port)
 
 
 def install_stop_signals(stop: asyncio.Event) -> None:

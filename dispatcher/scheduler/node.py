@@ -14,13 +14,12 @@ import logging
 import time
 
 from dispatcher.errors import OwnershipLost, describe
-from dispatcher.health import HealthServer
 from dispatcher.scheduler import jobs
 from dispatcher.scheduler.ownership import owned_by
 from dispatcher.scheduler.partition import PartitionWorker
 from dispatcher.scheduler.registry import Registry
 from dispatcher.settings import SchedulerSettings, default_node_id
-from dispatcher.startup import start_when_redis_is_up
+from dispatcher.startup import serve_role
 from dispatcher.store import keys, scripts
 from dispatcher.store.client import Client, connect, log_failure
 from dispatcher.store.meta import ensure_partitions, ensure_pool_shards
@@ -248,24 +247,8 @@ async def _cancel(tasks: list[asyncio.Task[None]], timeout_s: float = CANCEL_TIM
 
 
 async def run_scheduler(settings: SchedulerSettings, stop: asyncio.Event) -> None:
-    node: SchedulerNode | None = None
-    probes = HealthServer(
-        lambda: "starting: waiting for Redis" if node is None else node.not_ready(),
-        settings.health_host,
-        settings.health_port,
-    )
-    await probes.start()
-    try:
-        node = await start_when_redis_is_up(lambda: _started(settings), stop, "scheduler")
-        if node is None:
-            return
-        try:
-            await stop.wait()
-            await node.drain()
-        finally:
-            await node.aclose()
-    finally:
-        await probes.aclose()
+    host, port = settings.health_host, settings.health_port
+    await serve_role(lambda: _started(settings), stop, "scheduler", host, port)
 
 
 async def _started(settings: SchedulerSettings) -> SchedulerNode:

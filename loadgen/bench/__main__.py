@@ -96,11 +96,7 @@ def main(
     for path in (json_path, plot_path):
         if path and not Path(path).resolve().parent.is_dir():
             raise click.BadParameter(f"no directory for {path}")
-    if pinned is not None:
-        try:
-            os.sched_setaffinity(0, pinned)  # every child inherits it unless pinned otherwise
-        except OSError as exc:
-            raise click.BadParameter(f"cannot run on CPU {cpu}: {exc}") from exc
+    _pin_this_process(pinned, cpu)
     config = BenchConfig(
         systems=selected,
         repeats=repeats,
@@ -118,8 +114,19 @@ def main(
     # SIGTERM as Ctrl-C: the run is cancelled and stops every process it started.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     run = uvloop.run(run_bench(config, _log, functools.partial(_save, json_path)))
-    table = _table(run)
-    click.echo(report_text(run, table))
+    _report(run, json_path, plot_path)
+
+
+def _pin_this_process(cpus: set[int] | None, spec: str) -> None:
+    if cpus is not None:
+        try:
+            os.sched_setaffinity(0, cpus)  # every child inherits it unless pinned otherwise
+        except OSError as exc:
+            raise click.BadParameter(f"cannot run on CPU {spec}: {exc}") from exc
+
+
+def _report(run: BenchRun, json_path: str | None, plot_path: str | None) -> None:
+    click.echo(report_text(run, _table(run)))
     _save(json_path, run)
     if plot_path:
         try:

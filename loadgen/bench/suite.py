@@ -196,18 +196,18 @@ class _Suite:
         return PeerTarget(system, self._redis.url, self._client, self._config.cpus)
 
     async def _knees(self, system: System, repeat: int) -> None:
-        if system.is_peer:
-            await self._knee_search(self._peer(system), repeat)
-            return
-        async with ours_target(system, self._redis, self._client, self._config.cpus) as ours:
-            await self._knee_search(ours, repeat)
+        await self._on(system, lambda target: self._knee_search(target, repeat))
 
     async def _fixed(self, system: System, repeat: int, rates: list[float]) -> None:
+        await self._on(system, lambda target: self._fixed_steps(target, repeat, rates))
+
+    async def _on(self, system: System, work: Callable[[Target], Awaitable[None]]) -> None:
+        """``work`` on a peer, or on a fresh deployment of ours for the length of it."""
         if system.is_peer:
-            await self._fixed_steps(self._peer(system), repeat, rates)
+            await work(self._peer(system))
             return
         async with ours_target(system, self._redis, self._client, self._config.cpus) as ours:
-            await self._fixed_steps(ours, repeat, rates)
+            await work(ours)
 
     async def _knee_search(self, target: Target, repeat: int) -> None:
         config = self._config

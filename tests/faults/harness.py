@@ -353,7 +353,7 @@ class FaultStack:
                 groups = cast(
                     list[dict[str, object]], r.xinfo_groups(keys.partition_keys(p).events)
                 )
-                [group] = [g for g in groups if g["name"] in (keys.CONSUMER_GROUP, b"schedulers")]
+                [group] = [g for g in groups if g["name"] == keys.CONSUMER_GROUP.encode()]
                 lag = group.get("lag")
                 lags[p] = None if lag is None else int(cast(int, lag))
         return lags
