@@ -18,6 +18,7 @@ from dispatcher.partitions import DEFAULT_PARTITIONS
 from dispatcher.store.replication import Replication
 
 PREFIX = "DISPATCHER_"
+DEFAULT_POOL_SHARDS = 12
 DEV_API_KEY = "devkey"
 DEV_API_SECRET = "secretsecretsecretsecretsecret12"
 
@@ -28,7 +29,7 @@ class RedisSettings(msgspec.Struct, kw_only=True, frozen=True):
     # Shards per agent-server pool: each is its own cluster slot, so a pool's heartbeats,
     # reservations and inboxes spread over the masters. 12 divides evenly over 1, 2, 3, 4
     # and 6 masters. Stored at first start like the partition count.
-    pool_shards: int = 12
+    pool_shards: int = DEFAULT_POOL_SHARDS
     room_retention_s: int = 3600  # how long a closed room's dispatch records stay listable
     # Writes that must survive a failover wait until this many replicas have them (0: no
     # wait); one not replicated within the timeout fails as unavailable.

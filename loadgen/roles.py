@@ -1,13 +1,15 @@
-"""CPU and memory of each role as its own process, under a steady dispatch rate.
+"""CPU and memory of each role as its own process, under a steady load.
 
-Starts a pinned redis-server (CPU 0), API nodes and schedulers as `dispatcher` processes,
-and drives them with `loadgen dispatch` and/or `loadgen connect` (participants joining,
-10 % creating a room with an agent), whose own agent servers take the jobs; reads each
-process's CPU and peak RSS from /proc, the agents' CPU from loadgen's reports and Redis's
-CPU from its own INFO. Prints one JSON object: per role, the CPU seconds the run cost.
+Starts a redis-server pinned to CPU 0, an API node and schedulers as `dispatcher`
+processes pinned to CPU 1, and drives them with `loadgen dispatch` and/or `loadgen
+connect` (participants joining, 10 % creating a room with an agent), whose own agent
+servers take the jobs, on CPU 1 too. Reads each process's CPU and peak RSS from /proc, the
+agents' CPU from loadgen's reports and Redis's CPU from its own INFO. Prints one JSON
+object: per role, the CPU seconds the run cost, loadgen's own, and how busy CPU 1 was over
+the run's wall time (which includes loadgen's set-up, so it reads low).
 
-    .venv/bin/python scripts/role_costs.py --dispatches 1000 --duration 20
-    .venv/bin/python scripts/role_costs.py --dispatches 0 --joins 2000 --duration 20
+    .venv/bin/python -m loadgen.roles --dispatches 400 --duration 15
+    .venv/bin/python -m loadgen.roles --dispatches 0 --joins 750 --duration 15
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +33,9 @@ from dispatcher.settings import DEV_API_KEY, DEV_API_SECRET
 from loadgen.cpu import process_cpu_s, process_cpu_s_of_redis
 
 BIN = Path(sys.executable).parent
+ROLES = ("api", "schedulers", "agents", "redis")
+ROLES_CPU = "1"  # every process but Redis
+_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 
 
 def rss_peak_mb(pid: int) -> float:
@@ -37,6 +43,16 @@ def rss_peak_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
             return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
+def cpu_busy_s(cpu: str) -> float:
+    """Seconds CPU ``cpu`` spent on anything but idle and iowait since boot."""
+    for line in Path("/proc/stat").read_text().splitlines():
+        fields = line.split()
+        if fields[0] == f"cpu{cpu}":
+            ticks = [int(f) for f in fields[1:9]]
+            return (sum(ticks) - ticks[3] - ticks[4]) / _TICKS_PER_S
     return 0.0
 
 
@@ -48,13 +64,11 @@ def redis_cpu_s(client: redis.Redis) -> float:
 def start(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("wb") as out:
         return subprocess.Popen(
-            ["taskset", "-c", "1", *argv], env=env, stdout=out, stderr=subprocess.STDOUT
+            ["taskset", "-c", ROLES_CPU, *argv], env=env, stdout=out, stderr=subprocess.STDOUT
         )
 
 
 def wait_ready(url: str, timeout_s: float = 30.0) -> None:
-    import urllib.request
-
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
@@ -85,6 +99,12 @@ def agent_cpu_s(report: dict[str, Any], jobs_key: str) -> float:
     return float(per_job) * int(report[jobs_key]) / 1e6
 
 
+def loadgen_cpu_s(report: dict[str, Any]) -> float:
+    """What loadgen itself spent sending (it shares CPU 1 with the roles)."""
+    per_request = report["cpu"]["loadgen_us_per_request"] or 0.0
+    return float(per_request) * int(report["attempted"]) / 1e6
+
+
 def start_roles(
     env: dict[str, str], port: int, schedulers: int, logs: Path
 ) -> dict[str, subprocess.Popen[bytes]]:
@@ -99,7 +119,7 @@ def start_roles(
 def drive(loads: dict[str, list[str]], env: dict[str, str]) -> dict[str, dict[str, Any]]:
     """Run the loadgen commands together; their JSON reports by name."""
     running = {
-        name: subprocess.Popen(["taskset", "-c", "1", *argv], env=env, text=True,
+        name: subprocess.Popen(["taskset", "-c", ROLES_CPU, *argv], env=env, text=True,
                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         for name, argv in loads.items()
     }  # fmt: skip
@@ -116,19 +136,21 @@ def stop_roles(procs: dict[str, subprocess.Popen[bytes]]) -> None:
             p.kill()
 
 
-@click.command()
-@click.option("--dispatches", type=float, default=1000.0, help="Dispatches/s (0: none).")
-@click.option("--joins", type=float, default=0.0, help="Participant joins/s (0: none).")
-@click.option("--duration", type=float, default=20.0)
-@click.option("--schedulers", type=int, default=1)
-def main(dispatches: float, joins: float, duration: float, schedulers: int) -> None:
+def role_env(redis_url: str, partitions: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DISPATCHER_")}
+    return env | {"DISPATCHER_REDIS_URL": redis_url, "DISPATCHER_PARTITIONS": str(partitions),
+                  "LIVEKIT_API_KEY": DEV_API_KEY, "LIVEKIT_API_SECRET": DEV_API_SECRET}  # fmt: skip
+
+
+def measure(
+    dispatches: float, joins: float, duration: float, schedulers: int = 1, partitions: int = 64
+) -> dict[str, Any]:
+    """One run at ``dispatches``/s and ``joins``/s: CPU seconds per role, lost, peak RSS."""
     local = LocalRedis("0")
     client = redis.Redis.from_url(local.url)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DISPATCHER_")}
-    env |= {"DISPATCHER_REDIS_URL": local.url, "LIVEKIT_API_KEY": DEV_API_KEY,
-            "LIVEKIT_API_SECRET": DEV_API_SECRET}  # fmt: skip
+    env = role_env(local.url, partitions)
     loads = {}
     if dispatches:
         loads["dispatch"] = dispatch_load(url, local.url, dispatches, duration)
@@ -139,8 +161,13 @@ def main(dispatches: float, joins: float, duration: float, schedulers: int) -> N
         wait_ready(f"{url}/readyz")
         time.sleep(3)  # schedulers take their partitions
         before = {name: process_cpu_s(p.pid) for name, p in procs.items()}
-        redis_before = redis_cpu_s(client)
+        redis_before, busy_before, started = (
+            redis_cpu_s(client),
+            cpu_busy_s(ROLES_CPU),
+            time.monotonic(),
+        )
         reports = drive(loads, env)
+        wall_s = time.monotonic() - started
         used = {name: process_cpu_s(p.pid) - before[name] for name, p in procs.items()}
         cpu_s = {
             "api": used["api"],
@@ -151,21 +178,35 @@ def main(dispatches: float, joins: float, duration: float, schedulers: int) -> N
             ),
             "redis": redis_cpu_s(client) - redis_before,
         }
-        out = {
+        return {
             "dispatches_per_s": dispatches,
             "joins_per_s": joins,
             "duration_s": duration,
             "schedulers": schedulers,
+            "partitions": partitions,
             "accepted": {n: int(r["accepted"]) for n, r in reports.items()},
             "lost": {n: r["lost"] for n, r in reports.items()},
             "cpu_s": {k: round(v, 3) for k, v in cpu_s.items()},
+            "loadgen_cpu_s": round(sum(loadgen_cpu_s(r) for r in reports.values()), 3),
+            "roles_cpu_busy": round((cpu_busy_s(ROLES_CPU) - busy_before) / wall_s, 3),
             "rss_peak_mb": {name: rss_peak_mb(p.pid) for name, p in procs.items()},
         }
-        print(json.dumps(out, indent=2))
     finally:
         stop_roles(procs)
         client.close()
         local.stop()
+
+
+@click.command()
+@click.option("--dispatches", type=float, default=1000.0, help="Dispatches/s (0: none).")
+@click.option("--joins", type=float, default=0.0, help="Participant joins/s (0: none).")
+@click.option("--duration", type=float, default=20.0)
+@click.option("--schedulers", type=int, default=1)
+@click.option("--partitions", type=int, default=64, help="DISPATCHER_PARTITIONS of every role.")
+def main(
+    dispatches: float, joins: float, duration: float, schedulers: int, partitions: int
+) -> None:
+    print(json.dumps(measure(dispatches, joins, duration, schedulers, partitions), indent=2))
 
 
 if __name__ == "__main__":
