@@ -66,6 +66,13 @@ class ApiSettings(RedisSettings, kw_only=True, frozen=True):
     # A join token's roomConfig agents on a room that already exists: "ignore" them (as the
     # reference, and say so), or "ensure" each agent the room has no live dispatch of.
     token_agents: Literal["ignore", "ensure"] = "ignore"
+    # LiveKit agent workers on GET /agent: the jobs one is offered at most at once (it also
+    # says itself when it is full), how long its server outlives its socket (the time it
+    # has to reconnect and take its running jobs along), and the media server's URL that
+    # assignments carry ("": the worker's own LIVEKIT_URL).
+    gateway_capacity: int = 16
+    gateway_heartbeat_ttl_ms: int = 10_000
+    media_url: str = ""
 
 
 class SchedulerSettings(RedisSettings, kw_only=True, frozen=True):
@@ -164,3 +171,11 @@ def api_key_pairs(
 def default_node_id() -> str:
     """The pod name in a StatefulSet (stable across restarts), else host and pid."""
     return os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
+
+
+T = TypeVar("T")
+
+
+def given(value: T | None, default: T) -> T:
+    """A setting passed in code, else ``default`` (typically the environment's)."""
+    return default if value is None else value

@@ -22,7 +22,6 @@ import os
 import socket
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
 
 from dispatcher import ids
 from dispatcher import settings as config
@@ -79,13 +78,13 @@ class AgentServer:
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
         env = config.load(config.AgentSettings)
-        self.heartbeat_interval_s = _given(heartbeat_interval_s, env.heartbeat_interval_s)
-        self.heartbeat_ttl_ms = _given(heartbeat_ttl_ms, env.heartbeat_ttl_ms)
-        margin = _given(fence_margin_ms, env.fence_margin_ms) or self.heartbeat_ttl_ms // 3
+        self.heartbeat_interval_s = config.given(heartbeat_interval_s, env.heartbeat_interval_s)
+        self.heartbeat_ttl_ms = config.given(heartbeat_ttl_ms, env.heartbeat_ttl_ms)
+        margin = config.given(fence_margin_ms, env.fence_margin_ms) or self.heartbeat_ttl_ms // 3
         if not 0 < margin < self.heartbeat_ttl_ms:
             raise ValueError("fence_margin_ms must be positive and below heartbeat_ttl_ms")
         self.fence_margin_ms = margin
-        self.drain_timeout_s = _given(drain_timeout_s, env.drain_timeout_s)
+        self.drain_timeout_s = config.given(drain_timeout_s, env.drain_timeout_s)
         self.redis_url = redis_url or env.redis_url
         self.health_host, self.health_port = env.health_host, env.health_port
         self._replication = env.replication()
@@ -102,6 +101,7 @@ class AgentServer:
         self._entrypoint: Entrypoint | None = None
         self._on_request: RequestHandler | None = None
         self._client: Client | None = None
+        self._shared_client = False
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = asyncio.Event()  # take no new jobs
         self._leaving = asyncio.Event()  # every job has ended: stop heartbeating
@@ -177,18 +177,21 @@ class AgentServer:
 
     # --- lifecycle ------------------------------------------------------------------------
 
-    async def start(self) -> None:
+    async def start(self, client: Client | None = None) -> None:
+        """Join the pool; ``client``: a connection to share (kept open by ``aclose``)."""
         if self._entrypoint is None:
             raise RuntimeError("no entrypoint: decorate one with @server.rtc_session(...)")
-        self._client = await connect(self.redis_url, self._replication)
+        self._shared_client = client is not None
+        self._client = client or await connect(self.redis_url, self._replication)
         try:
             await ensure_pool_shards(self._client, self._pool_shards)
             self._shard = keys.server_shard(self._pool_name, self.id, self._pool_shards)
             await scripts.load_all(self._client)
             await self.heartbeat()
         except BaseException:  # Redis went away: ``start`` may be called again
-            client, self._client = self._client, None
-            await client.aclose()
+            own, self._client = self._client, None
+            if not self._shared_client:
+                await own.aclose()
             raise
         self._tasks = [
             asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
@@ -231,7 +234,8 @@ class AgentServer:
                 await scripts.deregister(self._client, [shard.jobs], [shard.base, self.id])
             except Exception as exc:  # policy: the schedulers find it lost and reap it
                 log.warning("could not leave the pool (%s); it will be reaped", describe(exc))
-            await self._client.aclose()
+            if not self._shared_client:
+                await self._client.aclose()
             self._client = None
 
     async def _end_tasks(self, tasks: list[asyncio.Task[None]]) -> None:
@@ -587,10 +591,3 @@ class AgentServer:
         from workers.runner import run_server
 
         run_server(self)
-
-
-T = TypeVar("T")
-
-
-def _given(value: T | None, default: T) -> T:
-    return default if value is None else value

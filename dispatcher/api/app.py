@@ -17,6 +17,8 @@ from dispatcher.api.sip_service import SipService
 from dispatcher.api.twirp import TwirpRouter
 from dispatcher.api.validation import Limits
 from dispatcher.errors import describe
+from dispatcher.gateway.gateway import PATH as GATEWAY_PATH
+from dispatcher.gateway.gateway import Gateway
 from dispatcher.health import LIVENESS, READINESS
 from dispatcher.settings import ApiSettings, api_key_pairs
 from dispatcher.startup import start_when_redis_is_up
@@ -34,7 +36,9 @@ def longest_drain_s(settings: ApiSettings) -> float:
     return settings.drain_delay_s + IN_FLIGHT_GRACE_S
 
 
-def create_app(settings: ApiSettings, client: Client, api_keys: dict[str, str]) -> HttpApp:
+def create_app(
+    settings: ApiSettings, client: Client, api_keys: dict[str, str], gateway: Gateway
+) -> HttpApp:
     app = HttpApp()
     authorizer = Authorizer(TokenVerifier(api_keys, settings.token_leeway_s))
     limits = Limits(
@@ -70,6 +74,7 @@ def create_app(settings: ApiSettings, client: Client, api_keys: dict[str, str]) 
 
     app.route(LIVENESS, healthz)
     app.route(READINESS, readyz)
+    app.route(GATEWAY_PATH, gateway.handle)
     return app
 
 
@@ -87,7 +92,8 @@ class ApiNode:
     def __init__(self, settings: ApiSettings, client: Client, api_keys: dict[str, str]) -> None:
         self.settings = settings
         self.client = client
-        self._app = create_app(settings, client, api_keys)
+        self.gateway = Gateway(client, api_keys, settings)
+        self._app = create_app(settings, client, api_keys, self.gateway)
         self._server = HttpServer(self._app, server_limits(settings))
 
     @classmethod
@@ -112,9 +118,11 @@ class ApiNode:
         self._app.state[DRAINING] = True
         log.info("API node draining: not ready, closing in %.1f s", self.settings.drain_delay_s)
         await asyncio.sleep(self.settings.drain_delay_s)
+        await self.gateway.aclose()
         await self._server.aclose(IN_FLIGHT_GRACE_S)
 
     async def aclose(self) -> None:
+        await self.gateway.aclose()
         await self._server.aclose()
         await self.client.aclose()
 

@@ -7,11 +7,13 @@ Routes are exact paths (GET and HEAD) or path prefixes (any method)::
     app.prefix("/twirp/", twirp.handle, twirp.refuse)   # any method; the handler checks it
 
 Handlers are ``async (Request) -> Response``; an exception becomes a plain 500. A prefix
-may word the server's own refusals (too large, too slow, malformed) in its protocol.
+may word the server's own refusals (too large, too slow, malformed) in its protocol. A
+handler of an ``Upgrade:`` request may answer ``Upgrade`` to take the connection over.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any, overload
 from urllib.parse import parse_qsl
@@ -95,6 +97,18 @@ class Response:
     @classmethod
     def text(cls, text: str, status: int = 200) -> Response:
         return cls(status, text.encode(), "text/plain; charset=utf-8")
+
+
+class Upgrade(Response):
+    """A handler's answer that takes the connection over (a WebSocket): the server stops
+    speaking HTTP on it and calls ``take_over`` with the transport and whatever bytes the
+    client sent after the request head."""
+
+    __slots__ = ("take_over",)
+
+    def __init__(self, take_over: Callable[[asyncio.Transport, bytes], None]) -> None:
+        super().__init__(101)
+        self.take_over = take_over
 
 
 class HttpApp:

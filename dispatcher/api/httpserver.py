@@ -26,14 +26,13 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from email.utils import formatdate
-from http import HTTPStatus
 from typing import Any, Final, cast
 
 import httptools
 
 from dispatcher.api.fdlimit import connections_within_fd_limit
-from dispatcher.api.http import Headers, HttpApp, Request, Response
+from dispatcher.api.http import Headers, HttpApp, Request, Response, Upgrade
+from dispatcher.api.httpwire import busy_reply, response_head, target_of
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +41,6 @@ _SWEEP_SLICE: Final = 256  # connections checked between two turns of the event 
 _LINGER_S: Final = 2.0  # a closing connection drops what still arrives for this long
 _MAX_QUEUED: Final = 16  # pipelined requests buffered per connection before reading pauses
 _CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
-_REASONS: Final = {s.value: s.phrase for s in HTTPStatus}
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +192,7 @@ class _Connection(asyncio.Protocol):
         "_task",
         "_too_large",
         "_transport",
+        "_upgrade_tail",
         "_write_paused",
     )
 
@@ -216,6 +215,7 @@ class _Connection(asyncio.Protocol):
         self._head_error = ""
         self._head_bytes = 0  # of the head in progress, counted in ``_feed``
         self._tail = b""  # the last bytes of an unfinished head
+        self._upgrade_tail: bytes | None = None  # after an upgrade request's head: its bytes
         self._reset(_NO_FIELDS, _NO_BODY)  # fresh ones when a request begins
 
     def _reset(self, fields: dict[str, str], body: list[bytes]) -> None:
@@ -233,7 +233,7 @@ class _Connection(asyncio.Protocol):
         # uvloop's transports implement asyncio.Transport without subclassing it
         self._transport = cast(asyncio.Transport, transport)
         if not self._server.admit():
-            self._transport.write(_busy_reply())
+            self._transport.write(busy_reply())
             self._transport.close()
             return
         self._server.connections[self] = None
@@ -252,7 +252,7 @@ class _Connection(asyncio.Protocol):
         try:
             self._feed(data)
         except httptools.HttpParserUpgrade:
-            self._stop()  # answer the request, ignoring the upgrade, then close
+            self._stop()  # answer the request (its handler may take the connection), close
         except httptools.HttpParserError as exc:
             if self._head_error:
                 self._stop(self._refusal(431, self._head_error))
@@ -285,7 +285,11 @@ class _Connection(asyncio.Protocol):
             else:
                 size = self._head_piece(data)
             piece, data = (data, b"") if size == len(data) else (data[:size], data[size:])
-            self._feed_parser(piece)  # a new message's head restarts the count at 0
+            try:
+                self._feed_parser(piece)  # a new message's head restarts the count at 0
+            except httptools.HttpParserUpgrade as upgrade:
+                self._upgrade_tail = piece[int(upgrade.args[0]) :] + data
+                raise
             if not in_body and self._phase is _Phase.HEAD:
                 self._head_bytes += size
 
@@ -313,7 +317,7 @@ class _Connection(asyncio.Protocol):
         # an unfinished head that has reached the limit will pass it
         if so_far + size > limit or (end < 0 and so_far + size == limit):
             if not so_far:  # the parser has not seen this head: its target words the reply
-                self._target = _target_of(seen)
+                self._target = target_of(seen)
             self._head_error = f"request head exceeds {limit} bytes"
             raise httptools.HttpParserError(self._head_error)
         return size
@@ -421,6 +425,9 @@ class _Connection(asyncio.Protocol):
             response = Response.text("internal server error", 500)
         self._task = None
         self._since = self._loop.time()
+        if isinstance(response, Upgrade) and not self._queue and self._upgrade_tail is not None:
+            self._hand_over(response)
+            return
         last = not keep or (self._closing and not self._queue and self._last_reply is None)
         self._write(response, keep=not last, head_only=request.method == "HEAD")
         if last:
@@ -430,11 +437,22 @@ class _Connection(asyncio.Protocol):
         else:
             self._next()
 
+    def _hand_over(self, upgrade: Upgrade) -> None:
+        """The upgrade request's handler takes the connection: it leaves this server's
+        limits and timeouts, and gets the bytes already read past the request head."""
+        transport, tail = self._transport, self._upgrade_tail or b""
+        self._server.connections.pop(self, None)
+        self._transport = None
+        if transport is not None and not transport.is_closing():
+            upgrade.take_over(transport, tail)
+            if self._reading_paused:
+                transport.resume_reading()
+
     def _write(self, response: Response, keep: bool, *, head_only: bool = False) -> None:
         if self._transport is None:
             return
         body = response.body
-        head = _head(response.status, response.content_type, len(body), keep)
+        head = response_head(response.status, response.content_type, len(body), keep)
         self._transport.write(head if head_only else head + body)
 
     def _stop(self, reply: Response | None = None) -> None:
@@ -504,7 +522,7 @@ class _Connection(asyncio.Protocol):
         if self._phase is _Phase.IDLE:
             self._transport.abort()
         else:
-            self._transport.write(_busy_reply())
+            self._transport.write(busy_reply())
             self._transport.close()
 
     def close_when_idle(self) -> None:
@@ -517,12 +535,6 @@ class _Connection(asyncio.Protocol):
     def abort(self) -> None:
         if self._transport is not None:
             self._transport.abort()
-
-
-def _target_of(head: bytes) -> bytes:
-    """The request target in a head's request line (empty if it has none)."""
-    parts = head.split(b"\r\n", 1)[0].split(b" ", 2)
-    return parts[1] if len(parts) > 1 else b""
 
 
 _NO_FIELDS: Final[dict[str, str]] = {}  # never written: a request begins with its own
@@ -561,32 +573,3 @@ def _forward(name: str) -> Callable[..., None]:
 
 
 _CALLBACKS: Final = _Callbacks()
-
-
-def _busy_reply() -> bytes:
-    body = b"too many connections: the node is at its connection limit; retry"
-    return _head(503, "text/plain; charset=utf-8", len(body), False) + body
-
-
-def _head(status: int, content_type: str, length: int, keep: bool) -> bytes:
-    reason = _REASONS.get(status, "")
-    connection = b"" if keep else b"Connection: close\r\n"
-    return b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\nDate: %s\r\n%s\r\n" % (
-        status,
-        reason.encode(),
-        content_type.encode(),
-        length,
-        _date(),
-        connection,
-    )
-
-
-_date_cache: list[Any] = [0, b""]
-
-
-def _date() -> bytes:
-    """The ``Date`` header's value, formatted once per second."""
-    now = int(time.time())
-    if _date_cache[0] != now:
-        _date_cache[:] = [now, formatdate(now, usegmt=True).encode()]
-    return cast(bytes, _date_cache[1])

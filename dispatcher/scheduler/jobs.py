@@ -30,6 +30,12 @@ from dispatcher.wire import (
 )
 
 _MAX_REMEMBERED_REJECTIONS = 8
+# A job turned down again waits before its next offer: 50 ms after the second refusal,
+# doubling to 2 s. The first refusal is re-offered at once (it usually goes elsewhere); a
+# pool whose only servers keep refusing (a LiveKit worker over its load threshold, a
+# request handler that declines) must not be asked hundreds of times a second.
+_REJECTION_BACKOFF_MS = 50
+_REJECTION_BACKOFF_MAX_MS = 2000
 _ENDED = (JobStatus.SUCCESS, JobStatus.FAILED, JobStatus.CANCELLED)
 
 
@@ -126,6 +132,15 @@ def placed(record: JobRecord, server_id: str, now: int) -> JobRecord:
         current = msgspec.structs.replace(current, reason=JobReason.UNSPECIFIED, error="")
     current = msgspec.structs.replace(current, server_id=server_id, updated_at=now)
     return msgspec.structs.replace(record, phase="assigned", current=current)
+
+
+def placeable_at(record: JobRecord) -> int:
+    """When (unix ns) a pending job may next be offered: at once unless refused twice."""
+    refusals = len(record.rejected_by)
+    if refusals < 2 or record.phase != "pending":
+        return 0
+    delay_ms = min(_REJECTION_BACKOFF_MS << (refusals - 2), _REJECTION_BACKOFF_MAX_MS)
+    return record.current.updated_at + delay_ms * 1_000_000
 
 
 def waiting_for_capacity(record: JobRecord) -> JobRecord:

@@ -54,6 +54,7 @@ from dispatcher.wire import (
     room_decoder,
 )
 
+_NEVER = 2**63  # no refused job is waiting
 log = logging.getLogger(__name__)
 Entry = tuple[bytes, dict[bytes, bytes]]
 _TRIM_EVERY_S = 5.0
@@ -104,6 +105,7 @@ class PartitionWorker:
         self._stopping = False
         self._placed_version = -1  # registry snapshot last used for placement
         self._placed_freed = 0  # the registry's count of freed slots at that placement
+        self._retry_at = _NEVER  # unix ns: the earliest a refused job may be offered again
         self._checked_version = -1  # registry snapshot last used to look for lost servers
         self._dirty: dict[str, JobRecord] = {}
         self._dirty_rooms: dict[str, RoomLife | None] = {}  # None: forget the room's life
@@ -236,7 +238,7 @@ class PartitionWorker:
             await self._close_rooms(closing, now)
         await self._check_servers(now)
         acks = [entry_id for entry_id, _ in entries]
-        await self._commit(acks, now, place=place and self._should_place())
+        await self._commit(acks, now, place=place and self._should_place(now))
         if self._effects:
             await self._send_effects()
         if entries:
@@ -479,12 +481,15 @@ class PartitionWorker:
 
     # --- placement ------------------------------------------------------------------------
 
-    def _should_place(self) -> bool:
-        """Something waits, and a job became pending, the snapshot changed or a slot was
+    def _should_place(self, now: int) -> bool:
+        """Something waits, and a job became pending, the snapshot changed, a slot was
         freed since the last placement (so a job waiting for capacity takes a slot as soon
-        as any partition sees it freed, not at the next snapshot)."""
+        as any partition sees it freed, not at the next snapshot), or a refused job's
+        wait is over."""
         if not self.state.waiting:
             return False
+        if now >= self._retry_at:
+            return True
         registry = self._registry
         if registry.version != self._placed_version or registry.freed != self._placed_freed:
             return True
@@ -500,7 +505,7 @@ class PartitionWorker:
         commit = self._commit_call(acks)
         if commit is not None:
             batch.script(scripts.commit, *commit)
-        order = self._queue_reservations(batch) if place else []
+        order = self._queue_reservations(batch, now) if place else []
         # Policy: a failed commit fails the turn (the worker restarts from Redis); a failed
         # reservation leaves its job pending for the next placement.
         results = await batch.outcomes(self._client)
@@ -509,17 +514,20 @@ class PartitionWorker:
         for (record, shard), result in zip(order, results, strict=True):
             self._placed(record, shard, result, now)
 
-    def _queue_reservations(self, batch: scripts.Batch) -> list[tuple[JobRecord, int]]:
-        """One reservation per waiting job whose pool has a shard with room; the jobs and
-        their shards, in call order."""
+    def _queue_reservations(self, batch: scripts.Batch, now: int) -> list[tuple[JobRecord, int]]:
+        """One reservation per waiting job whose pool has a shard with room (and that is
+        not waiting after refusals); the jobs and their shards, in call order."""
         self._placed_version, self._placed_freed = self._registry.version, self._registry.freed
+        self._retry_at = _NEVER
         order: list[tuple[JobRecord, int]] = []
         full: set[str] = set()  # pools with no shard left with room in this pass
         unplaced: list[JobRecord] = []
         timeout_ms = self.state.timeouts.assign_ms
         for key in self.state.waiting:
             record = self.state.records[key]
-            if record.spec.pool in full:
+            if (at := jobs.placeable_at(record)) > now:
+                self._retry_at = min(self._retry_at, at)
+            elif record.spec.pool in full:
                 unplaced.append(record)  # e.g. automatic jobs for servers that never came
             elif (reservation := self._pools.reservation(record, timeout_ms)) is not None:
                 shard, call = reservation

@@ -113,6 +113,29 @@ async def test_a_rejecting_server_passes_the_job_to_another(stack: Stack) -> Non
     assert (await stack.jobs("reject-room"))[-1].state.worker_id == accepting.id
 
 
+async def test_a_lone_server_that_keeps_refusing_is_asked_less_and_less_often(
+    stack: Stack,
+) -> None:
+    asked: list[float] = []
+
+    async def refuse(req: JobRequest) -> None:
+        asked.append(asyncio.get_running_loop().time())
+        await req.reject(terminate=False)
+
+    await stack.agent(_forever, on_request=refuse)
+    await stack.dispatch("refused-room")
+    await eventually(lambda: _asked(asked, 3), what="a few offers")
+    await asyncio.sleep(3.0)
+    # refusals 2.. wait 50, 100, 200, 400, 800, 1600 ms: about 8 offers in 3 s, not hundreds
+    assert len(asked) <= 12, f"{len(asked)} offers in about 3 s"
+    gaps = [b - a for a, b in zip(asked, asked[1:], strict=False)]
+    assert max(gaps) >= 0.5
+
+
+async def _asked(asked: list[float], count: int) -> bool:
+    return len(asked) >= count
+
+
 async def test_reject_with_terminate_ends_the_job(stack: Stack) -> None:
     async def refuse(req: JobRequest) -> None:
         await req.reject()
