@@ -15,6 +15,7 @@ from dispatcher.api.room_service import Rooms, RoomService
 from dispatcher.api.sip_inbound import SipInboundService
 from dispatcher.api.sip_service import SipService
 from dispatcher.api.twirp import TwirpRouter
+from dispatcher.api.unimplemented import answer_the_rest
 from dispatcher.api.validation import Limits
 from dispatcher.errors import describe
 from dispatcher.gateway.gateway import PATH as GATEWAY_PATH
@@ -47,7 +48,8 @@ def create_app(
         max_list_bytes=settings.max_list_bytes,
         max_list_rooms=settings.max_list_rooms,
     )
-    TwirpRouter(max_body_size=settings.max_body_bytes).install(app)
+    router = TwirpRouter(max_body_size=settings.max_body_bytes)
+    router.install(app)
     dispatches = DispatchService(
         client, authorizer, settings.partitions, limits, settings.idempotency_ttl_s
     )
@@ -58,6 +60,7 @@ def create_app(
     ParticipantService(rooms, authorizer, limits, ensure).twirp().install(app)
     SipService(client, authorizer, limits).twirp().install(app)
     SipInboundService(rooms, client, authorizer, ensure).twirp().install(app)
+    answer_the_rest(router)
 
     async def healthz(_: Request) -> Response:
         return Response.text("ok")

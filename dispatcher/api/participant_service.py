@@ -30,7 +30,6 @@ from dispatcher.rooms import RoomSpec
 from dispatcher.store import scripts
 from dispatcher.wire import (
     ParticipantJoined,
-    ParticipantLeft,
     ParticipantPublished,
     ParticipantRecord,
     encode,
@@ -127,14 +126,7 @@ class ParticipantService:
     async def leave(self, _: None, request: Request) -> Response:
         claims = self._auth.room_join(request)
         name, identity = claims.video.room, claims.sub
-        k = self._rooms.keys_of(name)
-        event = ParticipantLeft(room=name, identity=identity, at=time.time_ns(), kind=claims.kind)
-        left = await scripts.leave_room(
-            self._rooms.client,
-            [k.participants(name), k.room_info(name), k.events],
-            [identity, encode(event)],
-        )
-        if not left:
+        if not await self._rooms.leave(name, identity, claims.kind):
             raise _not_in_room(identity, name)
         return reply(LeaveReply(room=name, identity=identity, left=True))
 

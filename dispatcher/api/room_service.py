@@ -1,5 +1,5 @@
-"""``livekit.RoomService`` (CreateRoom, ListRooms, DeleteRoom) and ``Rooms``, the one way
-API nodes create rooms and let participants in.
+"""``livekit.RoomService`` (rooms, and the participants present in them) and ``Rooms``, the
+one way API nodes create rooms and let participants in and out.
 
 A room lives in its partition: its record in ``rooms``, its dispatches, its index and its
 participants under keys of the same hash tag, so creating it with its dispatches, or letting
@@ -21,12 +21,14 @@ from dispatcher.api.access import Authorizer
 from dispatcher.api.http import Request
 from dispatcher.api.twirp import TwirpError, TwirpService
 from dispatcher.api.validation import Limits, check_room_spec, require, resource_exhausted
+from dispatcher.convert import participant_message
 from dispatcher.partitions import partition_of
 from dispatcher.rooms import RoomSpec, dispatch_args, new_room, room_dispatches, room_message
 from dispatcher.store import keys, scripts
 from dispatcher.store.client import Client
 from dispatcher.wire import (
     DispatchRecord,
+    ParticipantLeft,
     ParticipantRecord,
     RoomDeleted,
     RoomRecord,
@@ -162,6 +164,30 @@ class Rooms:
                 f"({self._limits.max_list_bytes}); name fewer rooms (names)"
             )
 
+    async def participants(self, name: str) -> Sequence[ParticipantRecord]:
+        """Who is in the room, by join time (empty for a room that does not exist)."""
+        flat = await self.client.fast.execute("HVALS", self.keys_of(name).participants(name))
+        people = [participant_decoder.decode(raw) for raw in flat]
+        return sorted(people, key=lambda p: (p.joined_at, p.identity))
+
+    async def participant(self, name: str, identity: str) -> ParticipantRecord | None:
+        raw = await self.client.fast.execute(
+            "HGET", self.keys_of(name).participants(name), identity
+        )
+        return None if raw is None else participant_decoder.decode(raw)
+
+    async def leave(self, name: str, identity: str, kind: str) -> bool:
+        """The participant leaves (its participant and publisher jobs end); False when it
+        was not in the room."""
+        k = self.keys_of(name)
+        event = ParticipantLeft(room=name, identity=identity, at=time.time_ns(), kind=kind)
+        left = await scripts.leave_room(
+            self.client,
+            [k.participants(name), k.room_info(name), k.events],
+            [identity, encode(event)],
+        )
+        return bool(left)
+
     async def delete(self, name: str) -> bool:
         """Delete the room, marking its dispatches deleted; False when there is none."""
         k = self.keys_of(name)
@@ -202,6 +228,9 @@ class RoomService:
         service.add("CreateRoom", room_pb.CreateRoomRequest, self.create)
         service.add("ListRooms", room_pb.ListRoomsRequest, self.list)
         service.add("DeleteRoom", room_pb.DeleteRoomRequest, self.delete)
+        service.add("ListParticipants", room_pb.ListParticipantsRequest, self.list_participants)
+        service.add("GetParticipant", room_pb.RoomParticipantIdentity, self.get_participant)
+        service.add("RemoveParticipant", room_pb.RoomParticipantIdentity, self.remove_participant)
         return service
 
     async def create(self, req: room_pb.CreateRoomRequest, request: Request) -> models.Room:
@@ -232,3 +261,40 @@ class RoomService:
         if not await self._rooms.delete(req.room):
             raise TwirpError.not_found(f"room {req.room!r} does not exist")
         return room_pb.DeleteRoomResponse()
+
+    async def list_participants(
+        self, req: room_pb.ListParticipantsRequest, request: Request
+    ) -> room_pb.ListParticipantsResponse:
+        self._auth.room_admin(request, req.room)
+        require(req.room, "room")
+        people = await self._rooms.participants(req.room)
+        return room_pb.ListParticipantsResponse(participants=map(participant_message, people))
+
+    async def get_participant(
+        self, req: room_pb.RoomParticipantIdentity, request: Request
+    ) -> models.ParticipantInfo:
+        return participant_message(await self._present(req, request))
+
+    async def remove_participant(
+        self, req: room_pb.RoomParticipantIdentity, request: Request
+    ) -> room_pb.RemoveParticipantResponse:
+        """As if the participant left: its participant and publisher jobs end."""
+        person = await self._present(req, request)
+        if not await self._rooms.leave(req.room, req.identity, person.kind):
+            raise _not_present(req)
+        return room_pb.RemoveParticipantResponse()
+
+    async def _present(
+        self, req: room_pb.RoomParticipantIdentity, request: Request
+    ) -> ParticipantRecord:
+        self._auth.room_admin(request, req.room)
+        require(req.room, "room")
+        require(req.identity, "identity")
+        person = await self._rooms.participant(req.room, req.identity)
+        if person is None:
+            raise _not_present(req)
+        return person
+
+
+def _not_present(req: room_pb.RoomParticipantIdentity) -> TwirpError:
+    return TwirpError.not_found(f"participant {req.identity!r} is not in room {req.room!r}")

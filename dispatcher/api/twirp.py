@@ -323,6 +323,9 @@ class TwirpRouter:
         # The service object is kept, not copied: methods added later are served too.
         self._services[service.name] = service
 
+    def service(self, name: str) -> TwirpService | None:
+        return self._services.get(name)
+
     def install(self, app: HttpApp) -> None:
         """Serve the app's Twirp prefix and remember this router on it."""
         if TWIRP_ROUTER in app.state:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -128,7 +129,7 @@ async def test_a_lone_server_that_keeps_refusing_is_asked_less_and_less_often(
     await asyncio.sleep(3.0)
     # refusals 2.. wait 50, 100, 200, 400, 800, 1600 ms: about 8 offers in 3 s, not hundreds
     assert len(asked) <= 12, f"{len(asked)} offers in about 3 s"
-    gaps = [b - a for a, b in zip(asked, asked[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(asked)]
     assert max(gaps) >= 0.5
 
 
