@@ -2,7 +2,8 @@
 # Prepare a Debian/Ubuntu machine for development and tests:
 #   * redis-server + redis-cli (apt packages redis-server, redis-tools); the
 #     tests start their own servers, so the system service is stopped again;
-#   * Python 3.11+ and a virtualenv in .venv with the project and its dev tools.
+#   * Python 3.11+ and a virtualenv in .venv with the project and its dev tools;
+#   * Node.js and the npm packages of the Node agent the end-to-end tests run.
 # Idempotent: when everything is in place a run takes a fraction of a second.
 set -euo pipefail
 
@@ -87,4 +88,17 @@ if [[ ! -f $STAMP || pyproject.toml -nt $STAMP ]]; then
   touch "$STAMP"
 fi
 
-log "ready: $(redis-server --version | cut -d' ' -f1-3), $("$VENV/bin/python" -V) in .venv"
+# --- Node.js + the Node agent of the end-to-end tests (@livekit/agents) ---------
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  apt_install nodejs npm
+fi
+NODE_AGENT="$ROOT/tests/e2e/node_agent"
+if [[ ! -f $NODE_AGENT/node_modules/.installed ||
+      $NODE_AGENT/package-lock.json -nt $NODE_AGENT/node_modules/.installed ]]; then
+  log "npm ci in tests/e2e/node_agent"
+  npm ci --prefix "$NODE_AGENT" --no-audit --no-fund --loglevel=error
+  touch "$NODE_AGENT/node_modules/.installed"
+fi
+
+log "ready: $(redis-server --version | cut -d' ' -f1-3), $("$VENV/bin/python" -V) in .venv," \
+  "node $(node --version)"

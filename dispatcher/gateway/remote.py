@@ -54,6 +54,7 @@ class WorkerLink(Protocol):
     load: float
     full: bool
     draining: bool
+    reports_jobs: bool  # it has sent update_job (LiveKit's Node workers never do)
 
     async def ask(self, job: agent.Job) -> agent.AvailabilityResponse | None: ...
     def assign(self, job: agent.Job, answer: agent.AvailabilityResponse | None) -> None: ...
@@ -118,8 +119,9 @@ class RemoteServer(AgentServer):
         try:
             if job_id not in self._migrated:
                 self._link.assign(ctx.job, self._answers.pop(job_id, None))
-                await self._started(state, job_id)
-            status, error = await state.ended
+                if self._link.reports_jobs:
+                    await self._started(state, job_id)
+            status, error = await state.ended  # a worker that never reports: until terminated
         except asyncio.CancelledError:
             if not self.detached:
                 await self._terminate_on_worker(job_id, state)
@@ -144,6 +146,8 @@ class RemoteServer(AgentServer):
     async def _terminate_on_worker(self, job_id: str, state: WorkerJob) -> None:
         """Ask the worker to stop the job, and wait (for a while) for it to say it ended."""
         self._link.terminate(job_id)
+        if not self._link.reports_jobs:
+            return
         with contextlib.suppress(Exception):
             await asyncio.wait_for(asyncio.shield(state.ended), TERMINATE_GRACE_S)
 

@@ -75,6 +75,7 @@ class WorkerSession:
         self._config = config
         self._owner_of = owner_of
         self.load, self.full, self.draining = 0.0, False, False
+        self.reports_jobs = False
         self.server: RemoteServer | None = None
         self._register = agent.RegisterWorkerRequest()
         self._asked: dict[str, asyncio.Future[agent.AvailabilityResponse]] = {}
@@ -203,6 +204,7 @@ class WorkerSession:
         self.draining = self.draining or update.draining
 
     def _update_job(self, update: agent.UpdateJobStatus) -> None:
+        self.reports_jobs = True
         state = self._jobs.get(update.job_id)
         if state is None:
             log.debug("update for unknown job %s ignored", update.job_id)

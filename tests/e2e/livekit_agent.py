@@ -3,7 +3,8 @@ its own command (``python livekit_agent.py start``), pointed at us by ``LIVEKIT_
 
 For the tests it also appends what it sees to ``AGENT_RECORD`` (one JSON line per job
 start and per job end), and a job's metadata says how it behaves: ``hold`` stays until
-the job is terminated, ``fail`` raises, anything else ends the job at once.
+the job is terminated, ``short`` ends after 3 s, ``fail`` raises, anything else ends the
+job at once.
 """
 
 from __future__ import annotations
@@ -40,12 +41,18 @@ async def entrypoint(ctx: JobContext) -> None:
     record("started", ctx)
     logger.info(f"job {ctx.job.id} metadata: {ctx.job.metadata}")
 
+    stopping = asyncio.Event()
+
     async def ended(reason: str) -> None:
         record("ended", ctx)
+        stopping.set()
 
     ctx.add_shutdown_callback(ended)
     if ctx.job.metadata == "hold":
-        await asyncio.Event().wait()
+        await stopping.wait()
+    elif ctx.job.metadata == "short":
+        await asyncio.sleep(3)
+        ctx.shutdown(reason="done")
     elif ctx.job.metadata == "fail":
         raise RuntimeError("the agent failed on purpose")
     else:

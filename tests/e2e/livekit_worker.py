@@ -1,5 +1,6 @@
-"""A real ``livekit-agents`` worker process (``tests/e2e/livekit_agent.py start``) and what
-it recorded: every job start and end, as JSON lines."""
+"""A real LiveKit agent worker process and what it recorded (every job start and end, as
+JSON lines): the Python one (``livekit-agents``, ``tests/e2e/livekit_agent.py start``) or
+the Node one (``@livekit/agents``, ``node tests/e2e/node_agent/agent.mjs start``)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,11 @@ from dispatcher.localredis import free_port
 from tests.stack import API_KEY, API_SECRET
 
 AGENT = Path(__file__).with_name("livekit_agent.py")
+NODE_AGENT = Path(__file__).with_name("node_agent") / "agent.mjs"
+COMMANDS = {
+    "python": [sys.executable, str(AGENT), "start"],
+    "node": ["node", str(NODE_AGENT), "start"],
+}
 _PROXIES = {"HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"}
 
 
@@ -48,9 +54,11 @@ class Worker:
 
 
 @contextmanager
-def livekit_worker(url: str, tmp: Path, agent_name: str = "test-agent") -> Iterator[Worker]:
+def livekit_worker(
+    url: str, tmp: Path, agent_name: str = "test-agent", sdk: str = "python"
+) -> Iterator[Worker]:
     """The worker, connected to ``url`` with the test key; killed at exit if still running."""
-    name = agent_name or "automatic"
+    name = f"{sdk}-{agent_name or 'automatic'}"
     env = {k: v for k, v in os.environ.items() if k not in _PROXIES}
     env |= {
         "LIVEKIT_URL": url,
@@ -63,7 +71,7 @@ def livekit_worker(url: str, tmp: Path, agent_name: str = "test-agent") -> Itera
     log = tmp / f"{name}.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, str(AGENT), "start"],
+            COMMANDS[sdk],
             stdout=out,
             stderr=subprocess.STDOUT,
             env=env,
