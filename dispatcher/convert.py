@@ -38,7 +38,7 @@ def job_from_spec(spec: JobSpec) -> agent.Job:
         id=spec.job_id,
         dispatch_id=spec.dispatch_id,
         type=_enum(spec.job_type),
-        room=models.Room(sid=spec.room_sid, name=spec.room),
+        room=models.Room(sid=spec.room_sid, name=spec.room, metadata=spec.room_metadata),
         agent_name=spec.agent_name,
         metadata=spec.metadata,
         deployment=spec.deployment,

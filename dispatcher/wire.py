@@ -104,6 +104,7 @@ class JobSpec(msgspec.Struct, kw_only=True, frozen=True, gc=False):
     room_sid: str
     agent_name: str
     metadata: str = ""
+    room_metadata: str = ""  # the room's as the job was created (UpdateRoomMetadata: later jobs)
     job_type: int = 0
     deployment: str = ""
     attributes: dict[str, str] = {}
@@ -198,6 +199,11 @@ class RoomDeleted(msgspec.Struct, tag="room_deleted", kw_only=True, frozen=True,
     at: int
 
 
+class RoomMetadataUpdated(msgspec.Struct, tag="room_metadata", kw_only=True, frozen=True, gc=False):
+    room: str
+    metadata: str
+
+
 class ParticipantJoined(msgspec.Struct, tag="joined", kw_only=True, frozen=True, gc=False):
     room: str
     participant: ParticipantRecord
@@ -216,10 +222,25 @@ Event = (
     | JobReport
     | JobRejected
     | RoomDeleted
+    | RoomMetadataUpdated
     | ParticipantJoined
     | ParticipantLeft
     | ParticipantPublished
 )
+
+# Events about one room, which its partition's lease holder applies to the room's life.
+RoomEvent = (
+    RoomDeleted
+    | RoomMetadataUpdated
+    | DispatchDeleted
+    | ParticipantJoined
+    | ParticipantLeft
+    | ParticipantPublished
+)
+ROOM_EVENTS = (
+    RoomDeleted, RoomMetadataUpdated, DispatchDeleted, ParticipantJoined, ParticipantLeft,
+    ParticipantPublished,
+)  # fmt: skip
 
 
 # --- agent-server inbox messages ---------------------------------------------------------------

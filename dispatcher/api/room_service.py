@@ -20,7 +20,13 @@ from livekit.protocol import room as room_pb
 from dispatcher.api.access import Authorizer
 from dispatcher.api.http import Request
 from dispatcher.api.twirp import TwirpError, TwirpService
-from dispatcher.api.validation import Limits, check_room_spec, require, resource_exhausted
+from dispatcher.api.validation import (
+    Limits,
+    check_metadata,
+    check_room_spec,
+    require,
+    resource_exhausted,
+)
 from dispatcher.convert import participant_message
 from dispatcher.partitions import partition_of
 from dispatcher.rooms import RoomSpec, dispatch_args, new_room, room_dispatches, room_message
@@ -31,6 +37,7 @@ from dispatcher.wire import (
     ParticipantLeft,
     ParticipantRecord,
     RoomDeleted,
+    RoomMetadataUpdated,
     RoomRecord,
     dispatch_decoder,
     encode,
@@ -39,7 +46,7 @@ from dispatcher.wire import (
 )
 
 SERVICE = "livekit.RoomService"
-_DELETE_ATTEMPTS = 5
+_CAS_ATTEMPTS = 5
 
 
 class Joined:
@@ -188,10 +195,30 @@ class Rooms:
         )
         return bool(left)
 
+    async def update_metadata(self, name: str, metadata: str) -> RoomRecord | None:
+        """The room with its new metadata (None: no such room); jobs created from here on
+        see it in ``ctx.job.room.metadata``."""
+        k = self.keys_of(name)
+        for _ in range(_CAS_ATTEMPTS):
+            raw = await self.client.fast.execute("HGET", k.rooms, name)
+            if raw is None:
+                return None
+            room = msgspec.structs.replace(room_decoder.decode(raw), metadata=metadata)
+            event = encode(RoomMetadataUpdated(room=name, metadata=metadata))
+            result = await scripts.update_room(
+                self.client, [k.rooms, k.events], [name, raw, encode(room), event]
+            )
+            if result == 1:
+                await self.client.replication.settle(self.client.fast, k.events)
+                return room
+            if result == 0:
+                return None
+        raise TwirpError("aborted", "room changed concurrently; retry the call")
+
     async def delete(self, name: str) -> bool:
         """Delete the room, marking its dispatches deleted; False when there is none."""
         k = self.keys_of(name)
-        for _ in range(_DELETE_ATTEMPTS):
+        for _ in range(_CAS_ATTEMPTS):
             raw_room = await self.client.fast.execute("HGET", k.rooms, name)
             if raw_room is None:
                 return False
@@ -231,6 +258,7 @@ class RoomService:
         service.add("ListParticipants", room_pb.ListParticipantsRequest, self.list_participants)
         service.add("GetParticipant", room_pb.RoomParticipantIdentity, self.get_participant)
         service.add("RemoveParticipant", room_pb.RoomParticipantIdentity, self.remove_participant)
+        service.add("UpdateRoomMetadata", room_pb.UpdateRoomMetadataRequest, self.update_metadata)
         return service
 
     async def create(self, req: room_pb.CreateRoomRequest, request: Request) -> models.Room:
@@ -283,6 +311,17 @@ class RoomService:
         if not await self._rooms.leave(req.room, req.identity, person.kind):
             raise _not_present(req)
         return room_pb.RemoveParticipantResponse()
+
+    async def update_metadata(
+        self, req: room_pb.UpdateRoomMetadataRequest, request: Request
+    ) -> models.Room:
+        self._auth.room_admin(request, req.room)
+        require(req.room, "room")
+        check_metadata(req.metadata, self._limits)
+        room = await self._rooms.update_metadata(req.room, req.metadata)
+        if room is None:
+            raise TwirpError.not_found(f"room {req.room!r} does not exist")
+        return room_message(room)
 
     async def _present(
         self, req: room_pb.RoomParticipantIdentity, request: Request

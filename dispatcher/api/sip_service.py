@@ -1,22 +1,26 @@
-"""``livekit.SIP`` dispatch-rule calls, and resolving an inbound call against the rules.
+"""``livekit.SIP`` dispatch-rule and inbound-trunk calls, and resolving an inbound call.
 
-Only the dispatch-rule methods of ``livekit.SIP`` are served (no trunks, no outbound calls).
-Each needs the token's ``sip.admin`` grant, as the reference requires. ``resolve_inbound`` is
-what the SIP edge's inbound-call endpoint runs: load the rules, pick one, name the room.
+The dispatch-rule and inbound-trunk methods of ``livekit.SIP`` are served (outbound trunks
+and calls belong to LiveKit's SIP service and answer ``unimplemented``). Each needs the
+token's ``sip.admin`` grant, as the reference requires. ``resolve_inbound`` is what the SIP
+edge's inbound-call endpoint runs: find the trunk the call came in on (unless the edge
+says), load the rules, pick one, name the room.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Sequence
+from typing import TypeVar
 
+import msgspec
 from livekit.protocol import models as models_pb
 from livekit.protocol import sip as sip_pb
 
 from dispatcher.api.access import Authorizer
 from dispatcher.api.http import Request
 from dispatcher.api.twirp import TwirpError, TwirpService
-from dispatcher.api.validation import Limits
-from dispatcher.sip import store
+from dispatcher.api.validation import Limits, check_metadata
+from dispatcher.sip import store, trunks
 from dispatcher.sip.rules import (
     InboundCall,
     InboundMatch,
@@ -32,6 +36,7 @@ from dispatcher.store.client import Client
 SERVICE = "livekit.SIP"
 
 Rule = sip_pb.SIPDispatchRuleInfo
+T = TypeVar("T")
 
 
 class SipService:
@@ -50,6 +55,11 @@ class SipService:
         service.add("ListSIPDispatchRule", sip_pb.ListSIPDispatchRuleRequest, self.list_rules)
         service.add("UpdateSIPDispatchRule", sip_pb.UpdateSIPDispatchRuleRequest, self.update_rule)
         service.add("DeleteSIPDispatchRule", sip_pb.DeleteSIPDispatchRuleRequest, self.delete_rule)
+        service.add("CreateSIPInboundTrunk", sip_pb.CreateSIPInboundTrunkRequest, self.create_trunk)
+        service.add("ListSIPInboundTrunk", sip_pb.ListSIPInboundTrunkRequest, self.list_trunks)
+        service.add("GetSIPInboundTrunk", sip_pb.GetSIPInboundTrunkRequest, self.get_trunk)
+        service.add("UpdateSIPInboundTrunk", sip_pb.UpdateSIPInboundTrunkRequest, self.update_trunk)
+        service.add("DeleteSIPTrunk", sip_pb.DeleteSIPTrunkRequest, self.delete_trunk)
         return service
 
     async def create_rule(self, req: sip_pb.CreateSIPDispatchRuleRequest, request: Request) -> Rule:
@@ -83,6 +93,56 @@ class SipService:
         _require_rule_id(req.sip_dispatch_rule_id)
         return await store.delete_rule(self._client, req.sip_dispatch_rule_id)
 
+    async def create_trunk(
+        self, req: sip_pb.CreateSIPInboundTrunkRequest, request: Request
+    ) -> sip_pb.SIPInboundTrunkInfo:
+        self._require_admin(request)
+        _check_trunk(req.trunk, self._limits)
+        return await trunks.create(self._client, req.trunk)
+
+    async def list_trunks(
+        self, req: sip_pb.ListSIPInboundTrunkRequest, request: Request
+    ) -> sip_pb.ListSIPInboundTrunkResponse:
+        self._require_admin(request)
+        found = trunks.listed(await trunks.load(self._client), req.trunk_ids, req.numbers)
+        after = [t for t in found if t.sip_trunk_id > req.page.after_id]
+        items = after[: req.page.limit] if req.page.limit > 0 else after
+        return sip_pb.ListSIPInboundTrunkResponse(items=items)
+
+    async def get_trunk(
+        self, req: sip_pb.GetSIPInboundTrunkRequest, request: Request
+    ) -> sip_pb.GetSIPInboundTrunkResponse:
+        self._require_admin(request)
+        trunk = await _found(trunks.get(self._client, _trunk_id(req.sip_trunk_id)))
+        return sip_pb.GetSIPInboundTrunkResponse(trunk=trunk)
+
+    async def update_trunk(
+        self, req: sip_pb.UpdateSIPInboundTrunkRequest, request: Request
+    ) -> sip_pb.SIPInboundTrunkInfo:
+        self._require_admin(request)
+        trunk_id = _trunk_id(req.sip_trunk_id)
+        action = req.WhichOneof("action")
+        if action == "replace":
+            _check_trunk(req.replace, self._limits)
+            return await _found(trunks.replace(self._client, trunk_id, req.replace))
+        if action == "update":
+            updated = await _found(trunks.update(self._client, trunk_id, req.update))
+            return updated
+        raise TwirpError.invalid_argument("either replace or update is required")
+
+    async def delete_trunk(
+        self, req: sip_pb.DeleteSIPTrunkRequest, request: Request
+    ) -> sip_pb.SIPTrunkInfo:
+        self._require_admin(request)
+        trunk = await _found(trunks.delete(self._client, _trunk_id(req.sip_trunk_id)))
+        return sip_pb.SIPTrunkInfo(
+            sip_trunk_id=trunk.sip_trunk_id,
+            kind=sip_pb.SIPTrunkInfo.TRUNK_INBOUND,
+            inbound_numbers=trunk.numbers,
+            name=trunk.name,
+            metadata=trunk.metadata,
+        )
+
     def _require_admin(self, request: Request) -> None:
         if not self._auth.claims(request).sip.admin:
             raise TwirpError.unauthenticated("permissions denied: token lacks the sip admin grant")
@@ -96,6 +156,9 @@ async def resolve_inbound(client: Client, call: InboundCall) -> InboundMatch:
     ``twirp_error()`` giving the answer to send.
     """
     validate_call(call)
+    if not call.trunk_id:
+        trunk_id = trunks.trunk_of_call(await trunks.load(client), call.to_number, call.from_number)
+        call = msgspec.structs.replace(call, trunk_id=trunk_id)
     return match_inbound(await store.load_rules(client), call)
 
 
@@ -105,6 +168,26 @@ async def _conflict_is_invalid(write: Awaitable[Rule]) -> Rule:
         return await write
     except RuleConflict as exc:
         raise TwirpError.invalid_argument(str(exc)) from exc
+
+
+async def _found(lookup: Awaitable[T]) -> T:
+    try:
+        return await lookup
+    except trunks.TrunkNotFound as exc:
+        raise TwirpError.not_found(str(exc)) from exc
+
+
+def _trunk_id(trunk_id: str) -> str:
+    if not trunk_id:
+        raise TwirpError.invalid_argument("sip_trunk_id is required")
+    return trunk_id
+
+
+def _check_trunk(trunk: sip_pb.SIPInboundTrunkInfo, limits: Limits) -> None:
+    check_metadata(trunk.metadata, limits)
+    for number in trunk.numbers:
+        if not number.strip():
+            raise TwirpError.invalid_argument("numbers must not be empty strings")
 
 
 def _require_rule_id(rule_id: str) -> None:

@@ -75,11 +75,18 @@ class Timeouts:
     capacity_wait_ms: int = 0  # how long a job may wait for a free slot; 0: for ever
 
 
-def created(event: DispatchCreated, partition: int, now: int, room_sid: str | None = None) -> Step:
+def created(
+    event: DispatchCreated,
+    partition: int,
+    now: int,
+    room_sid: str | None = None,
+    room_metadata: str = "",
+) -> Step:
     """A new dispatch's room job; ``room_sid`` is the room's as its lease holder knows it
     (the event's may be that of a room this dispatch did not end up creating)."""
     d = event.dispatch
-    return _new_job(d, room_sid or event.room_sid, partition, now, event.received_ns)
+    sid = room_sid or event.room_sid
+    return _new_job(d, sid, partition, now, event.received_ns, room_metadata=room_metadata)
 
 
 def for_participant(
@@ -89,10 +96,13 @@ def for_participant(
     job_type: JobType,
     partition: int,
     now: int,
+    room_metadata: str = "",
 ) -> Step:
     """A participant or publisher job: one per dispatch, job type and participant."""
     key = f"{dispatch.id}/{job_type.name.lower()}/{participant.identity}"
-    return _new_job(dispatch, room_sid, partition, now, now, key, job_type, participant)
+    return _new_job(
+        dispatch, room_sid, partition, now, now, key, job_type, participant, room_metadata
+    )
 
 
 def _new_job(
@@ -104,6 +114,7 @@ def _new_job(
     key: str = "",
     job_type: JobType = JobType.ROOM,
     participant: ParticipantRecord | None = None,
+    room_metadata: str = "",
 ) -> Step:
     spec = JobSpec(
         job_id=ids.job_id(key or d.id, 0),
@@ -114,6 +125,7 @@ def _new_job(
         room_sid=room_sid,
         agent_name=d.agent_name,
         metadata=d.metadata,
+        room_metadata=room_metadata,
         job_type=job_type,
         deployment=d.deployment,
         attributes=d.attributes,

@@ -32,6 +32,7 @@ from dispatcher.store import keys, scripts
 from dispatcher.store.client import Client
 from dispatcher.store.fastlane import entries_of, stream_entries
 from dispatcher.wire import (
+    ROOM_EVENTS,
     DispatchCreated,
     DispatchDeleted,
     Event,
@@ -40,11 +41,12 @@ from dispatcher.wire import (
     JobStatus,
     JobType,
     ParticipantJoined,
-    ParticipantLeft,
     ParticipantPublished,
     ParticipantRecord,
     RoomDeleted,
+    RoomEvent,
     RoomLife,
+    RoomMetadataUpdated,
     RoomRecord,
     Termination,
     encode,
@@ -63,12 +65,6 @@ _STALE_AFTER_MS = 30_000
 _SLOT_FREED = (JobStatus.SUCCESS, JobStatus.FAILED)  # the release follows in the same write
 _CLOSE_RETRY_NS = 1_000_000_000  # a deferred room close is looked at again after this
 _REVOKE_RETRY_NS = 500_000_000  # a timer whose revoke failed fires again after this
-RoomEvent = (
-    RoomDeleted | DispatchDeleted | ParticipantJoined | ParticipantLeft | ParticipantPublished
-)
-_ROOM_EVENTS = (
-    RoomDeleted, DispatchDeleted, ParticipantJoined, ParticipantLeft, ParticipantPublished
-)  # fmt: skip
 
 
 class PartitionWorker:
@@ -263,7 +259,7 @@ class PartitionWorker:
         if isinstance(event, DispatchCreated):
             self._dispatch_created(event, now)
             return
-        if isinstance(event, _ROOM_EVENTS):
+        if isinstance(event, ROOM_EVENTS):
             self._apply_to_room(event, now)
             return
         record = self.state.records.get(event.job_key)
@@ -358,6 +354,8 @@ class PartitionWorker:
             self._joined(life, event.participant, now)
         elif isinstance(event, ParticipantPublished):
             self._published(life, event.identity)
+        elif isinstance(event, RoomMetadataUpdated):
+            self._put_room(rooms.with_metadata(life, event.metadata))
         else:
             self._put_room(rooms.left(life, event.kind, now))
             self._end_jobs(event.room, now, jobs.on_participant_left, identity=event.identity)

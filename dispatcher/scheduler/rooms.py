@@ -47,6 +47,11 @@ def left(life: RoomLife, kind: str, now: int) -> RoomLife:
     return msgspec.structs.replace(life, present=present, emptied_at=0 if present else now)
 
 
+def with_metadata(life: RoomLife, metadata: str) -> RoomLife:
+    """UpdateRoomMetadata: jobs created from here on see the new metadata."""
+    return msgspec.structs.replace(life, room=msgspec.structs.replace(life.room, metadata=metadata))
+
+
 def with_dispatch(life: RoomLife, dispatch: DispatchRecord) -> RoomLife:
     if any(d.id == dispatch.id for d in life.dispatches):
         return life
@@ -88,7 +93,7 @@ def room_job(
         return None
     sid = life.room.sid
     event = DispatchCreated(dispatch=dispatch, room_sid=sid, received_ns=dispatch.created_at)
-    return jobs.created(event, partition, now, sid)
+    return jobs.created(event, partition, now, sid, life.room.metadata)
 
 
 def jobs_for_participants(
@@ -102,7 +107,7 @@ def jobs_for_participants(
     """Participant or publisher jobs: one per (dispatch, participant, job type) whose agent
     has servers of that type; agents and egress get none."""
     return [
-        jobs.for_participant(d, life.room.sid, person, job_type, partition, now)
+        jobs.for_participant(d, life.room.sid, person, job_type, partition, now, life.room.metadata)
         for person, job_type in people
         if not is_dependent(person.kind)
         for d in dispatches

@@ -85,6 +85,7 @@ leave_room = Script("leave_room")
 publish = Script("publish")
 delete_room = Script("delete_room")
 close_room = Script("close_room")
+update_room = Script("update_room")
 list_rooms = Script("list_rooms")
 room_sizes = Script("room_sizes")
 

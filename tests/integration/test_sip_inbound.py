@@ -3,6 +3,7 @@ which is created with the rule's agents, and the job carries the caller's detail
 
 from __future__ import annotations
 
+import pytest
 from livekit import api
 from livekit.protocol import sip as sip_pb
 
@@ -74,3 +75,49 @@ async def test_the_edge_needs_the_sip_call_grant(stack: Stack) -> None:
 async def test_a_malformed_call_report_is_refused(stack: Stack) -> None:
     status, reply = await _call(stack, _edge_token(), from_number=None)  # type: ignore[arg-type]
     assert (status, reply["code"]) == (400, "malformed")
+
+
+async def test_inbound_trunks_are_created_listed_updated_and_deleted(stack: Stack) -> None:
+    sip = stack.lk.sip
+    trunk = await sip.create_inbound_trunk(
+        sip_pb.CreateSIPInboundTrunkRequest(
+            trunk=sip_pb.SIPInboundTrunkInfo(name="carrier", numbers=[CALLED])
+        )
+    )
+    assert trunk.sip_trunk_id.startswith("ST_") and list(trunk.numbers) == [CALLED]
+    listed = await sip.list_inbound_trunk(sip_pb.ListSIPInboundTrunkRequest(numbers=[CALLED]))
+    assert [t.sip_trunk_id for t in listed.items] == [trunk.sip_trunk_id]
+
+    updated = await sip.update_inbound_trunk_fields(
+        trunk.sip_trunk_id, name="renamed", numbers=[CALLED, "+15550003333"]
+    )
+    assert updated.name == "renamed" and list(updated.numbers) == [CALLED, "+15550003333"]
+
+    deleted = await sip.delete_trunk(sip_pb.DeleteSIPTrunkRequest(sip_trunk_id=trunk.sip_trunk_id))
+    assert deleted.sip_trunk_id == trunk.sip_trunk_id
+    assert not (await sip.list_inbound_trunk(sip_pb.ListSIPInboundTrunkRequest())).items
+    with pytest.raises(api.TwirpError) as caught:
+        await sip.delete_trunk(sip_pb.DeleteSIPTrunkRequest(sip_trunk_id=trunk.sip_trunk_id))
+    assert caught.value.code == "not_found"
+
+
+async def test_a_rule_filtered_by_trunk_takes_calls_to_that_trunks_numbers_only(
+    stack: Stack,
+) -> None:
+    sip = stack.lk.sip
+    trunk = await sip.create_inbound_trunk(
+        sip_pb.CreateSIPInboundTrunkRequest(trunk=sip_pb.SIPInboundTrunkInfo(numbers=[CALLED]))
+    )
+    rule = sip_pb.SIPDispatchRule(
+        dispatch_rule_direct=sip_pb.SIPDispatchRuleDirect(room_name="trunk-room")
+    )
+    await sip.create_dispatch_rule(
+        sip_pb.CreateSIPDispatchRuleRequest(
+            dispatch_rule=sip_pb.SIPDispatchRuleInfo(rule=rule, trunk_ids=[trunk.sip_trunk_id])
+        )
+    )
+    status, reply = await _call(stack, _edge_token())
+    assert status == 200, reply
+    assert reply["room"]["name"] == "trunk-room"  # type: ignore[index]
+    status, reply = await _call(stack, _edge_token(), to_number="+15559999999")
+    assert (status, reply["code"]) == (404, "not_found")
