@@ -61,11 +61,12 @@ def redis_cpu_s(client: redis.Redis) -> float:
     return process_cpu_s_of_redis(info)
 
 
-def start(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+def start(
+    argv: list[str], env: dict[str, str], log: Path, pin: bool = True
+) -> subprocess.Popen[bytes]:
+    pinned = ["taskset", "-c", ROLES_CPU, *argv] if pin else argv
     with log.open("wb") as out:
-        return subprocess.Popen(
-            ["taskset", "-c", ROLES_CPU, *argv], env=env, stdout=out, stderr=subprocess.STDOUT
-        )
+        return subprocess.Popen(pinned, env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
 def wait_ready(url: str, timeout_s: float = 30.0) -> None:
@@ -106,14 +107,14 @@ def loadgen_cpu_s(report: dict[str, Any]) -> float:
 
 
 def start_roles(
-    env: dict[str, str], port: int, schedulers: int, logs: Path
+    env: dict[str, str], port: int, schedulers: int, logs: Path, pin: bool = True
 ) -> dict[str, subprocess.Popen[bytes]]:
     """One API node on ``port`` and ``schedulers`` schedulers, each its own process."""
     dispatcher = str(BIN / "dispatcher")
     argv = {"api": [dispatcher, "api", "--host", "127.0.0.1", "--port", str(port)]}
     for i in range(schedulers):
         argv[f"scheduler-{i}"] = [dispatcher, "scheduler", "--node-id", f"s{i}"]
-    return {name: start(args, env, logs / f"{name}.log") for name, args in argv.items()}
+    return {name: start(args, env, logs / f"{name}.log", pin) for name, args in argv.items()}
 
 
 def drive(loads: dict[str, list[str]], env: dict[str, str]) -> dict[str, dict[str, Any]]:

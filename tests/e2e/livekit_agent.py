@@ -15,10 +15,14 @@ import logging
 import os
 import time
 
-from livekit.agents import AgentServer, JobContext, cli
+from livekit.agents import AgentServer, JobContext, JobExecutorType, cli
 
 logger = logging.getLogger("test-agent")
-server = AgentServer(port=int(os.environ.get("AGENT_HEALTH_PORT", "8081")))
+server = AgentServer(
+    port=int(os.environ.get("AGENT_HEALTH_PORT", "8081")),
+    # the default runs each job in its own process; the gateway bench also measures threads
+    job_executor_type=JobExecutorType(os.environ.get("AGENT_EXECUTOR", "process")),
+)
 
 
 def record(event: str, ctx: JobContext) -> None:
