@@ -45,22 +45,17 @@ async def entrypoint(ctx: JobContext) -> None:
     record("started", ctx)
     logger.info(f"job {ctx.job.id} metadata: {ctx.job.metadata}")
 
-    stopping = asyncio.Event()
-
     async def ended(reason: str) -> None:
         record("ended", ctx)
-        stopping.set()
 
     ctx.add_shutdown_callback(ended)
     if ctx.job.metadata == "hold":
-        await stopping.wait()
-    elif ctx.job.metadata == "short":
-        await asyncio.sleep(3)
-        ctx.shutdown(reason="done")
-    elif ctx.job.metadata == "fail":
+        return  # the job lives on (as one that joined its room would) until terminated
+    if ctx.job.metadata == "fail":
         raise RuntimeError("the agent failed on purpose")
-    else:
-        ctx.shutdown(reason="done")
+    if ctx.job.metadata == "short":
+        await asyncio.sleep(3)
+    ctx.shutdown(reason="done")
 
 
 if __name__ == "__main__":

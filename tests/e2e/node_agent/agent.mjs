@@ -24,10 +24,8 @@ export default defineAgent({
   entry: async (ctx) => {
     record('started', ctx.job);
     ctx.addShutdownCallback(async () => record('ended', ctx.job));
-    if (ctx.job.metadata === 'hold') {
-      await new Promise(() => {});
-    } else {
-      ctx.shutdown('done');
+    if (ctx.job.metadata !== 'hold') {
+      ctx.shutdown('done'); // a held job lives on (as one in its room would) until terminated
     }
   },
 });
