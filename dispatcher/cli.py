@@ -44,6 +44,7 @@ async def _serve_until_signal(run: Any, settings: Any) -> None:
 
 
 @click.group()
+@click.version_option(package_name="agent-dispatcher", prog_name="dispatcher")
 @click.option("--log-level", default="info", show_default=True, envvar="DISPATCHER_LOG_LEVEL")
 def main(log_level: str) -> None:
     """Agent dispatch for LiveKit-compatible agent servers."""
@@ -102,13 +103,17 @@ def agent(target: str, redis_url: str | None) -> None:
 
 @main.command()
 @redis_option
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="Address to serve on (0.0.0.0: all)."
+)
 @click.option("--port", type=int, default=7880, show_default=True)
 @partitions_option
-def dev(redis_url: str | None, port: int, partitions: int | None) -> None:
+def dev(redis_url: str | None, host: str, port: int, partitions: int | None) -> None:
     """Redis (spawned unless --redis-url), an API node, a scheduler and a demo agent."""
     from dispatcher.dev import run_dev
 
-    _run(run_dev(redis_url, port, partitions or _load(config.RedisSettings, {}).partitions))
+    count = partitions or _load(config.RedisSettings, {}).partitions
+    _run(run_dev(redis_url, host, port, count))
 
 
 def _load(role: type[config.S], overrides: dict[str, Any]) -> config.S:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import warnings
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -12,6 +13,7 @@ from typing import Any, TypeVar
 import aiohttp
 import click
 from google.protobuf import json_format
+from jwt.warnings import InsecureKeyLengthWarning
 from livekit import api
 
 T = TypeVar("T")
@@ -26,8 +28,27 @@ url_option = click.option(
 key_option = click.option(
     "--api-key", envvar="LIVEKIT_API_KEY", required=True, help="[env LIVEKIT_API_KEY]"
 )
+MIN_SECRET_BYTES = 32  # HS256 keys shorter than the hash are weak (RFC 7518 3.2)
+
+
+def _checked_secret(ctx: click.Context, param: click.Parameter, secret: str) -> str:
+    """A short secret is said once, in one line; PyJWT's multi-line warning is not shown."""
+    warnings.filterwarnings("ignore", category=InsecureKeyLengthWarning)
+    if len(secret.encode()) < MIN_SECRET_BYTES:
+        click.echo(
+            f"warning: the API secret is {len(secret.encode())} bytes, shorter than "
+            f"{MIN_SECRET_BYTES}: a server may refuse tokens signed with it",
+            err=True,
+        )
+    return secret
+
+
 secret_option = click.option(
-    "--api-secret", envvar="LIVEKIT_API_SECRET", required=True, help="[env LIVEKIT_API_SECRET]"
+    "--api-secret",
+    envvar="LIVEKIT_API_SECRET",
+    required=True,
+    callback=_checked_secret,
+    help="[env LIVEKIT_API_SECRET]",
 )
 
 
@@ -50,7 +71,29 @@ def _call(url: str, key: str, secret: str, call: Callable[[api.LiveKitAPI], Awai
 
 
 def _print(message: Any) -> None:
-    click.echo(json_format.MessageToJson(message, indent=2))
+    """A reply as LiveKit's JSON (camelCase), every field shown: a pending job says so."""
+    click.echo(
+        json_format.MessageToJson(message, indent=2, always_print_fields_with_no_presence=True)
+    )
+
+
+def print_json(body: Any) -> None:
+    """Our own JSON replies, printed in the same camelCase as LiveKit's."""
+    click.echo(json.dumps(camel_keys(body), indent=2))
+
+
+def camel_keys(value: Any) -> Any:
+    """Field names in camelCase; the keys of an ``attributes`` map are data, kept as sent."""
+    if isinstance(value, dict):
+        return {_camel(str(k)): v if k == "attributes" else camel_keys(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [camel_keys(v) for v in value]
+    return value
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(word.capitalize() for word in rest)
 
 
 @click.group("dispatch")
@@ -212,7 +255,7 @@ def room_delete(url: str, api_key: str, api_secret: str, name: str) -> None:
     """Delete a room: its jobs end and its dispatches are marked deleted."""
     request = api.DeleteRoomRequest(room=name)
     _call(url, api_key, api_secret, lambda c: c.room.delete_room(request))
-    click.echo(f"room {name} deleted")
+    print_json({"room": name, "deleted": True})
 
 
 @click.command("join")
@@ -227,7 +270,7 @@ def join_command(url: str, token: str, leave: bool) -> None:
     if status != 200:
         click.echo(f"error: {body.get('code')}: {body.get('msg')}", err=True)
         sys.exit(1)
-    click.echo(json.dumps(body, indent=2))
+    print_json(body)
 
 
 async def _post_participant(url: str, method: str, token: str) -> tuple[int, dict[str, Any]]:

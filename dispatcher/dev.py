@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from urllib.parse import urlsplit, urlunsplit
 
 import click
 
@@ -16,6 +17,7 @@ from dispatcher.scheduler.node import SchedulerNode
 from workers.runner import install_stop_signals
 
 log = logging.getLogger(__name__)
+_DEV_KEYS = f"{config.DEV_API_KEY}:{config.DEV_API_SECRET}"
 
 
 def banner(url: str, redis_url: str) -> str:
@@ -23,7 +25,7 @@ def banner(url: str, redis_url: str) -> str:
     return f"""
   dispatcher dev is up
     API         {url}
-    Redis       {redis_url}
+    Redis       {without_password(redis_url)}
     API key     {key}
     API secret  {secret}
 
@@ -35,7 +37,18 @@ def banner(url: str, redis_url: str) -> str:
 """
 
 
-async def run_dev(redis_url: str | None, port: int, partitions: int) -> None:
+def without_password(url: str) -> str:
+    """A Redis URL as it may be printed: any password replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = f"{parts.username}:" if parts.username else ":"
+    host = parts.hostname or ""
+    netloc = f"{user}***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+async def run_dev(redis_url: str | None, host: str, port: int, partitions: int) -> None:
     from dispatcher.demo_agent import server as demo
 
     local = LocalRedis() if redis_url is None else None
@@ -45,7 +58,7 @@ async def run_dev(redis_url: str | None, port: int, partitions: int) -> None:
     overrides = {"redis_url": url, "partitions": partitions}
     api_settings = config.load(
         config.ApiSettings,
-        {**overrides, "port": port, "api_keys": f"{config.DEV_API_KEY}:{config.DEV_API_SECRET}"},
+        {**overrides, "host": host, "port": port, "api_keys": _DEV_KEYS},
     )
     api = await ApiNode.create(api_settings)
     scheduler = await SchedulerNode.create(config.load(config.SchedulerSettings, overrides))
@@ -54,7 +67,8 @@ async def run_dev(redis_url: str | None, port: int, partitions: int) -> None:
         await api.start()
         await scheduler.start()
         await demo.start()
-        click.echo(banner(f"http://127.0.0.1:{port}", url))
+        shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
+        click.echo(banner(f"http://{shown}:{port}", url))
         await stop.wait()
         log.info("stopping")
         await demo.drain(timeout_s=5)

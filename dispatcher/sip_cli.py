@@ -16,7 +16,7 @@ from livekit.protocol import sip as sip_pb
 
 from dispatcher import ids
 from dispatcher.api.auth import create_token
-from dispatcher.client_cli import _call, _print, key_option, secret_option, url_option
+from dispatcher.client_cli import _call, _print, key_option, print_json, secret_option, url_option
 
 INBOUND_PATH = "/twirp/dispatcher.SIPInbound/Call"
 
@@ -140,7 +140,10 @@ def inbound(
     except (OSError, aiohttp.ClientError) as exc:
         click.echo(f"error: cannot reach {url}: {exc}", err=True)
         sys.exit(1)
-    click.echo(json.dumps(reply, indent=2) if isinstance(reply, dict) else reply)
+    if isinstance(reply, dict):
+        print_json(reply)
+    else:
+        click.echo(reply)
     if status != 200:
         sys.exit(1)
 

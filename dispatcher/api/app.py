@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 
 from dispatcher.api.access import Authorizer
@@ -17,7 +18,7 @@ from dispatcher.api.sip_service import SipService
 from dispatcher.api.twirp import TwirpRouter
 from dispatcher.api.unimplemented import answer_the_rest
 from dispatcher.api.validation import Limits
-from dispatcher.errors import describe
+from dispatcher.errors import ConfigError, describe
 from dispatcher.gateway.gateway import PATH as GATEWAY_PATH
 from dispatcher.gateway.gateway import Gateway
 from dispatcher.health import LIVENESS, READINESS
@@ -112,7 +113,16 @@ class ApiNode:
         return cls(settings, client, api_keys)
 
     async def start(self) -> None:
-        await self._server.start(self.settings.host, self.settings.port)
+        host, port = self.settings.host, self.settings.port
+        try:
+            await self._server.start(host, port)
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            raise ConfigError(
+                f"cannot listen on {host}:{port}: the port is in use (another API node or dev "
+                "mode?); stop it or choose another port (--port)"
+            ) from None
         log.info("API node listening on %s:%d", self.settings.host, self.settings.port)
 
     async def drain(self) -> None:

@@ -157,7 +157,8 @@ class PartitionWorker:
                 if raw is not None:
                     self.state.put(job_decoder.decode(raw))
         await self._pools.find_absent(self._client, self.state.servers())
-        log.info("partition %d: loaded %d active jobs", self.partition, len(self.state))
+        level = logging.INFO if len(self.state) else logging.DEBUG  # 64 lines of 0 say nothing
+        log.log(level, "partition %d: loaded %d active jobs", self.partition, len(self.state))
 
     async def _catch_up(self) -> None:
         """Apply everything outstanding (other consumers' pending entries included) before

@@ -50,3 +50,16 @@ def test_admin_token_grants_room_admin_only() -> None:
         _token("--identity", "ops", "--room", "r", "--admin")
     )
     assert claims.video.room_admin and not claims.video.room_join and claims.room_config is None
+
+
+def test_a_short_secret_is_one_line_of_warning_not_pyjwts() -> None:
+    result = subprocess.run(
+        [DISPATCHER, "token", "create", "--api-key", API_KEY, "--api-secret", "short",
+         "--identity", "a", "--room", "r", "--join"],
+        capture_output=True, text=True, env=env(), timeout=30, check=True,
+    )  # fmt: skip
+    assert result.stderr.splitlines() == [
+        "warning: the API secret is 5 bytes, shorter than 32: a server may refuse tokens "
+        "signed with it"
+    ]
+    assert result.stdout.count(".") == 2  # the token all the same

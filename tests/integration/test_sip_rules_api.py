@@ -319,8 +319,8 @@ async def test_cli_simulates_an_inbound_call(sip: Sip) -> None:
     args = ["inbound", "--from", CALLER, "--to", CALLED, "--trunk", TRUNK, "--call-id", "SCL_1"]
     reply = json.loads(await run_cli(sip, *args))
     assert reply["room"]["name"] == "lobby" and reply["room"]["created"]
-    assert reply["participant_identity"] == f"sip_{CALLER}"
-    assert [d["agent_name"] for d in reply["dispatches"]] == [""]  # the automatic agent
+    assert reply["participantIdentity"] == f"sip_{CALLER}"  # camelCase, as every CLI reply
+    assert [d["agentName"] for d in reply["dispatches"]] == [""]  # the automatic agent
 
 
 async def test_cli_inbound_call_without_a_rule_fails_and_prints_why(sip: Sip) -> None:
