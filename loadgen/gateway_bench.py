@@ -17,8 +17,10 @@ many never started.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -54,7 +56,10 @@ def start_agent(kind: str, url: str, env: dict[str, str], logs: Path) -> subproc
             "loadgen.bench_agent:server",
         ]
     with (logs / "agent.log").open("wb") as out:
-        return subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
+        # its own group: a LiveKit worker's forkserver and job processes go with it
+        return subprocess.Popen(
+            argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
 
 def started(logs: Path) -> dict[str, int]:
@@ -136,7 +141,9 @@ async def measure(kind: str, rate: float, duration: float) -> dict[str, Any]:
         try:
             agent.wait(20)
         except subprocess.TimeoutExpired:
-            agent.kill()
+            pass
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(agent.pid, signal.SIGKILL)
         stop_roles(procs)
         local.stop()
 
