@@ -27,6 +27,7 @@ from dispatcher.wire import (
     JobType,
     ParticipantRecord,
     RestartPolicy,
+    RoomRecord,
 )
 
 _MAX_REMEMBERED_REJECTIONS = 8
@@ -76,45 +77,39 @@ class Timeouts:
 
 
 def created(
-    event: DispatchCreated,
-    partition: int,
-    now: int,
-    room_sid: str | None = None,
-    room_metadata: str = "",
+    event: DispatchCreated, partition: int, now: int, room: RoomRecord | None = None
 ) -> Step:
-    """A new dispatch's room job; ``room_sid`` is the room's as its lease holder knows it
-    (the event's may be that of a room this dispatch did not end up creating)."""
-    d = event.dispatch
-    sid = room_sid or event.room_sid
-    return _new_job(d, sid, partition, now, event.received_ns, room_metadata=room_metadata)
+    """A new dispatch's room job; ``room`` is the room as its lease holder knows it (the
+    event's sid may be that of a room this dispatch did not end up creating)."""
+    sid, metadata = (room.sid, room.metadata) if room else (event.room_sid, "")
+    return _new_job(event.dispatch, sid, metadata, partition, now, event.received_ns)
 
 
 def for_participant(
     dispatch: DispatchRecord,
-    room_sid: str,
+    room: RoomRecord,
     participant: ParticipantRecord,
     job_type: JobType,
     partition: int,
     now: int,
-    room_metadata: str = "",
 ) -> Step:
     """A participant or publisher job: one per dispatch, job type and participant."""
     key = f"{dispatch.id}/{job_type.name.lower()}/{participant.identity}"
     return _new_job(
-        dispatch, room_sid, partition, now, now, key, job_type, participant, room_metadata
+        dispatch, room.sid, room.metadata, partition, now, now, key, job_type, participant
     )
 
 
 def _new_job(
     d: DispatchRecord,
     room_sid: str,
+    room_metadata: str,
     partition: int,
     now: int,
     received_ns: int,
     key: str = "",
     job_type: JobType = JobType.ROOM,
     participant: ParticipantRecord | None = None,
-    room_metadata: str = "",
 ) -> Step:
     spec = JobSpec(
         job_id=ids.job_id(key or d.id, 0),

@@ -93,7 +93,7 @@ def room_job(
         return None
     sid = life.room.sid
     event = DispatchCreated(dispatch=dispatch, room_sid=sid, received_ns=dispatch.created_at)
-    return jobs.created(event, partition, now, sid, life.room.metadata)
+    return jobs.created(event, partition, now, life.room)
 
 
 def jobs_for_participants(
@@ -107,7 +107,7 @@ def jobs_for_participants(
     """Participant or publisher jobs: one per (dispatch, participant, job type) whose agent
     has servers of that type; agents and egress get none."""
     return [
-        jobs.for_participant(d, life.room.sid, person, job_type, partition, now, life.room.metadata)
+        jobs.for_participant(d, life.room, person, job_type, partition, now)
         for person, job_type in people
         if not is_dependent(person.kind)
         for d in dispatches
