@@ -23,7 +23,7 @@ from dispatcher import ids
 from dispatcher.api.access import Authorizer
 from dispatcher.api.auth import Claims
 from dispatcher.api.http import Request, Response
-from dispatcher.api.room_service import Joined, Opened, Rooms
+from dispatcher.api.room_service import Joined, Opened, Rooms, not_in_room
 from dispatcher.api.twirp import TwirpError, TwirpService
 from dispatcher.api.validation import Limits, check_room_spec, require
 from dispatcher.rooms import RoomSpec
@@ -127,7 +127,7 @@ class ParticipantService:
         claims = self._auth.room_join(request)
         name, identity = claims.video.room, claims.sub
         if not await self._rooms.leave(name, identity, claims.kind):
-            raise _not_in_room(identity, name)
+            raise not_in_room(identity, name)
         return reply(LeaveReply(room=name, identity=identity, left=True))
 
     async def publish(self, _: None, request: Request) -> Response:
@@ -142,7 +142,7 @@ class ParticipantService:
             [identity, encode(event)],
         )
         if first == -1:
-            raise _not_in_room(identity, name)
+            raise not_in_room(identity, name)
         return reply(PublishReply(room=name, identity=identity, first=first == 1))
 
     def _room_spec(self, claims: Claims) -> RoomSpec:
@@ -208,10 +208,6 @@ def _token_agents_outcome(opened: Opened, spec: RoomSpec, ensure: bool) -> tuple
         f"room exists: the token's {wanted} agent dispatch(es) were not applied "
         "(roomConfig applies only when a join creates the room)"
     )
-
-
-def _not_in_room(identity: str, room: str) -> TwirpError:
-    return TwirpError.not_found(f"participant {identity!r} is not in room {room!r}")
 
 
 def reply(body: msgspec.Struct) -> Response:

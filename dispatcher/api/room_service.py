@@ -287,7 +287,7 @@ class RoomService:
         self._auth.grant(request, "room_create")
         require(req.room, "room")
         if not await self._rooms.delete(req.room):
-            raise TwirpError.not_found(f"room {req.room!r} does not exist")
+            raise _no_room(req.room)
         return room_pb.DeleteRoomResponse()
 
     async def list_participants(
@@ -309,7 +309,7 @@ class RoomService:
         """As if the participant left: its participant and publisher jobs end."""
         person = await self._present(req, request)
         if not await self._rooms.leave(req.room, req.identity, person.kind):
-            raise _not_present(req)
+            raise not_in_room(req.identity, req.room)
         return room_pb.RemoveParticipantResponse()
 
     async def update_metadata(
@@ -320,7 +320,7 @@ class RoomService:
         check_metadata(req.metadata, self._limits)
         room = await self._rooms.update_metadata(req.room, req.metadata)
         if room is None:
-            raise TwirpError.not_found(f"room {req.room!r} does not exist")
+            raise _no_room(req.room)
         return room_message(room)
 
     async def _present(
@@ -331,9 +331,13 @@ class RoomService:
         require(req.identity, "identity")
         person = await self._rooms.participant(req.room, req.identity)
         if person is None:
-            raise _not_present(req)
+            raise not_in_room(req.identity, req.room)
         return person
 
 
-def _not_present(req: room_pb.RoomParticipantIdentity) -> TwirpError:
-    return TwirpError.not_found(f"participant {req.identity!r} is not in room {req.room!r}")
+def not_in_room(identity: str, room: str) -> TwirpError:
+    return TwirpError.not_found(f"participant {identity!r} is not in room {room!r}")
+
+
+def _no_room(room: str) -> TwirpError:
+    return TwirpError.not_found(f"room {room!r} does not exist")

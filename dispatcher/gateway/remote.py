@@ -113,6 +113,12 @@ class RemoteServer(AgentServer):
             else:
                 await request.reject(terminate=answer.terminate)
 
+    async def _confirm_and_report(self, spec: JobSpec) -> bool:
+        confirmed = await super()._confirm_and_report(spec)
+        if not confirmed:  # taken back before it could start: the worker's answer is moot
+            self._answers.pop(spec.job_id, None)
+        return confirmed
+
     async def _remote_job(self, ctx: JobContext) -> None:
         job_id = ctx.spec.job_id
         state = self._link.job(job_id)

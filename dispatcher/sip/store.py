@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from livekit.protocol import sip as sip_pb
 
@@ -28,6 +29,7 @@ RULE_ID_PREFIX = "SDR_"
 _NOT_FOUND = "dispatch rule not found"
 
 Rule = sip_pb.SIPDispatchRuleInfo
+R = TypeVar("R", sip_pb.SIPDispatchRuleInfo, sip_pb.SIPInboundTrunkInfo)
 
 
 async def load_rules(client: Client) -> list[Rule]:
@@ -54,13 +56,19 @@ async def list_rules(
 async def create_rule(client: Client, rule: Rule) -> Rule:
     """Store a copy of ``rule`` under a fresh id; raises ``RuleConflict``."""
     check_conflicts([*await load_rules(client), rule])
-    created = Rule()
-    created.CopyFrom(rule)
-    created.sip_dispatch_rule_id = ids.new_id(RULE_ID_PREFIX)
+    created = new_record(rule, "sip_dispatch_rule_id", RULE_ID_PREFIX)
+    await _write(client, created)
+    return created
+
+
+def new_record(record: R, id_field: str, prefix: str) -> R:
+    """A copy of a rule or trunk to be stored: a fresh id, created and updated now."""
+    created = type(record)()
+    created.CopyFrom(record)
+    setattr(created, id_field, ids.new_id(prefix))
     now_ns = time.time_ns()
     created.created_at.FromNanoseconds(now_ns)
     created.updated_at.FromNanoseconds(now_ns)
-    await _write(client, created)
     return created
 
 

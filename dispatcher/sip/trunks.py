@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from livekit.protocol import models
 from livekit.protocol import sip as sip_pb
 
-from dispatcher import ids
+from dispatcher.sip.store import new_record
 from dispatcher.store.client import Client
 
 TRUNKS_KEY = "dsp:{sip}:trunks"
@@ -54,12 +54,7 @@ def listed(
 
 
 async def create(client: Client, trunk: Trunk) -> Trunk:
-    created = Trunk()
-    created.CopyFrom(trunk)
-    created.sip_trunk_id = ids.new_id(TRUNK_ID_PREFIX)
-    now_ns = time.time_ns()
-    created.created_at.FromNanoseconds(now_ns)
-    created.updated_at.FromNanoseconds(now_ns)
+    created = new_record(trunk, "sip_trunk_id", TRUNK_ID_PREFIX)
     await _write(client, created)
     return created
 

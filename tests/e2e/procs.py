@@ -25,21 +25,32 @@ def env(**extra: str) -> dict[str, str]:
 @contextmanager
 def processes(commands: Sequence[Sequence[str]], log_dir: Path) -> Iterator[list[Path]]:
     """Start each command with its output in a log file; SIGTERM (then kill) all at exit."""
-    procs, logs = [], []
+    with started(commands, log_dir):
+        yield [log_dir / f"proc-{i}.log" for i in range(len(commands))]
+
+
+@contextmanager
+def started(
+    commands: Sequence[Sequence[str]], log_dir: Path, **extra_env: str
+) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """``processes``, yielding the processes themselves (to kill one, say)."""
+    procs: list[subprocess.Popen[bytes]] = []
     try:
         for i, command in enumerate(commands):
-            log = log_dir / f"proc-{i}.log"
-            logs.append(log)
-            with log.open("wb") as out:
+            with (log_dir / f"proc-{i}.log").open("wb") as out:
                 procs.append(
                     subprocess.Popen(
-                        [DISPATCHER, *command], stdout=out, stderr=subprocess.STDOUT, env=env()
+                        [DISPATCHER, *command],
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                        env=env(**extra_env),
                     )
                 )
-        yield logs
+        yield procs
     finally:
         for proc in procs:
-            proc.send_signal(signal.SIGTERM)
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
         for proc in procs:
             try:
                 proc.wait(15)

@@ -9,7 +9,6 @@ import asyncio
 import contextlib
 import signal
 import subprocess
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ from livekit import api
 
 from dispatcher.localredis import free_port
 from tests.e2e.livekit_worker import livekit_worker
-from tests.e2e.procs import DISPATCHER, env, wait_http
+from tests.e2e.procs import started, wait_http
 from tests.redis_servers import RedisTarget
 from tests.stack import API_KEY, API_SECRET, eventually, start_scheduler
 
@@ -52,43 +51,19 @@ async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
     writer.close()
 
 
-@contextlib.asynccontextmanager
-async def api_nodes(
-    redis_url: str, tmp: Path, count: int
-) -> AsyncIterator[list[subprocess.Popen[bytes]]]:
-    ports = [free_port() for _ in range(count)]
-    extra = {"DISPATCHER_REDIS_URL": redis_url,
-             "DISPATCHER_GATEWAY_HEARTBEAT_TTL_MS": str(SERVER_TTL_MS)}  # fmt: skip
-    procs = []
-    for i, port in enumerate(ports):
-        with (tmp / f"api-{i}.log").open("wb") as out:
-            command = [DISPATCHER, "api", "--host", "127.0.0.1", "--port", str(port)]
-            procs.append(subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
-                                          env=env(**extra)))  # fmt: skip
-        procs[-1].port = port  # type: ignore[attr-defined]
-    try:
-        for port in ports:
-            await asyncio.to_thread(wait_http, f"http://127.0.0.1:{port}/readyz")
-        yield procs
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-
-
 @pytest.mark.timeout(180)
 async def test_a_killed_api_node_loses_no_job_and_starts_none_twice(
     redis_single_target: RedisTarget, tmp_path: Path
 ) -> None:
     scheduler = await start_scheduler(redis_single_target.url, "gw-faults")
+    ports = [free_port(), free_port()]
+    commands = [["api", "--host", "127.0.0.1", "--port", str(port)] for port in ports]
+    gateway_env = {"DISPATCHER_REDIS_URL": redis_single_target.url,
+                   "DISPATCHER_GATEWAY_HEARTBEAT_TTL_MS": str(SERVER_TTL_MS)}  # fmt: skip
     try:
-        async with api_nodes(redis_single_target.url, tmp_path, 2) as (first, second):
-            ports = [first.port, second.port]  # type: ignore[attr-defined]
+        with started(commands, tmp_path, **gateway_env) as (first, _):
+            for port in ports:
+                await asyncio.to_thread(wait_http, f"http://127.0.0.1:{port}/readyz")
             balancer = FirstLiveBackend(ports)
             server = await asyncio.start_server(balancer.serve, "127.0.0.1", balancer.port)
             lk = api.LiveKitAPI(f"http://127.0.0.1:{ports[1]}", API_KEY, API_SECRET)
