@@ -38,8 +38,6 @@ log = logging.getLogger(__name__)
 REGISTER_TIMEOUT_S = 10.0  # as the reference
 FIRST_REPORT_TIMEOUT_S = 5.0  # register -> the worker's first status or migrate_job
 PROTOCOL_VERSION = 16
-_JOB_TYPES = {agent.JT_ROOM: JobType.ROOM, agent.JT_PUBLISHER: JobType.PUBLISHER,
-              agent.JT_PARTICIPANT: JobType.PARTICIPANT}  # fmt: skip
 _ENDED = (agent.JS_SUCCESS, agent.JS_FAILED, agent.JS_CANCELLED)
 
 
@@ -99,9 +97,10 @@ class WorkerSession:
 
     async def _serve(self) -> None:
         self._register = await asyncio.wait_for(self._registration(), REGISTER_TIMEOUT_S)
-        job_type = _JOB_TYPES.get(self._register.type)
-        if job_type is None:
-            raise ProtocolError(f"unknown job type {self._register.type}")
+        try:
+            job_type = JobType(self._register.type)  # ours are LiveKit's numbers
+        except ValueError:
+            raise ProtocolError(f"unknown job type {self._register.type}") from None
         worker_id = ids.worker_id()
         self._send(agent.ServerMessage(register=self._register_reply(worker_id)))
         first = await self._first_report()
