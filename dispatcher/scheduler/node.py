@@ -14,7 +14,7 @@ import logging
 import time
 
 from dispatcher.errors import OwnershipLost, describe
-from dispatcher.scheduler import jobs
+from dispatcher.scheduler import jobs, observe
 from dispatcher.scheduler.ownership import owned_by
 from dispatcher.scheduler.partition import PartitionWorker
 from dispatcher.scheduler.registry import Registry
@@ -46,6 +46,8 @@ class SchedulerNode:
         self._background: list[asyncio.Task[None]] = []
         self._member_since: float | None = None  # monotonic time of the last membership write
         self._draining = False
+        # Who watches each partition this node owns (metrics, webhooks, the node's figures).
+        self.observers: list[observe.PerPartition] = []
         self._timeouts = jobs.Timeouts(
             settings.assign_timeout_ms,
             settings.terminate_grace_ms,
@@ -184,6 +186,7 @@ class SchedulerNode:
             idle_block_ms=s.idle_block_ms,
             load_threshold=s.load_threshold,
             room_retention_s=s.room_retention_s,
+            observer=observe.for_partition(self.observers, partition),
         )
         self.workers[partition] = worker
         task = asyncio.create_task(self._run_partition(worker), name=f"partition-{partition}")

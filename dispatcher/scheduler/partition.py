@@ -25,12 +25,13 @@ from dispatcher.rooms import DEFAULT_DEPARTURE_TIMEOUT_S, DEFAULT_EMPTY_TIMEOUT_
 from dispatcher.scheduler import fanout, jobs, rooms
 from dispatcher.scheduler.commit import commit_call
 from dispatcher.scheduler.deadletter import DeadLetters
+from dispatcher.scheduler.observe import NOTHING, Observer
 from dispatcher.scheduler.placing import PoolCalls
 from dispatcher.scheduler.registry import Registry
 from dispatcher.scheduler.state import PartitionState
 from dispatcher.store import keys, scripts
 from dispatcher.store.client import Client
-from dispatcher.store.fastlane import entries_of, stream_entries
+from dispatcher.store.fastlane import ensure_group, entries_of, stream_entries
 from dispatcher.wire import (
     ROOM_EVENTS,
     DispatchCreated,
@@ -41,6 +42,7 @@ from dispatcher.wire import (
     JobStatus,
     JobType,
     ParticipantJoined,
+    ParticipantLeft,
     ParticipantPublished,
     ParticipantRecord,
     RoomDeleted,
@@ -48,8 +50,6 @@ from dispatcher.wire import (
     RoomLife,
     RoomMetadataUpdated,
     RoomRecord,
-    Termination,
-    encode,
     event_decoder,
     job_decoder,
     life_decoder,
@@ -82,6 +82,7 @@ class PartitionWorker:
         load_threshold: float,
         idle_block_ms: int | None = None,
         room_retention_s: int = 3600,
+        observer: Observer = NOTHING,
     ) -> None:
         self.partition = partition
         self.lease_value = lease_value
@@ -97,6 +98,7 @@ class PartitionWorker:
         self._idle_block_ms = idle_block_ms or block_ms
         self._pools = PoolCalls(registry, load_threshold, partition)
         self._room_retention_s = room_retention_s
+        self._observer = observer
         self.state = PartitionState(timeouts)
         self._stopping = False
         self._placed_version = -1  # registry snapshot last used for placement
@@ -119,7 +121,7 @@ class PartitionWorker:
 
     async def run(self) -> None:
         try:
-            await self._ensure_group()
+            await ensure_group(self._client.fast, self._keys.events, keys.CONSUMER_GROUP)
             await self._load()
             await self._catch_up()
             while not self._stopping:
@@ -129,16 +131,6 @@ class PartitionWorker:
             self._reads.close()
 
     # --- start-up -------------------------------------------------------------------------
-
-    async def _ensure_group(self) -> None:
-        events = self._keys.events
-        try:
-            await self._client.fast.execute(
-                "XGROUP", "CREATE", events, keys.CONSUMER_GROUP, "0", "MKSTREAM", key=events
-            )
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
 
     async def _load(self) -> None:
         lives: list[bytes] = await self._client.fast.execute("HVALS", self._keys.life)
@@ -304,6 +296,9 @@ class PartitionWorker:
         return self._registry.has_servers(pool)
 
     def _room_created(self, room: RoomRecord) -> None:
+        known = self.state.rooms.get(room.name)
+        if known is None or known.room.sid != room.sid:  # not a replay of what was loaded
+            self._observer.room_started(room)
         self._put_room(rooms.created(room))
 
     def _put_room(self, life: RoomLife) -> None:
@@ -358,15 +353,20 @@ class PartitionWorker:
         elif isinstance(event, RoomMetadataUpdated):
             self._put_room(rooms.with_metadata(life, event.metadata))
         else:
-            self._put_room(rooms.left(life, event.kind, now))
-            self._end_jobs(event.room, now, jobs.on_participant_left, identity=event.identity)
+            self._left(life, event, now)
 
     def _joined(self, life: RoomLife, person: ParticipantRecord, now: int) -> None:
+        self._observer.participant_joined(life.room, person)
         self._put_room(rooms.joined(life, person.kind))
         wanted = [(person, JobType.PARTICIPANT)]
         self._start(rooms.jobs_for_participants(
             life, life.dispatches, wanted, self._has_pool, self.partition, now
         ))  # fmt: skip
+
+    def _left(self, life: RoomLife, event: ParticipantLeft, now: int) -> None:
+        self._observer.participant_left(life.room, event)
+        self._put_room(rooms.left(life, event.kind, now))
+        self._end_jobs(event.room, now, jobs.on_participant_left, identity=event.identity)
 
     def _published(self, life: RoomLife, identity: str) -> None:
         if any(JobType.PUBLISHER in rooms.typed_pools(d, self._has_pool) for d in life.dispatches):
@@ -412,6 +412,8 @@ class PartitionWorker:
             self._step(end(record, now))
 
     def _room_gone(self, room: str, now: int) -> None:
+        if (life := self.state.rooms.get(room)) is not None:
+            self._observer.room_finished(life.room)
         self.state.forget_room(room)
         self._dirty_rooms[room] = None
         self._end_jobs(room, now, jobs.on_room_closed)
@@ -443,8 +445,10 @@ class PartitionWorker:
         self._effects.extend(e for e in step.effects if not isinstance(e, jobs.Place))
 
     def _record(self, record: JobRecord) -> None:
+        before = self.state.records.get(record.spec.job_key)
         if self.state.put(record):
             self._dirty[record.spec.job_key] = record
+            self._observer.job_changed(before, record)
 
     async def _check_servers(self, now: int) -> None:
         """Jobs on servers the registry saw lost are re-placed (or ended), each only once
@@ -567,14 +571,7 @@ class PartitionWorker:
 
     async def _send_effects(self) -> None:
         batch = scripts.Batch()
-        for effect in self._effects:
-            if isinstance(effect, jobs.Terminate):
-                message = encode(Termination(job_id=effect.job_id, reason=effect.reason))
-                inbox = self._pools.inbox(effect.pool, effect.server_id)
-                batch.command("XADD", inbox, "MAXLEN", "~", 1000, "*", "m", message)
-            else:
-                call = self._pools.slot(effect.pool, effect.server_id, effect.job_id)
-                batch.script(scripts.release, *call)
+        self._pools.queue_effects(batch, self._effects)
         # Policy: an effect that failed is sent again after the next turn, until Redis
         # acknowledges it (terminating a job twice and releasing a slot twice are no-ops).
         effects, self._effects = self._effects, []

@@ -20,11 +20,12 @@ import logging
 from collections.abc import KeysView
 from typing import Any
 
+from dispatcher.scheduler.jobs import Release, Terminate
 from dispatcher.scheduler.poolview import ServerKey
 from dispatcher.scheduler.registry import Registry
 from dispatcher.store import keys, scripts
 from dispatcher.store.client import Client
-from dispatcher.wire import Assignment, JobRecord, encode
+from dispatcher.wire import Assignment, JobRecord, Termination, encode
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,17 @@ class PoolCalls:
 
     def inbox(self, pool: str, server_id: str) -> str:
         return self.shard(pool, server_id).inbox(server_id)
+
+    def queue_effects(self, batch: scripts.Batch, effects: list[Terminate | Release]) -> None:
+        """One call per effect: a termination into the server's inbox, or a slot freed."""
+        for effect in effects:
+            if isinstance(effect, Terminate):
+                message = encode(Termination(job_id=effect.job_id, reason=effect.reason))
+                inbox = self.inbox(effect.pool, effect.server_id)
+                batch.command("XADD", inbox, "MAXLEN", "~", 1000, "*", "m", message)
+            else:
+                call = self.slot(effect.pool, effect.server_id, effect.job_id)
+                batch.script(scripts.release, *call)
 
     # --- lost servers ---------------------------------------------------------------------
 

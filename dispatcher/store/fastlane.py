@@ -467,6 +467,15 @@ def entries_of(raw: list[Any]) -> list[tuple[bytes, dict[bytes, bytes]]]:
     return [(entry_id, _pairs(fields)) for entry_id, fields in raw]
 
 
+async def ensure_group(fast: FastLane, stream: str, group: str) -> None:
+    """The consumer group on ``stream`` (and the stream), unless it exists."""
+    try:
+        await fast.execute("XGROUP", "CREATE", stream, group, "0", "MKSTREAM", key=stream)
+    except ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+
+
 def _pairs(flat: list[bytes] | None) -> dict[bytes, bytes]:
     if not flat:
         return {}
