@@ -1,4 +1,5 @@
-"""A throwaway redis-server for dev mode: temp dir, free loopback port, stopped on exit."""
+"""A throwaway redis-server for dev mode: free loopback port, nothing left on disk, stopped on
+exit and even when its parent is killed."""
 
 from __future__ import annotations
 
@@ -39,7 +40,11 @@ class LocalRedis:
         binary = shutil.which("redis-server")
         if binary is None:
             raise ConfigError("redis-server not found: run scripts/setup.sh, or pass --redis-url")
+        # Redis works in this folder but writes nothing there (no RDB, no AOF): the folder is
+        # removed as soon as Redis is up, so a parent killed with SIGKILL leaves none behind.
+        # Its log goes to a file without a name, gone once both processes close it.
         self._dir = Path(tempfile.mkdtemp(prefix="dispatcher-redis-"))
+        self._log = tempfile.TemporaryFile()
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}"
         pin = ["taskset", "-c", cpus] if cpus else []
@@ -57,18 +62,21 @@ class LocalRedis:
             "--appendonly",
             "no",
             "--logfile",
-            str(self._dir / "redis.log"),
+            "",
         ]
         # Own session: a Ctrl-C in the terminal must not stop Redis before the drain is done.
         # And it dies with its parent, even one killed with SIGKILL.
         self._process = subprocess.Popen(
             args,
-            stdout=subprocess.DEVNULL,
+            stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
             preexec_fn=_die_with_parent,
         )
-        self._wait_ready()
+        try:
+            self._wait_ready()
+        finally:
+            shutil.rmtree(self._dir, ignore_errors=True)
 
     @property
     def pid(self) -> int:
@@ -89,7 +97,12 @@ class LocalRedis:
         finally:
             client.close()
         self.stop()
-        raise ConfigError(f"redis-server did not start on port {self.port}")
+        raise ConfigError(f"redis-server did not start on port {self.port}: {self._last_words()}")
+
+    def _last_words(self) -> str:
+        self._log.seek(0)
+        lines = self._log.read().decode(errors="replace").strip().splitlines()
+        return lines[-1] if lines else "it printed nothing"
 
     def stop(self) -> None:
         if self._process.poll() is None:
@@ -99,4 +112,4 @@ class LocalRedis:
             except subprocess.TimeoutExpired:
                 self._process.kill()
                 self._process.wait()
-        shutil.rmtree(self._dir, ignore_errors=True)
+        self._log.close()

@@ -23,9 +23,11 @@ def env(**extra: str) -> dict[str, str]:
 
 
 @contextmanager
-def processes(commands: Sequence[Sequence[str]], log_dir: Path) -> Iterator[list[Path]]:
+def processes(
+    commands: Sequence[Sequence[str]], log_dir: Path, **extra_env: str
+) -> Iterator[list[Path]]:
     """Start each command with its output in a log file; SIGTERM (then kill) all at exit."""
-    with started(commands, log_dir):
+    with started(commands, log_dir, **extra_env):
         yield [log_dir / f"proc-{i}.log" for i in range(len(commands))]
 
 

@@ -29,7 +29,9 @@ def _cli(port: int, *args: str) -> subprocess.CompletedProcess[str]:
 
 def test_dev_mode_runs_a_dispatch_created_from_the_cli(tmp_path: Path) -> None:
     port = free_port()
-    with processes([["dev", "--port", str(port)]], tmp_path) as logs:
+    temp = tmp_path / "temp"  # dev mode's temporary folders, if it leaves any
+    temp.mkdir()
+    with processes([["dev", "--port", str(port)]], tmp_path, TMPDIR=str(temp)) as logs:
         wait_http(f"http://127.0.0.1:{port}/readyz")
         metadata = '{"user_id": "12345"}'
         created = _cli(
@@ -66,7 +68,9 @@ def test_cli_errors_print_the_twirp_code_and_exit_non_zero(tmp_path: Path) -> No
 
 def test_a_join_token_from_the_cli_sends_its_agent_once(tmp_path: Path) -> None:
     port = free_port()
-    with processes([["dev", "--port", str(port)]], tmp_path) as logs:
+    temp = tmp_path / "temp"  # dev mode's temporary folders, if it leaves any
+    temp.mkdir()
+    with processes([["dev", "--port", str(port)]], tmp_path, TMPDIR=str(temp)) as logs:
         wait_http(f"http://127.0.0.1:{port}/readyz")
         metadata = '{"user_id": "12345"}'
         tokens = [
@@ -99,7 +103,9 @@ def test_dev_mode_listens_on_loopback_refuses_a_taken_port_and_takes_its_redis_a
     version = subprocess.run([DISPATCHER, "--version"], capture_output=True, text=True, check=True)
     assert version.stdout.startswith("dispatcher, version ")
     port = free_port()
-    with processes([["dev", "--port", str(port)]], tmp_path) as logs:
+    temp = tmp_path / "temp"  # dev mode's temporary folders, if it leaves any
+    temp.mkdir()
+    with processes([["dev", "--port", str(port)]], tmp_path, TMPDIR=str(temp)) as logs:
         wait_http(f"http://127.0.0.1:{port}/readyz")
         assert _listening_addresses(port) == {"127.0.0.1"}
         deadline = time.monotonic() + 20
@@ -123,6 +129,7 @@ def test_dev_mode_listens_on_loopback_refuses_a_taken_port_and_takes_its_redis_a
         while time.monotonic() < deadline and _accepts(redis_port):
             time.sleep(0.1)
         assert not _accepts(redis_port)
+        assert list(temp.iterdir()) == []
 
 
 def _listening_addresses(port: int) -> set[str]:
