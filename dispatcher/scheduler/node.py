@@ -73,7 +73,8 @@ class SchedulerNode:
             asyncio.create_task(self.registry.run(), name="registry"),
             asyncio.create_task(self._heartbeat_loop(), name="membership"),
         ]
-        log.info("scheduler %s started", self.node_id)
+        held, total = len(self.workers), self.settings.partitions
+        log.info("scheduler %s started, holding %d of %d partitions", self.node_id, held, total)
 
     def not_ready(self) -> str | None:
         """Why this node should not count as ready (None: it is a live member)."""
