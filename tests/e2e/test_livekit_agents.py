@@ -113,6 +113,8 @@ async def test_explicit_token_and_deleted_dispatches_reach_a_livekit_worker(
 
         dispatch_id = await stack.dispatch("held-room", "hold")
         await eventually(lambda: stack.status_is("held-room", JS.JS_RUNNING), WAIT_S, "RUNNING")
+        # RUNNING can come from the worker before its entrypoint's first line has run
+        await eventually(lambda: bool(worker.started("hold")), WAIT_S, "the held job to start")
         assert len(worker.started("hold")) == 1
         await stack.lk.agent_dispatch.delete_dispatch(dispatch_id, "held-room")
         await eventually(lambda: bool(worker.ended("hold")), WAIT_S, "the termination to reach it")
