@@ -20,7 +20,7 @@ from typing import TypeVar
 from livekit.protocol import sip as sip_pb
 
 from dispatcher import ids
-from dispatcher.api.twirp import TwirpError
+from dispatcher.errors import NotFound
 from dispatcher.sip.rules import check_conflicts
 from dispatcher.store.client import Client
 
@@ -73,11 +73,12 @@ def new_record(record: R, id_field: str, prefix: str) -> R:
 
 
 async def update_rule(client: Client, rule_id: str, change: Callable[[Rule], Rule]) -> Rule:
-    """Store ``change(current)`` in place of rule ``rule_id``; raises ``RuleConflict``."""
+    """Store ``change(current)`` in place of rule ``rule_id``; raises ``NotFound`` or
+    ``RuleConflict``."""
     stored = await load_rules(client)
     current = next((rule for rule in stored if rule.sip_dispatch_rule_id == rule_id), None)
     if current is None:
-        raise TwirpError.not_found(_NOT_FOUND)
+        raise NotFound(_NOT_FOUND)
     updated = change(current)
     updated.sip_dispatch_rule_id = rule_id
     others = [rule for rule in stored if rule.sip_dispatch_rule_id != rule_id]
@@ -88,10 +89,11 @@ async def update_rule(client: Client, rule_id: str, change: Callable[[Rule], Rul
 
 
 async def delete_rule(client: Client, rule_id: str) -> Rule:
-    """Remove rule ``rule_id`` and return it; of two concurrent deletes only one succeeds."""
+    """Remove rule ``rule_id`` and return it (``NotFound`` if absent); of two concurrent
+    deletes only one succeeds."""
     raw: bytes | None = await client.hget(RULES_KEY, rule_id)  # type: ignore[assignment]
     if raw is None or not await client.hdel(RULES_KEY, rule_id):
-        raise TwirpError.not_found(_NOT_FOUND)
+        raise NotFound(_NOT_FOUND)
     return Rule.FromString(raw)
 
 

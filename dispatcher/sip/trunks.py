@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from livekit.protocol import models
 from livekit.protocol import sip as sip_pb
 
+from dispatcher.errors import NotFound
 from dispatcher.sip.store import new_record
 from dispatcher.store.client import Client
 
@@ -23,7 +24,9 @@ TRUNK_ID_PREFIX = "ST_"
 Trunk = sip_pb.SIPInboundTrunkInfo
 
 
-class TrunkNotFound(LookupError):
+class TrunkNotFound(NotFound):
+    """No inbound trunk has that id."""
+
     def __init__(self, trunk_id: str) -> None:
         super().__init__(f"SIP trunk {trunk_id!r} not found")
 

@@ -21,7 +21,8 @@ from dispatcher.api.http import HttpApp
 from dispatcher.api.room_service import Rooms
 from dispatcher.api.sip_inbound import SipInboundService
 from dispatcher.api.sip_service import SipService, resolve_inbound
-from dispatcher.api.twirp import TwirpError, TwirpRouter
+from dispatcher.api.twirp import TwirpRouter
+from dispatcher.errors import InvalidArgument
 from dispatcher.sip.rules import InboundCall, NoRuleMatched
 from dispatcher.sip.store import RULES_KEY
 from dispatcher.sip_cli import sip_group
@@ -265,7 +266,7 @@ async def test_resolve_inbound_without_a_matching_rule_raises(sip: Sip) -> None:
 
 
 async def test_resolve_inbound_rejects_a_call_without_id(sip: Sip) -> None:
-    with pytest.raises(TwirpError, match="call_id"):
+    with pytest.raises(InvalidArgument, match="call_id"):
         await resolve_inbound(sip.client, inbound(call_id=""))
 
 
