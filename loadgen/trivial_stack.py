@@ -22,7 +22,7 @@ import uvloop
 from dispatcher.api.http import HttpApp, Request, Response
 from dispatcher.api.httpserver import HttpServer
 from dispatcher.api.twirp import TwirpService
-from workers.runner import install_stop_signals
+from dispatcher.process import install_stop_signals
 
 REPLY: Final = (
     b'{"room":{"sid":"RM_trivial","name":"trivial","created":false},'
