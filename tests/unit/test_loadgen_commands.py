@@ -3,6 +3,7 @@ docs and BENCHMARKS.md cite."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -94,3 +95,19 @@ def test_a_peer_command_refuses_an_unknown_peer() -> None:
     result = CliRunner().invoke(peers_cli.main, ["nope", "worker", "--help"])
     assert result.exit_code == 2
     assert "'nope' is not one of" in result.output
+
+
+def test_the_parser_benchmark_runs_and_both_parsers_agree() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "loadgen.parse_bench", "--responses", "40", "--repeats", "1"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(done.stdout)
+    cases = {
+        f"{kind}/{pattern}"
+        for kind in ("dispatch", "join", "mixed")
+        for pattern in ("whole", "split")
+    }
+    assert cases <= figures.keys()
+    assert all(figures[case]["httptools"] > 0 for case in cases)
