@@ -1,10 +1,6 @@
-"""SIP dispatch rules in Redis.
+"""SIP dispatch rules in Redis, in the hash ``keys.SIP_RULES`` (``dsp:{sip}:rules``).
 
-``dsp:{sip}:rules``   hash rule id -> ``SIPDispatchRuleInfo`` protobuf bytes [API].
-
-Every SIP key carries the hash tag ``{sip}``, so they all live in one Redis Cluster slot and
-any multi-key call over them stays in that slot. Rules are few (hundreds): listing and
-matching read the whole hash, and nothing is cached.
+Rules are few (hundreds): listing and matching read the whole hash, and nothing is cached.
 
 A create or update checks the new rule against the stored ones and then writes it, as the
 reference does; two conflicting writes racing each other can both land. Such a pair is not
@@ -23,8 +19,8 @@ from dispatcher import ids
 from dispatcher.errors import NotFound
 from dispatcher.sip.rules import check_conflicts
 from dispatcher.store.client import Client
+from dispatcher.store.keys import SIP_RULES
 
-RULES_KEY = "dsp:{sip}:rules"
 RULE_ID_PREFIX = "SDR_"
 _NOT_FOUND = "dispatch rule not found"
 
@@ -34,7 +30,7 @@ R = TypeVar("R", sip_pb.SIPDispatchRuleInfo, sip_pb.SIPInboundTrunkInfo)
 
 async def load_rules(client: Client) -> list[Rule]:
     """Every stored rule, in no particular order."""
-    raw: list[bytes] = await client.hvals(RULES_KEY)  # type: ignore[assignment]
+    raw: list[bytes] = await client.hvals(SIP_RULES)  # type: ignore[assignment]
     return [Rule.FromString(value) for value in raw]
 
 
@@ -91,11 +87,11 @@ async def update_rule(client: Client, rule_id: str, change: Callable[[Rule], Rul
 async def delete_rule(client: Client, rule_id: str) -> Rule:
     """Remove rule ``rule_id`` and return it (``NotFound`` if absent); of two concurrent
     deletes only one succeeds."""
-    raw: bytes | None = await client.hget(RULES_KEY, rule_id)  # type: ignore[assignment]
-    if raw is None or not await client.hdel(RULES_KEY, rule_id):
+    raw: bytes | None = await client.hget(SIP_RULES, rule_id)  # type: ignore[assignment]
+    if raw is None or not await client.hdel(SIP_RULES, rule_id):
         raise NotFound(_NOT_FOUND)
     return Rule.FromString(raw)
 
 
 async def _write(client: Client, rule: Rule) -> None:
-    await client.hset(RULES_KEY, rule.sip_dispatch_rule_id, rule.SerializeToString())
+    await client.hset(SIP_RULES, rule.sip_dispatch_rule_id, rule.SerializeToString())
