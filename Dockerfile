@@ -1,5 +1,6 @@
 # One image for every role; the command picks it: `dispatcher api`, `dispatcher scheduler`,
-# `dispatcher agent MODULE:ATTR`, `loadgen ...`. k8s/ runs it as each of them.
+# `dispatcher agent MODULE:ATTR`, `loadgen ...`. k8s/ runs it as each of them (so the image
+# has the `loadgen` extra).
 #
 # BASE: a Debian-based image with Python 3.11+ whose python3 has venv, e.g. the default,
 # or a Debian rootfs with python3 and python3-venv (tests/k8s builds one with debootstrap).
@@ -19,7 +20,7 @@ RUN --mount=type=secret,id=ca \
     if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \
     && python3 -m venv /opt/dispatcher \
     && /opt/dispatcher/bin/pip install \
-        --only-binary=uvloop,hiredis,msgspec,httptools,orjson . \
+        --only-binary=uvloop,hiredis,msgspec,httptools,orjson '.[loadgen]' \
     && /opt/dispatcher/bin/dispatcher --help >/dev/null
 
 FROM ${BASE}

@@ -2,44 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import importlib
-import logging
 import sys
-from collections.abc import Coroutine
 from typing import Any
 
 import click
-import uvloop
 
+from dispatcher import process
 from dispatcher import settings as config
 from dispatcher.errors import ConfigError
-from dispatcher.heap import freeze_startup_heap
-
-
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-
-
-def _run(main: Coroutine[Any, Any, None]) -> None:
-    freeze_startup_heap()
-    try:
-        uvloop.run(main)
-    except ConfigError as exc:
-        sys.exit(f"error: {exc}")
-    except KeyboardInterrupt:
-        pass
-
-
-async def _serve_until_signal(run: Any, settings: Any) -> None:
-    from workers.runner import install_stop_signals
-
-    stop = asyncio.Event()
-    install_stop_signals(stop)
-    await run(settings, stop)
-
 
 _CLIENT_COMMANDS = {  # name -> (module, attribute)
     "dispatch": ("dispatcher.client_cli", "dispatch_group"),
@@ -71,7 +43,7 @@ class _Commands(click.Group):
 @click.option("--log-level", default="info", show_default=True, envvar="DISPATCHER_LOG_LEVEL")
 def main(log_level: str) -> None:
     """Agent dispatch for LiveKit-compatible agent servers."""
-    _configure_logging(log_level)
+    process.configure_logging(log_level)
 
 
 redis_option = click.option(
@@ -92,7 +64,7 @@ def api(redis_url: str | None, partitions: int | None, host: str | None, port: i
     from dispatcher.api.app import run_api
 
     overrides = {"redis_url": redis_url, "partitions": partitions, "host": host, "port": port}
-    _run(_serve_until_signal(run_api, _load(config.ApiSettings, overrides)))
+    process.run_role(functools.partial(run_api, _load(config.ApiSettings, overrides)))
 
 
 @main.command()
@@ -104,7 +76,7 @@ def scheduler(redis_url: str | None, partitions: int | None, node_id: str | None
     from dispatcher.scheduler.node import run_scheduler
 
     overrides = {"redis_url": redis_url, "partitions": partitions, "node_id": node_id}
-    _run(_serve_until_signal(run_scheduler, _load(config.SchedulerSettings, overrides)))
+    process.run_role(functools.partial(run_scheduler, _load(config.SchedulerSettings, overrides)))
 
 
 @main.command()
@@ -121,7 +93,7 @@ def agent(target: str, redis_url: str | None) -> None:
         raise click.BadParameter(f"{target} is not an AgentServer", param_hint="TARGET")
     if redis_url:
         server.redis_url = redis_url
-    _run(_serve_until_signal(serve, server))
+    process.run_role(functools.partial(serve, server))
 
 
 @main.command()
@@ -136,7 +108,7 @@ def dev(redis_url: str | None, host: str, port: int, partitions: int | None) -> 
     from dispatcher.dev import run_dev
 
     count = partitions or _load(config.RedisSettings, {}).partitions
-    _run(run_dev(redis_url, host, port, count))
+    process.run_main(run_dev(redis_url, host, port, count))
 
 
 def _load(role: type[config.S], overrides: dict[str, Any]) -> config.S:

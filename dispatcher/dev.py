@@ -13,8 +13,8 @@ import click
 from dispatcher import settings as config
 from dispatcher.api.app import ApiNode
 from dispatcher.localredis import LocalRedis
+from dispatcher.process import install_stop_signals
 from dispatcher.scheduler.node import SchedulerNode
-from workers.runner import install_stop_signals
 
 log = logging.getLogger(__name__)
 _DEV_KEYS = f"{config.DEV_API_KEY}:{config.DEV_API_SECRET}"

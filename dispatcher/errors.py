@@ -22,6 +22,37 @@ class AuthError(DispatcherError):
     """Invalid authorization token."""
 
 
+class RequestError(DispatcherError):
+    """The request cannot be served as sent: the caller gets the reason, nothing changed.
+
+    Each kind below is answered with its own Twirp code (``api/twirp.py`` maps them).
+    """
+
+
+class InvalidArgument(RequestError):
+    """Invalid argument."""
+
+
+class NotFound(RequestError):
+    """Not found."""
+
+
+class FailedPrecondition(RequestError):
+    """The request is well formed but the stored state does not allow it."""
+
+
+class PermissionDenied(RequestError):
+    """Permission denied."""
+
+
+class ResourceExhausted(RequestError):
+    """A limit was reached."""
+
+
+class Aborted(RequestError):
+    """Changed concurrently: retry the call."""
+
+
 class StoreUnavailable(DispatcherError):
     """Redis is unreachable or not serving (restarting, loading, failing over): try again."""
 

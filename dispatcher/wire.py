@@ -5,7 +5,7 @@ the end; unknown fields are ignored, so older and newer nodes can share a stream
 
 Every Struct here is immutable data and declared ``gc=False``: none can be part of a
 reference cycle, and a scheduler holds one per live room and job, which the cycle collector
-would otherwise walk on every full collection (``dispatcher/heap.py``).
+would otherwise walk on every full collection (``dispatcher/process.py``).
 """
 
 from __future__ import annotations

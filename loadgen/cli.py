@@ -54,14 +54,11 @@ def main() -> None:
 @click.option("--progress/--no-progress", default=True, help="Live progress on stderr.")
 def dispatch(**params: Any) -> None:
     """Dispatch at a fixed rate to a simulated agent fleet; report dispatch times."""
-    import uvloop
-
-    from dispatcher.heap import freeze_startup_heap
+    from dispatcher import process
     from loadgen.dispatch_cmd import run_command
 
-    freeze_startup_heap()
     try:
-        output = uvloop.run(run_command(params))
+        output = process.run(run_command(params))
     except DispatchCommandError as exc:
         sys.exit(f"error: {exc}")
     click.echo(output)

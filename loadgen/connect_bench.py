@@ -12,12 +12,12 @@ CPU per join there.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import click
 import orjson
 import uvloop
 
@@ -132,22 +132,23 @@ def format_summary(knees: Sequence[Knee], ratio: float | None) -> str:
     )
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0] if __doc__ else None,
-        epilog="Other options are passed to every `loadgen connect` run.",
-    )
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--step-duration", type=float, default=10.0)
-    parser.add_argument("--json", dest="json_path", help="Write every search's result here.")
-    args, connect_args = parser.parse_known_args(argv)  # the rest go to `loadgen connect`
-    common = ["--step-duration", str(args.step_duration), "--no-progress", *connect_args]
-    knees, results = uvloop.run(run_bench(args.repeats, common))
+@click.command(
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+    epilog="Other options are passed to every `loadgen connect` run.",
+)
+@click.option("--repeats", type=int, default=3, show_default=True)
+@click.option("--step-duration", type=float, default=10.0, show_default=True)
+@click.option("--json", "json_path", default=None, help="Write every search's result here.")
+@click.pass_context
+def main(ctx: click.Context, repeats: int, step_duration: float, json_path: str | None) -> None:
+    """Connections/s of the API node against its own HTTP stack with a Join that does nothing."""
+    common = ["--step-duration", str(step_duration), "--no-progress", *ctx.args]
+    knees, results = uvloop.run(run_bench(repeats, common))
     outcome = summary(knees)
-    if args.json_path:
-        with open(args.json_path, "wb") as out:
+    if json_path:
+        with open(json_path, "wb") as out:
             out.write(orjson.dumps({**outcome, "runs": results}, option=orjson.OPT_INDENT_2))
-    print(format_summary(knees, outcome["ratio_real_to_trivial"]))
+    click.echo(format_summary(knees, outcome["ratio_real_to_trivial"]))
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from multiprocessing.context import SpawnProcess
 from multiprocessing.synchronize import Event
 from typing import Any
 
-from dispatcher.heap import freeze_startup_heap
+from dispatcher.process import run as run_process
 from dispatcher.store.client import Client, connect
 from dispatcher.wire import JobSpec
 from loadgen.payload import decode_sent_ns
@@ -191,12 +191,9 @@ def agent_process(
     config: AgentConfig, ready: Event, stop: Event, summaries: multiprocessing.Queue[AgentSummary]
 ) -> None:
     """Process entry. Ctrl-C is left to the parent, which stops agents through ``stop``."""
-    import uvloop
-
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s agent %(name)s: %(message)s")
-    freeze_startup_heap()
-    summaries.put(uvloop.run(serve_agent(config, ready, stop)))
+    summaries.put(run_process(serve_agent(config, ready, stop)))
 
 
 class Fleet:

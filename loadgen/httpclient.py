@@ -10,8 +10,8 @@ does only what a load generator needs:
   likely to have been closed by the server), and callers beyond the limit wait in FIFO order;
 * the request line and Host header are encoded once per path, and each request is one
   ``transport.write``;
-* responses are parsed by a small incremental parser (Content-Length, chunked, or read until
-  close) fed whatever ``data_received`` hands over;
+* responses are parsed by httptools' llhttp (``loadgen.httpparse``: Content-Length, chunked,
+  or read until close) fed whatever ``data_received`` hands over;
 * one deadline per request covers waiting for a connection, connecting and the response;
 * a reused connection the server closed while idle (nothing of the reply came back) is
   retried once on a new connection, as the request never reached the server;

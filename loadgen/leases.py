@@ -11,10 +11,11 @@ would hand a partition over from a live, merely slow, scheduler.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import time
+
+import click
 
 from dispatcher.partitions import DEFAULT_PARTITIONS
 from dispatcher.store import keys
@@ -51,15 +52,15 @@ async def watch(url: str, partitions: int, duration_s: float, every_ms: float) -
     return {"lease_ttl_ms_seen": ttl_ms, "longest_renewal_gap_ms": gap, "handovers": handovers}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--redis-url", required=True)
-    parser.add_argument("--partitions", type=int, default=DEFAULT_PARTITIONS)
-    parser.add_argument("--duration", type=float, default=30.0, help="seconds")
-    parser.add_argument("--every-ms", type=float, default=5.0)
-    args = parser.parse_args()
-    result = asyncio.run(watch(args.redis_url, args.partitions, args.duration, args.every_ms))
-    print(json.dumps(result))
+@click.command()
+@click.option("--redis-url", required=True)
+@click.option("--partitions", type=int, default=DEFAULT_PARTITIONS, show_default=True)
+@click.option("--duration", type=float, default=30.0, show_default=True, help="seconds")
+@click.option("--every-ms", type=float, default=5.0, show_default=True)
+def main(redis_url: str, partitions: int, duration: float, every_ms: float) -> None:
+    """How late schedulers renew their partition leases (one JSON object)."""
+    result = asyncio.run(watch(redis_url, partitions, duration, every_ms))
+    click.echo(json.dumps(result))
 
 
 if __name__ == "__main__":

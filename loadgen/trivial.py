@@ -10,11 +10,11 @@ one core answers well over 50,000 requests/s.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import sys
 from typing import Final, cast
 
+import click
 import uvloop
 
 # An encoded livekit AgentDispatch with id (field 1) "AD_trivial": enough for the sender to
@@ -100,13 +100,13 @@ async def _serve_forever(host: str, port: int) -> None:
         await server.serve_forever()
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=7990)
-    args = parser.parse_args(argv)
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=7990, show_default=True)
+def main(host: str, port: int) -> None:
+    """A trivial HTTP/1.1 endpoint: every request gets 200 and a tiny AgentDispatch body."""
     try:
-        uvloop.run(_serve_forever(args.host, args.port))
+        uvloop.run(_serve_forever(host, port))
     except KeyboardInterrupt:
         pass
 

@@ -11,18 +11,18 @@ API node, so the ratio of the two knees is what the join path costs on top of th
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import sys
 from typing import Final
 
+import click
 import uvloop
 
 from dispatcher.api.http import HttpApp, Request, Response
 from dispatcher.api.httpserver import HttpServer
 from dispatcher.api.twirp import TwirpService
-from workers.runner import install_stop_signals
+from dispatcher.process import install_stop_signals
 
 REPLY: Final = (
     b'{"room":{"sid":"RM_trivial","name":"trivial","created":false},'
@@ -65,13 +65,13 @@ def command(port: int, _redis_url: str) -> list[str]:
     return [sys.executable, "-m", "loadgen.trivial_stack", "--port", str(port)]
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=7991)
-    args = parser.parse_args(argv)
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=7991, show_default=True)
+def main(host: str, port: int) -> None:
+    """The API node's HTTP stack with a Join that does nothing, until SIGINT or SIGTERM."""
     logging.basicConfig(level=logging.WARNING)
-    uvloop.run(serve(args.host, args.port))
+    uvloop.run(serve(host, port))
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from multiprocessing.synchronize import Event
 from typing import Any
 
-from dispatcher.heap import freeze_startup_heap
+from dispatcher import process
 from dispatcher.ids import worker_id
 from dispatcher.settings import AgentSettings
 from dispatcher.store import keys, scripts
@@ -294,12 +294,9 @@ async def serve_virtual(
 def virtual_process(
     config: AgentConfig, count: int, ready: Event, stop: Event, summaries: Any
 ) -> None:
-    import uvloop
-
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s virtual %(name)s: %(message)s")
-    freeze_startup_heap()
-    for summary in uvloop.run(serve_virtual(config, count, ready, stop)):
+    for summary in process.run(serve_virtual(config, count, ready, stop)):
         summaries.put(summary)
 
 

@@ -47,6 +47,7 @@ from dispatcher.wire import (
 from workers import calls
 from workers.context import JobContext, JobRequest
 from workers.retry import until_acknowledged
+from workers.runner import run_server
 
 log = logging.getLogger(__name__)
 
@@ -588,6 +589,4 @@ class AgentServer:
 
     def run(self) -> None:
         """Process entry: ``python my_agent.py start`` (SIGTERM drains)."""
-        from workers.runner import run_server
-
         run_server(self)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dispatcher.api.auth import Claims, TokenVerifier, bearer_token
 from dispatcher.api.http import Request
-from dispatcher.api.twirp import TwirpError
 from dispatcher.errors import AuthError
 
 _DENIED = "permissions denied"
@@ -15,22 +14,19 @@ class Authorizer:
         self._verifier = verifier
 
     def claims(self, request: Request) -> Claims:
-        try:
-            token = bearer_token(
-                request.headers.get("Authorization"), request.query.get("access_token")
-            )
-            if token is None:
-                raise TwirpError.unauthenticated(f"{_DENIED}: no access token")
-            return self._verifier.verify(token)
-        except AuthError as exc:
-            raise TwirpError.unauthenticated(str(exc)) from exc
+        token = bearer_token(
+            request.headers.get("Authorization"), request.query.get("access_token")
+        )
+        if token is None:
+            raise AuthError(f"{_DENIED}: no access token")
+        return self._verifier.verify(token)
 
     def grant(self, request: Request, name: str) -> Claims:
         """Calls that need one ``video`` grant for any room (``room_create``, ``room_list``)."""
         claims = self.claims(request)
         if not getattr(claims.video, name):
             camel = "".join(w.capitalize() if i else w for i, w in enumerate(name.split("_")))
-            raise TwirpError.unauthenticated(f"{_DENIED}: token lacks the {camel} grant")
+            raise AuthError(f"{_DENIED}: token lacks the {camel} grant")
         return claims
 
     def room_join(self, request: Request) -> Claims:
@@ -38,16 +34,14 @@ class Authorizer:
         a ``?room=`` the caller names must be the token's."""
         claims = self.claims(request)
         if not claims.video.room_join:
-            raise TwirpError.unauthenticated(f"{_DENIED}: token lacks the roomJoin grant")
+            raise AuthError(f"{_DENIED}: token lacks the roomJoin grant")
         if not claims.video.room:
-            raise TwirpError.unauthenticated(f"{_DENIED}: token names no room")
+            raise AuthError(f"{_DENIED}: token names no room")
         if not claims.sub:
-            raise TwirpError.unauthenticated(f"{_DENIED}: token has no identity (sub)")
+            raise AuthError(f"{_DENIED}: token has no identity (sub)")
         asked = request.query.get("room")
         if asked is not None and asked != claims.video.room:
-            raise TwirpError.unauthenticated(
-                f"{_DENIED}: token is for room {claims.video.room!r}, not {asked!r}"
-            )
+            raise AuthError(f"{_DENIED}: token is for room {claims.video.room!r}, not {asked!r}")
         return claims
 
     def room_admin(self, request: Request, room: str) -> Claims:
@@ -55,9 +49,7 @@ class Authorizer:
         claims = self.claims(request)
         video = claims.video
         if not video.room_admin:
-            raise TwirpError.unauthenticated(f"{_DENIED}: token lacks the roomAdmin grant")
+            raise AuthError(f"{_DENIED}: token lacks the roomAdmin grant")
         if video.room != room:
-            raise TwirpError.unauthenticated(
-                f"{_DENIED}: token is for room {video.room!r}, not {room!r}"
-            )
+            raise AuthError(f"{_DENIED}: token is for room {video.room!r}, not {room!r}")
         return claims

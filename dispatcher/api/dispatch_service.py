@@ -14,7 +14,7 @@ from livekit.protocol import agent_dispatch as pb
 
 from dispatcher.api.access import Authorizer
 from dispatcher.api.http import Request
-from dispatcher.api.twirp import TwirpError, TwirpService
+from dispatcher.api.twirp import TwirpService
 from dispatcher.api.validation import (
     Limits,
     check_dispatch_request,
@@ -22,6 +22,7 @@ from dispatcher.api.validation import (
     resource_exhausted,
 )
 from dispatcher.convert import dispatch_message
+from dispatcher.errors import Aborted, NotFound, ResourceExhausted
 from dispatcher.partitions import partition_of
 from dispatcher.rooms import RoomSpec, dispatch_of, new_room
 from dispatcher.store import keys, scripts
@@ -136,13 +137,13 @@ class DispatchService:
         for _ in range(_DELETE_ATTEMPTS):
             raw: bytes | None = await self._client.hget(k.room(req.room), req.dispatch_id)  # type: ignore[assignment]
             if raw is None:
-                raise TwirpError.not_found("dispatch ID not found")
+                raise NotFound("dispatch ID not found")
             current = dispatch_decoder.decode(raw)
             if current.deleted_at:
                 return dispatch_message(current)
             if (deleted := await self._mark_deleted(k, raw, current)) is not None:
                 return dispatch_message(deleted)
-        raise TwirpError("aborted", "dispatch changed concurrently; retry the call")
+        raise Aborted("dispatch changed concurrently; retry the call")
 
     async def _mark_deleted(
         self, k: keys.PartitionKeys, raw: bytes, current: DispatchRecord
@@ -156,12 +157,12 @@ class DispatchService:
             [current.id, raw, encode(deleted), encode(event), current.agent_name],
         )
         if result[0] == -1:
-            raise TwirpError.not_found("dispatch ID not found")
+            raise NotFound("dispatch ID not found")
         await self._client.replication.settle(self._client.fast, k.events)
         return deleted if result[0] == 1 else None
 
 
-def _room_full(room: str, outcome: int, value: int, limits: Limits) -> TwirpError:
+def _room_full(room: str, outcome: int, value: int, limits: Limits) -> ResourceExhausted:
     if outcome == -1:
         return resource_exhausted(
             f"room {room!r} already has {value} dispatches, the most a room may have "

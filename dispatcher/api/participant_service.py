@@ -24,8 +24,9 @@ from dispatcher.api.access import Authorizer
 from dispatcher.api.auth import Claims
 from dispatcher.api.http import Request, Response
 from dispatcher.api.room_service import Joined, Opened, Rooms, not_in_room
-from dispatcher.api.twirp import TwirpError, TwirpService
+from dispatcher.api.twirp import TwirpService
 from dispatcher.api.validation import Limits, check_room_spec, require
+from dispatcher.errors import AuthError, ResourceExhausted
 from dispatcher.rooms import RoomSpec
 from dispatcher.store import scripts
 from dispatcher.wire import (
@@ -120,7 +121,7 @@ class ParticipantService:
         )
         if opened.joined == Joined.ROOM_FULL:
             limit = opened.room.max_participants
-            raise TwirpError("resource_exhausted", f"room {name!r} is full ({limit} participants)")
+            raise ResourceExhausted(f"room {name!r} is full ({limit} participants)")
         return reply(_join_reply(opened, spec, self._ensure))
 
     async def leave(self, _: None, request: Request) -> Response:
@@ -158,15 +159,11 @@ def parse_room_config(raw: bytes) -> room_pb.RoomConfiguration:
     token invalid, as in the reference."""
     config = room_pb.RoomConfiguration()
     if not raw.lstrip().startswith(b"{"):
-        raise TwirpError.unauthenticated(
-            "invalid authorization token: roomConfig must be a JSON object"
-        )
+        raise AuthError("invalid authorization token: roomConfig must be a JSON object")
     try:
         json_format.Parse(raw, config, ignore_unknown_fields=True)
     except (json_format.ParseError, UnicodeDecodeError) as exc:
-        raise TwirpError.unauthenticated(
-            f"invalid authorization token: malformed roomConfig ({exc})"
-        ) from None
+        raise AuthError(f"invalid authorization token: malformed roomConfig ({exc})") from None
     return config
 
 

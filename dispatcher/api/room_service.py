@@ -19,7 +19,7 @@ from livekit.protocol import room as room_pb
 
 from dispatcher.api.access import Authorizer
 from dispatcher.api.http import Request
-from dispatcher.api.twirp import TwirpError, TwirpService
+from dispatcher.api.twirp import TwirpService
 from dispatcher.api.validation import (
     Limits,
     check_metadata,
@@ -28,6 +28,7 @@ from dispatcher.api.validation import (
     resource_exhausted,
 )
 from dispatcher.convert import participant_message
+from dispatcher.errors import Aborted, NotFound
 from dispatcher.partitions import partition_of
 from dispatcher.rooms import RoomSpec, dispatch_args, new_room, room_dispatches, room_message
 from dispatcher.store import keys, scripts
@@ -213,7 +214,7 @@ class Rooms:
                 return room
             if result == 0:
                 return None
-        raise TwirpError("aborted", "room changed concurrently; retry the call")
+        raise Aborted("room changed concurrently; retry the call")
 
     async def delete(self, name: str) -> bool:
         """Delete the room, marking its dispatches deleted; False when there is none."""
@@ -236,7 +237,7 @@ class Rooms:
             if result != 0:
                 await self.client.replication.settle(self.client.fast, k.events)
                 return bool(result == 1)
-        raise TwirpError("aborted", "room changed concurrently; retry the call")
+        raise Aborted("room changed concurrently; retry the call")
 
 
 def _deleted(raw: bytes, now: int) -> DispatchRecord:
@@ -335,9 +336,9 @@ class RoomService:
         return person
 
 
-def not_in_room(identity: str, room: str) -> TwirpError:
-    return TwirpError.not_found(f"participant {identity!r} is not in room {room!r}")
+def not_in_room(identity: str, room: str) -> NotFound:
+    return NotFound(f"participant {identity!r} is not in room {room!r}")
 
 
-def _no_room(room: str) -> TwirpError:
-    return TwirpError.not_found(f"room {room!r} does not exist")
+def _no_room(room: str) -> NotFound:
+    return NotFound(f"room {room!r} does not exist")

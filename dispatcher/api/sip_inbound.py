@@ -27,8 +27,9 @@ from dispatcher.api.participant_service import (
 from dispatcher.api.room_service import Joined, Rooms
 from dispatcher.api.sip_service import resolve_inbound
 from dispatcher.api.twirp import TwirpError, TwirpService, check_json_depth, request_body
+from dispatcher.errors import AuthError, ResourceExhausted
 from dispatcher.rooms import RoomSpec
-from dispatcher.sip.rules import InboundCall, InboundMatch, SipRuleError
+from dispatcher.sip.rules import InboundCall, InboundMatch
 from dispatcher.store.client import Client
 from dispatcher.wire import ParticipantJoined, ParticipantRecord, encode
 
@@ -61,12 +62,9 @@ class SipInboundService:
 
     async def call(self, _: None, request: Request) -> Response:
         if not self._auth.claims(request).sip.call:
-            raise TwirpError.unauthenticated("permissions denied: token lacks the sip call grant")
+            raise AuthError("permissions denied: token lacks the sip call grant")
         call = _read_call(request)
-        try:
-            match = await resolve_inbound(self._client, call)
-        except SipRuleError as exc:
-            raise exc.twirp_error() from None
+        match = await resolve_inbound(self._client, call)
         caller = _caller(match)
         spec = _room_spec(match)
         opened = await self._rooms.open(
@@ -77,7 +75,7 @@ class SipInboundService:
             joined_event=encode(ParticipantJoined(room=match.room, participant=caller)),
         )
         if opened.joined == Joined.ROOM_FULL:
-            raise TwirpError("resource_exhausted", f"room {match.room!r} is full")
+            raise ResourceExhausted(f"room {match.room!r} is full")
         participant = opened.participant or caller
         return reply(
             CallReply(

@@ -10,7 +10,6 @@ says), load the rules, pick one, name the room.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Sequence
-from typing import TypeVar
 
 import msgspec
 from livekit.protocol import models as models_pb
@@ -18,8 +17,9 @@ from livekit.protocol import sip as sip_pb
 
 from dispatcher.api.access import Authorizer
 from dispatcher.api.http import Request
-from dispatcher.api.twirp import TwirpError, TwirpService
+from dispatcher.api.twirp import TwirpService
 from dispatcher.api.validation import Limits, check_metadata
+from dispatcher.errors import AuthError, InvalidArgument
 from dispatcher.sip import store, trunks
 from dispatcher.sip.rules import (
     InboundCall,
@@ -36,7 +36,6 @@ from dispatcher.store.client import Client
 SERVICE = "livekit.SIP"
 
 Rule = sip_pb.SIPDispatchRuleInfo
-T = TypeVar("T")
 
 
 class SipService:
@@ -113,7 +112,7 @@ class SipService:
         self, req: sip_pb.GetSIPInboundTrunkRequest, request: Request
     ) -> sip_pb.GetSIPInboundTrunkResponse:
         self._require_admin(request)
-        trunk = await _found(trunks.get(self._client, _trunk_id(req.sip_trunk_id)))
+        trunk = await trunks.get(self._client, _trunk_id(req.sip_trunk_id))
         return sip_pb.GetSIPInboundTrunkResponse(trunk=trunk)
 
     async def update_trunk(
@@ -124,17 +123,16 @@ class SipService:
         action = req.WhichOneof("action")
         if action == "replace":
             _check_trunk(req.replace, self._limits)
-            return await _found(trunks.replace(self._client, trunk_id, req.replace))
+            return await trunks.replace(self._client, trunk_id, req.replace)
         if action == "update":
-            updated = await _found(trunks.update(self._client, trunk_id, req.update))
-            return updated
-        raise TwirpError.invalid_argument("either replace or update is required")
+            return await trunks.update(self._client, trunk_id, req.update)
+        raise InvalidArgument("either replace or update is required")
 
     async def delete_trunk(
         self, req: sip_pb.DeleteSIPTrunkRequest, request: Request
     ) -> sip_pb.SIPTrunkInfo:
         self._require_admin(request)
-        trunk = await _found(trunks.delete(self._client, _trunk_id(req.sip_trunk_id)))
+        trunk = await trunks.delete(self._client, _trunk_id(req.sip_trunk_id))
         return sip_pb.SIPTrunkInfo(
             sip_trunk_id=trunk.sip_trunk_id,
             kind=sip_pb.SIPTrunkInfo.TRUNK_INBOUND,
@@ -145,15 +143,14 @@ class SipService:
 
     def _require_admin(self, request: Request) -> None:
         if not self._auth.claims(request).sip.admin:
-            raise TwirpError.unauthenticated("permissions denied: token lacks the sip admin grant")
+            raise AuthError("permissions denied: token lacks the sip admin grant")
 
 
 async def resolve_inbound(client: Client, call: InboundCall) -> InboundMatch:
     """The room and participant for an inbound call, chosen from the stored rules.
 
-    Raises ``TwirpError`` (``invalid_argument``) for an unusable call report, and
-    ``NoRuleMatched``, ``RuleConflict`` or ``PinRequired`` otherwise; each of those has
-    ``twirp_error()`` giving the answer to send.
+    Raises ``InvalidArgument`` for an unusable call report, and ``NoRuleMatched``,
+    ``RuleConflict`` or ``PinRequired`` when no rule can take the call.
     """
     validate_call(call)
     if not call.trunk_id:
@@ -167,19 +164,12 @@ async def _conflict_is_invalid(write: Awaitable[Rule]) -> Rule:
     try:
         return await write
     except RuleConflict as exc:
-        raise TwirpError.invalid_argument(str(exc)) from exc
-
-
-async def _found(lookup: Awaitable[T]) -> T:
-    try:
-        return await lookup
-    except trunks.TrunkNotFound as exc:
-        raise TwirpError.not_found(str(exc)) from exc
+        raise InvalidArgument(str(exc)) from exc
 
 
 def _trunk_id(trunk_id: str) -> str:
     if not trunk_id:
-        raise TwirpError.invalid_argument("sip_trunk_id is required")
+        raise InvalidArgument("sip_trunk_id is required")
     return trunk_id
 
 
@@ -187,12 +177,12 @@ def _check_trunk(trunk: sip_pb.SIPInboundTrunkInfo, limits: Limits) -> None:
     check_metadata(trunk.metadata, limits)
     for number in trunk.numbers:
         if not number.strip():
-            raise TwirpError.invalid_argument("numbers must not be empty strings")
+            raise InvalidArgument("numbers must not be empty strings")
 
 
 def _require_rule_id(rule_id: str) -> None:
     if not rule_id:
-        raise TwirpError.invalid_argument("sip_dispatch_rule_id is required")
+        raise InvalidArgument("sip_dispatch_rule_id is required")
 
 
 def _page(rules: Sequence[Rule], page: models_pb.Pagination) -> list[Rule]:

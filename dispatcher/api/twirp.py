@@ -8,8 +8,10 @@ app next to ordinary routes such as ``/healthz``::
     service.add("CreateDispatch", CreateAgentDispatchRequest, create_dispatch)
     service.install(app)  # creates or reuses the app's router
 
-Handlers are ``async (request_message, Request) -> response_message``; they raise
-``TwirpError`` for expected failures. Any other exception becomes ``internal`` (logged).
+Handlers are ``async (request_message, Request) -> response_message``; they raise the
+domain errors of ``dispatcher.errors`` (``InvalidArgument``, ``NotFound``, ...) for expected
+failures, which ``CODE_BY_ERROR`` turns into Twirp codes, or ``TwirpError`` for failures of
+the Twirp protocol itself. Any other exception becomes ``internal`` (logged).
 Requests are answered in the encoding they arrived in (protobuf or protojson).
 """
 
@@ -27,10 +29,22 @@ from google.protobuf.message import DecodeError, Message
 
 from dispatcher.api.http import HttpApp, Request, Response
 from dispatcher.api.nesting import MAX_DEPTH, too_deep
-from dispatcher.errors import StoreUnavailable, describe
+from dispatcher.errors import (
+    Aborted,
+    AuthError,
+    DispatcherError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+    StoreUnavailable,
+    describe,
+)
 from dispatcher.store.client import is_unavailable
 
 __all__ = [
+    "CODE_BY_ERROR",
     "MAX_BODY_SIZE",
     "TWIRP_ROUTER",
     "TwirpError",
@@ -41,6 +55,7 @@ __all__ = [
     "message_response",
     "read_message",
     "request_body",
+    "twirp_error",
 ]
 
 logger = logging.getLogger(__name__)
@@ -77,8 +92,25 @@ STATUS_BY_CODE: dict[str, int] = {
 }
 
 
+#: Domain error → Twirp code: the one place the two meet. An error takes the code of the
+#: first of its classes (in method resolution order) listed here.
+CODE_BY_ERROR: dict[type[DispatcherError], str] = {
+    InvalidArgument: "invalid_argument",
+    NotFound: "not_found",
+    FailedPrecondition: "failed_precondition",
+    PermissionDenied: "permission_denied",
+    ResourceExhausted: "resource_exhausted",
+    Aborted: "aborted",
+    AuthError: "unauthenticated",
+}
+
+
 class TwirpError(Exception):
-    """A Twirp error: ``code`` from the Twirp table, ``msg`` for humans, optional ``meta``."""
+    """A Twirp error: ``code`` from the Twirp table, ``msg`` for humans, optional ``meta``.
+
+    Outside the ``DispatcherError`` hierarchy on purpose: it is the answer on the wire, not
+    a cause; code below the Twirp layer raises domain errors and ``twirp_error`` maps them.
+    """
 
     def __init__(self, code: str, msg: str, meta: dict[str, str] | None = None) -> None:
         status = STATUS_BY_CODE.get(code)
@@ -124,6 +156,16 @@ class TwirpError(Exception):
     @classmethod
     def bad_route(cls, msg: str, method: str, path: str) -> TwirpError:
         return cls("bad_route", msg, {"twirp_invalid_route": f"{method} {path}"})
+
+
+def twirp_error(exc: DispatcherError) -> TwirpError | None:
+    """The answer for a domain error (its message as ``msg``), or None when it has no code
+    of its own (``StoreUnavailable``, a bug)."""
+    for cls in type(exc).__mro__:
+        code = CODE_BY_ERROR.get(cls)
+        if code is not None:
+            return TwirpError(code, str(exc))
+    return None
 
 
 # -- responses ---------------------------------------------------------------------------
@@ -348,15 +390,18 @@ class TwirpRouter:
         except TwirpError as err:
             return error_response(err)
         except Exception as exc:
-            if is_unavailable(exc):  # nothing was accepted: the caller may retry the call
-                self._outage.note(request.path, exc)
-                why = (
-                    f"{_UNAVAILABLE} ({exc})" if isinstance(exc, StoreUnavailable) else _UNAVAILABLE
-                )
-                return error_response(TwirpError.unavailable(why))
-            # Unexpected failures are bugs: log them, but leak no details to the caller.
-            logger.exception("Twirp handler for %s failed", request.path)
-            return error_response(TwirpError.internal("internal error"))
+            return self._failure(request, exc)
+
+    def _failure(self, request: Request, exc: Exception) -> Response:
+        if isinstance(exc, DispatcherError) and (answer := twirp_error(exc)) is not None:
+            return error_response(answer)
+        if is_unavailable(exc):  # nothing was accepted: the caller may retry the call
+            self._outage.note(request.path, exc)
+            why = f"{_UNAVAILABLE} ({exc})" if isinstance(exc, StoreUnavailable) else _UNAVAILABLE
+            return error_response(TwirpError.unavailable(why))
+        # Unexpected failures are bugs: log them, but leak no details to the caller.
+        logger.error("Twirp handler for %s failed", request.path, exc_info=exc)
+        return error_response(TwirpError.internal("internal error"))
 
     def _route(self, request: Request) -> _Method:
         if request.method != "POST":

@@ -35,14 +35,14 @@ from livekit.protocol import room as room_pb
 from livekit.protocol import sip as sip_pb
 
 from dispatcher import ids
-from dispatcher.api.twirp import TwirpError
-from dispatcher.api.validation import (
-    MAX_NAME_BYTES,
-    Limits,
-    check_deployment,
-    check_restart_policy,
+from dispatcher.errors import (
+    DispatcherError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
 )
-from dispatcher.errors import DispatcherError
+from dispatcher.limits import MAX_NAME_BYTES, Limits, check_deployment, check_restart_policy
 
 __all__ = [
     "InboundCall",
@@ -82,38 +82,26 @@ _NEW_RULE = "<new>"
 class SipRuleError(DispatcherError):
     """SIP dispatch rule error."""
 
-    twirp_code = "internal"
 
-    def twirp_error(self) -> TwirpError:
-        """The Twirp error an inbound-call endpoint answers with."""
-        return TwirpError(self.twirp_code, str(self))
-
-
-class NoRuleMatched(SipRuleError):
+class NoRuleMatched(SipRuleError, NotFound):
     """No SIP dispatch rule matched the call."""
 
-    twirp_code = "not_found"
 
-
-class RuleConflict(SipRuleError):
+class RuleConflict(SipRuleError, FailedPrecondition):
     """Two SIP dispatch rules claim the same trunk, numbers and PIN.
 
-    For an inbound call this is ``failed_precondition``: the call is well formed, the stored
+    For an inbound call this is a failed precondition: the call is well formed, the stored
     rules are not, and only an administrator can fix them. Creating or updating a rule that
     would conflict is the request's fault instead, so the SIP service answers those with
-    ``invalid_argument`` (as the reference does).
+    ``InvalidArgument`` (as the reference does).
     """
 
-    twirp_code = "failed_precondition"
 
-
-class PinRequired(SipRuleError):
+class PinRequired(SipRuleError, PermissionDenied):
     """The chosen dispatch rule is PIN-protected and the call carried no PIN.
 
     The SIP edge asks the caller for the PIN and resolves the call again with it.
     """
-
-    twirp_code = "permission_denied"
 
     def __init__(self, rule_id: str) -> None:
         super().__init__(f"dispatch rule {rule_id} requires a PIN")
@@ -180,7 +168,7 @@ def rule_from_create_request(
     info = sip_pb.SIPDispatchRuleInfo()
     if req.HasField("dispatch_rule"):
         if req.dispatch_rule.sip_dispatch_rule_id:
-            raise TwirpError.invalid_argument("sip_dispatch_rule_id must not be set on create")
+            raise InvalidArgument("sip_dispatch_rule_id must not be set on create")
         info.CopyFrom(req.dispatch_rule)
         return info
     if req.HasField("rule"):
@@ -205,7 +193,7 @@ def rule_from_update_request(
     if action == "replace":
         new_id = req.replace.sip_dispatch_rule_id
         if new_id and new_id != current.sip_dispatch_rule_id:
-            raise TwirpError.invalid_argument(
+            raise InvalidArgument(
                 "the replacing rule's id must be empty or match sip_dispatch_rule_id"
             )
         updated = sip_pb.SIPDispatchRuleInfo()
@@ -213,7 +201,7 @@ def rule_from_update_request(
     elif action == "update":
         updated = apply_update(current, req.update)
     else:
-        raise TwirpError.invalid_argument("update needs either replace or update")
+        raise InvalidArgument("update needs either replace or update")
     updated.sip_dispatch_rule_id = current.sip_dispatch_rule_id
     updated.created_at.CopyFrom(current.created_at)
     return updated
@@ -249,11 +237,9 @@ def apply_update(
 def _apply_list_update(items: list[str], change: models_pb.ListUpdate) -> list[str]:
     edits = [*change.set, *change.add, *change.remove]
     if change.clear == bool(edits) or (change.set and (change.add or change.remove)):
-        raise TwirpError.invalid_argument(
-            "trunk_ids update must either clear, set, or add/remove items"
-        )
+        raise InvalidArgument("trunk_ids update must either clear, set, or add/remove items")
     if "" in edits:
-        raise TwirpError.invalid_argument("trunk_ids update has an empty item")
+        raise InvalidArgument("trunk_ids update has an empty item")
     if change.clear:
         return []
     if change.set:
@@ -266,7 +252,7 @@ def _apply_list_update(items: list[str], change: models_pb.ListUpdate) -> list[s
 
 
 def validate_rule(info: sip_pb.SIPDispatchRuleInfo, limits: Limits | None = None) -> None:
-    """Raise ``invalid_argument`` saying what is wrong with ``info``, if anything."""
+    """Raise ``InvalidArgument`` saying what is wrong with ``info``, if anything."""
     limits = limits or Limits()
     _check_kind(info.rule)
     _check_bytes(info.name, "name", MAX_NAME_BYTES)
@@ -288,13 +274,13 @@ def _check_representable(info: sip_pb.SIPDispatchRuleInfo) -> None:
     try:
         json_format.MessageToDict(info)
     except json_format.SerializeToJsonError as exc:
-        raise TwirpError.invalid_argument(f"the rule has an invalid value: {exc}") from None
+        raise InvalidArgument(f"the rule has an invalid value: {exc}") from None
 
 
 def validate_call(call: InboundCall) -> None:
-    """Raise ``invalid_argument`` if the call report is unusable."""
+    """Raise ``InvalidArgument`` if the call report is unusable."""
     if not call.call_id:
-        raise TwirpError.invalid_argument("call_id is required")
+        raise InvalidArgument("call_id is required")
     _check_bytes(call.call_id, "call_id", MAX_NAME_BYTES)
     _check_bytes(call.trunk_id, "trunk_id", MAX_NAME_BYTES)
     _check_bytes(call.from_number, "from_number", MAX_NUMBER_BYTES)
@@ -306,13 +292,13 @@ def validate_call(call: InboundCall) -> None:
 def _check_kind(rule: sip_pb.SIPDispatchRule) -> None:
     kind = rule.WhichOneof("rule")
     if kind is None:
-        raise TwirpError.invalid_argument(
+        raise InvalidArgument(
             "rule must set one of dispatch_rule_direct, dispatch_rule_individual or "
             "dispatch_rule_callee"
         )
     if kind == "dispatch_rule_direct":
         if not rule.dispatch_rule_direct.room_name:
-            raise TwirpError.invalid_argument("dispatch_rule_direct needs a room_name")
+            raise InvalidArgument("dispatch_rule_direct needs a room_name")
         _check_bytes(rule.dispatch_rule_direct.room_name, "room_name", MAX_NAME_BYTES)
     else:
         _check_bytes(getattr(rule, kind).room_prefix, "room_prefix", MAX_PREFIX_BYTES)
@@ -321,10 +307,10 @@ def _check_kind(rule: sip_pb.SIPDispatchRule) -> None:
 
 def _check_filter(items: Sequence[str], field: str, max_item_bytes: int) -> None:
     if len(items) > MAX_FILTER_ITEMS:
-        raise TwirpError.invalid_argument(f"{field} has more than {MAX_FILTER_ITEMS} items")
+        raise InvalidArgument(f"{field} has more than {MAX_FILTER_ITEMS} items")
     for item in items:
         if not item:
-            raise TwirpError.invalid_argument(f"{field} has an empty item")
+            raise InvalidArgument(f"{field} has an empty item")
         _check_bytes(item, field + " item", max_item_bytes)
 
 
@@ -337,16 +323,13 @@ def _check_room_config(config: room_pb.RoomConfiguration, limits: Limits) -> Non
         _check_bytes(agent.metadata, where + ".metadata", limits.max_metadata_bytes)
         _check_attributes(agent.attributes, where + ".attributes", limits)
         check_restart_policy(agent.restart_policy, where + ".")
-        try:
-            check_deployment(agent.deployment)
-        except TwirpError as exc:
-            raise TwirpError.invalid_argument(f"{where}: {exc.msg}") from exc
+        check_deployment(agent.deployment, where + ": ")
 
 
 def _check_attributes(attributes: Mapping[str, str], field: str, limits: Limits) -> None:
     size = sum(len(k.encode()) + len(v.encode()) for k, v in attributes.items())
     if size > limits.max_attributes_bytes:
-        raise TwirpError.invalid_argument(
+        raise InvalidArgument(
             f"{field} size exceeds limits ({size} > {limits.max_attributes_bytes} bytes)"
         )
 
@@ -354,7 +337,7 @@ def _check_attributes(attributes: Mapping[str, str], field: str, limits: Limits)
 def _check_bytes(value: str, field: str, limit: int) -> None:
     size = len(value.encode())
     if size > limit:
-        raise TwirpError.invalid_argument(f"{field} size exceeds limits ({size} > {limit} bytes)")
+        raise InvalidArgument(f"{field} size exceeds limits ({size} > {limit} bytes)")
 
 
 # -- conflicts ---------------------------------------------------------------------------

@@ -1,10 +1,6 @@
-"""SIP dispatch rules in Redis.
+"""SIP dispatch rules in Redis, in the hash ``keys.SIP_RULES`` (``dsp:{sip}:rules``).
 
-``dsp:{sip}:rules``   hash rule id -> ``SIPDispatchRuleInfo`` protobuf bytes [API].
-
-Every SIP key carries the hash tag ``{sip}``, so they all live in one Redis Cluster slot and
-any multi-key call over them stays in that slot. Rules are few (hundreds): listing and
-matching read the whole hash, and nothing is cached.
+Rules are few (hundreds): listing and matching read the whole hash, and nothing is cached.
 
 A create or update checks the new rule against the stored ones and then writes it, as the
 reference does; two conflicting writes racing each other can both land. Such a pair is not
@@ -20,11 +16,11 @@ from typing import TypeVar
 from livekit.protocol import sip as sip_pb
 
 from dispatcher import ids
-from dispatcher.api.twirp import TwirpError
+from dispatcher.errors import NotFound
 from dispatcher.sip.rules import check_conflicts
 from dispatcher.store.client import Client
+from dispatcher.store.keys import SIP_RULES
 
-RULES_KEY = "dsp:{sip}:rules"
 RULE_ID_PREFIX = "SDR_"
 _NOT_FOUND = "dispatch rule not found"
 
@@ -34,7 +30,7 @@ R = TypeVar("R", sip_pb.SIPDispatchRuleInfo, sip_pb.SIPInboundTrunkInfo)
 
 async def load_rules(client: Client) -> list[Rule]:
     """Every stored rule, in no particular order."""
-    raw: list[bytes] = await client.hvals(RULES_KEY)  # type: ignore[assignment]
+    raw: list[bytes] = await client.hvals(SIP_RULES)  # type: ignore[assignment]
     return [Rule.FromString(value) for value in raw]
 
 
@@ -73,11 +69,12 @@ def new_record(record: R, id_field: str, prefix: str) -> R:
 
 
 async def update_rule(client: Client, rule_id: str, change: Callable[[Rule], Rule]) -> Rule:
-    """Store ``change(current)`` in place of rule ``rule_id``; raises ``RuleConflict``."""
+    """Store ``change(current)`` in place of rule ``rule_id``; raises ``NotFound`` or
+    ``RuleConflict``."""
     stored = await load_rules(client)
     current = next((rule for rule in stored if rule.sip_dispatch_rule_id == rule_id), None)
     if current is None:
-        raise TwirpError.not_found(_NOT_FOUND)
+        raise NotFound(_NOT_FOUND)
     updated = change(current)
     updated.sip_dispatch_rule_id = rule_id
     others = [rule for rule in stored if rule.sip_dispatch_rule_id != rule_id]
@@ -88,12 +85,13 @@ async def update_rule(client: Client, rule_id: str, change: Callable[[Rule], Rul
 
 
 async def delete_rule(client: Client, rule_id: str) -> Rule:
-    """Remove rule ``rule_id`` and return it; of two concurrent deletes only one succeeds."""
-    raw: bytes | None = await client.hget(RULES_KEY, rule_id)  # type: ignore[assignment]
-    if raw is None or not await client.hdel(RULES_KEY, rule_id):
-        raise TwirpError.not_found(_NOT_FOUND)
+    """Remove rule ``rule_id`` and return it (``NotFound`` if absent); of two concurrent
+    deletes only one succeeds."""
+    raw: bytes | None = await client.hget(SIP_RULES, rule_id)  # type: ignore[assignment]
+    if raw is None or not await client.hdel(SIP_RULES, rule_id):
+        raise NotFound(_NOT_FOUND)
     return Rule.FromString(raw)
 
 
 async def _write(client: Client, rule: Rule) -> None:
-    await client.hset(RULES_KEY, rule.sip_dispatch_rule_id, rule.SerializeToString())
+    await client.hset(SIP_RULES, rule.sip_dispatch_rule_id, rule.SerializeToString())

@@ -1,7 +1,7 @@
 """SIP inbound trunks: stored as LiveKit's ``SIPInboundTrunkInfo``, and which trunk an
 inbound call came in on, so dispatch rules with trunk filters apply to it.
 
-``dsp:{sip}:trunks``   hash trunk id -> ``SIPInboundTrunkInfo`` protobuf bytes [API].
+Stored in the hash ``keys.SIP_TRUNKS`` (``dsp:{sip}:trunks``).
 
 Trunks are few (a carrier account has a handful); every lookup reads the whole hash.
 """
@@ -14,27 +14,30 @@ from collections.abc import Iterable, Sequence
 from livekit.protocol import models
 from livekit.protocol import sip as sip_pb
 
+from dispatcher.errors import NotFound
 from dispatcher.sip.store import new_record
 from dispatcher.store.client import Client
+from dispatcher.store.keys import SIP_TRUNKS
 
-TRUNKS_KEY = "dsp:{sip}:trunks"
 TRUNK_ID_PREFIX = "ST_"
 
 Trunk = sip_pb.SIPInboundTrunkInfo
 
 
-class TrunkNotFound(LookupError):
+class TrunkNotFound(NotFound):
+    """No inbound trunk has that id."""
+
     def __init__(self, trunk_id: str) -> None:
         super().__init__(f"SIP trunk {trunk_id!r} not found")
 
 
 async def load(client: Client) -> list[Trunk]:
-    raw: list[bytes] = await client.hvals(TRUNKS_KEY)  # type: ignore[assignment]
+    raw: list[bytes] = await client.hvals(SIP_TRUNKS)  # type: ignore[assignment]
     return sorted((Trunk.FromString(v) for v in raw), key=lambda t: t.sip_trunk_id)
 
 
 async def get(client: Client, trunk_id: str) -> Trunk:
-    raw: bytes | None = await client.hget(TRUNKS_KEY, trunk_id)  # type: ignore[assignment]
+    raw: bytes | None = await client.hget(SIP_TRUNKS, trunk_id)  # type: ignore[assignment]
     if raw is None:
         raise TrunkNotFound(trunk_id)
     return Trunk.FromString(raw)
@@ -86,7 +89,7 @@ async def update(client: Client, trunk_id: str, change: sip_pb.SIPInboundTrunkUp
 async def delete(client: Client, trunk_id: str) -> Trunk:
     """Remove the trunk and return it; of two concurrent deletes only one succeeds."""
     trunk = await get(client, trunk_id)
-    if not await client.hdel(TRUNKS_KEY, trunk_id):
+    if not await client.hdel(SIP_TRUNKS, trunk_id):
         raise TrunkNotFound(trunk_id)
     return trunk
 
@@ -116,4 +119,4 @@ def _apply_list(values: Sequence[str], change: models.ListUpdate) -> None:
 
 
 async def _write(client: Client, trunk: Trunk) -> None:
-    await client.hset(TRUNKS_KEY, trunk.sip_trunk_id, trunk.SerializeToString())
+    await client.hset(SIP_TRUNKS, trunk.sip_trunk_id, trunk.SerializeToString())

@@ -11,6 +11,12 @@ Global keys (one slot each):
 ``dsp:schedulers``              zset  scheduler node id -> heartbeat expiry (Redis ms).
 ``dsp:pools``                   set   agent names that have registered servers.
 
+SIP keys (one slot between them, tag ``{sip}``: rules and trunks are few, and a listing or
+a match reads a whole hash):
+
+``dsp:{sip}:rules``             hash rule id -> ``SIPDispatchRuleInfo`` protobuf [API].
+``dsp:{sip}:trunks``            hash trunk id -> ``SIPInboundTrunkInfo`` protobuf [API].
+
 Partition keys (``T`` = ``{pNN}``); writer in brackets:
 
 ``dsp:T:events``                stream of wire events (API nodes, agent servers append;
@@ -75,6 +81,8 @@ from dispatcher.partitions import partition_tag
 META = "dsp:meta"
 SCHEDULERS = "dsp:schedulers"
 POOLS = "dsp:pools"
+SIP_RULES = "dsp:{sip}:rules"
+SIP_TRUNKS = "dsp:{sip}:trunks"
 CONSUMER_GROUP = "schedulers"
 
 

@@ -81,9 +81,7 @@ def main(
     plot_path: str | None,
 ) -> None:
     """Our dispatcher against Taskiq, Celery and arq on one pinned Redis: one table."""
-    import uvloop
-
-    from dispatcher.heap import freeze_startup_heap
+    from dispatcher import process
 
     try:
         selected = parse_systems(systems)
@@ -110,10 +108,10 @@ def main(
         steal_limit=steal_limit,
         max_tries=tries,
     )
-    freeze_startup_heap()  # as loadgen does: its pauses would delay our steps' sends
     # SIGTERM as Ctrl-C: the run is cancelled and stops every process it started.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    run = uvloop.run(run_bench(config, _log, functools.partial(_save, json_path)))
+    # Heap frozen, as loadgen does: collector pauses would delay our steps' sends.
+    run = process.run(run_bench(config, _log, functools.partial(_save, json_path)))
     _report(run, json_path, plot_path)
 
 

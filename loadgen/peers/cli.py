@@ -10,12 +10,12 @@ for ``go`` on stdin, runs the schedule and prints its ``EnqueueStats`` as one JS
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
+import click
 import msgspec
 
 from loadgen.peers.config import (
@@ -41,36 +41,50 @@ class PeerRunner:
     enqueue: Callable[[EnqueueConfig], EnqueueStats]
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m loadgen.peers.cli")
-    parser.add_argument("peer", choices=PEERS)
-    commands = parser.add_subparsers(dest="command", required=True)
-    worker = commands.add_parser("worker", help="run the peer's worker until SIGTERM")
-    enqueue = commands.add_parser("enqueue", help="run one open-loop schedule")
-    for command in (worker, enqueue):
-        command.add_argument("--redis-url", required=True)
-        command.add_argument("--variant", choices=VARIANTS, required=True)
-        command.add_argument("--run-id", required=True)
-    worker.add_argument("--capacity", type=int, required=True)
-    enqueue.add_argument("--rate", type=float, required=True)
-    enqueue.add_argument("--duration", type=float, required=True)
-    enqueue.add_argument("--warmup", type=int, default=WARMUP_JOBS)
-    return parser
+def _run_options(command: Callable[..., None]) -> Callable[..., None]:
+    """The options every peer command takes."""
+    command = click.option("--run-id", required=True)(command)
+    command = click.option("--variant", type=click.Choice(VARIANTS), required=True)(command)
+    return click.option("--redis-url", required=True)(command)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    args = _parser().parse_args(argv)
+@click.group()
+@click.argument("peer", type=click.Choice(PEERS), metavar="PEER")
+@click.pass_context
+def main(ctx: click.Context, peer: str) -> None:
+    """PEER (taskiq, celery or arq): its worker or enqueuer, as a benchmark step runs them."""
     logging.basicConfig(level=LOG_LEVEL, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    runner: PeerRunner = importlib.import_module(peer_module(args.peer)).RUNNER
-    if args.command == "worker":
-        runner.serve(WorkerConfig(args.redis_url, args.variant, args.run_id, args.capacity))
-        return
-    config = EnqueueConfig(
-        args.redis_url, args.variant, args.run_id, args.rate, args.duration, args.warmup
-    )
-    stats = runner.enqueue(config)
-    print(msgspec.json.encode(stats).decode(), flush=True)
+    ctx.obj = importlib.import_module(peer_module(peer)).RUNNER
+
+
+@main.command()
+@_run_options
+@click.option("--capacity", type=int, required=True)
+@click.pass_obj
+def worker(runner: PeerRunner, redis_url: str, variant: str, run_id: str, capacity: int) -> None:
+    """Run the peer's worker until SIGTERM."""
+    runner.serve(WorkerConfig(redis_url, variant, run_id, capacity))
+
+
+@main.command()
+@_run_options
+@click.option("--rate", type=float, required=True)
+@click.option("--duration", type=float, required=True)
+@click.option("--warmup", type=int, default=WARMUP_JOBS, show_default=True)
+@click.pass_obj
+def enqueue(
+    runner: PeerRunner,
+    redis_url: str,
+    variant: str,
+    run_id: str,
+    rate: float,
+    duration: float,
+    warmup: int,
+) -> None:
+    """Run one open-loop schedule."""
+    stats = runner.enqueue(EnqueueConfig(redis_url, variant, run_id, rate, duration, warmup))
+    click.echo(msgspec.json.encode(stats).decode())
 
 
 if __name__ == "__main__":
-    main()
+    main(prog_name="python -m loadgen.peers.cli")

@@ -21,11 +21,12 @@ from dispatcher.api.http import HttpApp
 from dispatcher.api.room_service import Rooms
 from dispatcher.api.sip_inbound import SipInboundService
 from dispatcher.api.sip_service import SipService, resolve_inbound
-from dispatcher.api.twirp import TwirpError, TwirpRouter
+from dispatcher.api.twirp import TwirpRouter
+from dispatcher.errors import InvalidArgument
 from dispatcher.sip.rules import InboundCall, NoRuleMatched
-from dispatcher.sip.store import RULES_KEY
 from dispatcher.sip_cli import sip_group
 from dispatcher.store.client import Client, connect
+from dispatcher.store.keys import SIP_RULES
 from tests.redis_servers import RedisTarget
 from tests.served import served
 
@@ -107,7 +108,7 @@ async def test_create_stores_the_rule_under_a_fresh_id(sip: Sip) -> None:
     assert rule_id.startswith("SDR_") and len(rule_id) == 16
     assert set(rule_id[4:]) <= set(ids.ALPHABET)
     assert created.created_at.seconds > 0
-    stored = sip_pb.SIPDispatchRuleInfo.FromString(await sip.client.hget(RULES_KEY, rule_id))  # type: ignore[arg-type]
+    stored = sip_pb.SIPDispatchRuleInfo.FromString(await sip.client.hget(SIP_RULES, rule_id))  # type: ignore[arg-type]
     assert stored == created
     assert list(stored.room_config.agents) == agents
 
@@ -265,7 +266,7 @@ async def test_resolve_inbound_without_a_matching_rule_raises(sip: Sip) -> None:
 
 
 async def test_resolve_inbound_rejects_a_call_without_id(sip: Sip) -> None:
-    with pytest.raises(TwirpError, match="call_id"):
+    with pytest.raises(InvalidArgument, match="call_id"):
         await resolve_inbound(sip.client, inbound(call_id=""))
 
 

@@ -29,6 +29,19 @@ from dispatcher.api.twirp import (
     TwirpService,
     error_response,
     message_response,
+    twirp_error,
+)
+from dispatcher.errors import (
+    Aborted,
+    AuthError,
+    ConfigError,
+    DispatcherError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    RequestError,
+    ResourceExhausted,
 )
 from tests.served import Served, served
 
@@ -358,6 +371,48 @@ async def test_handler_exception_is_internal(
     [record] = caplog.records
     assert record.exc_info is not None
     assert isinstance(record.exc_info[1], ValueError)
+
+
+class RoomGone(NotFound):
+    """The room is gone."""
+
+
+@pytest.mark.parametrize(
+    ("error", "code", "status"),
+    [
+        (InvalidArgument("room is required"), "invalid_argument", 400),
+        (RoomGone(), "not_found", 404),
+        (FailedPrecondition("two rules conflict"), "failed_precondition", 412),
+        (PermissionDenied("a PIN is required"), "permission_denied", 403),
+        (ResourceExhausted("room is full"), "resource_exhausted", 429),
+        (Aborted(), "aborted", 409),
+        (AuthError("token expired"), "unauthenticated", 401),
+    ],
+)
+async def test_a_domain_error_is_answered_with_its_code_and_message(
+    error: DispatcherError, code: str, status: int
+) -> None:
+    async def refuse(req: ListRoomsRequest, request: Request) -> ListRoomsResponse:
+        raise error
+
+    app = HttpApp()
+    service = TwirpService("livekit.RoomService")
+    service.add("ListRooms", ListRoomsRequest, refuse)
+    service.install(app)
+    async with served(app) as test_client:
+        answer = await post_error(test_client, "/twirp/livekit.RoomService/ListRooms", b"")
+    assert answer == (status, {"code": code, "msg": str(error)})
+
+
+def test_every_kind_of_request_error_has_a_twirp_code() -> None:
+    for kind in RequestError.__subclasses__():
+        answer = twirp_error(kind())
+        assert answer is not None, kind
+        assert answer.msg == kind.__doc__
+
+
+def test_a_domain_error_without_a_code_of_its_own_has_no_answer() -> None:
+    assert twirp_error(ConfigError("bad setting")) is None
 
 
 def test_error_response_without_meta() -> None:
