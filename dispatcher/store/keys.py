@@ -10,6 +10,10 @@ Global keys (one slot each):
 ``dsp:meta``                    hash  ``partitions`` -> P, written once at first start.
 ``dsp:schedulers``              zset  scheduler node id -> heartbeat expiry (Redis ms).
 ``dsp:pools``                   set   agent names that have registered servers.
+``dsp:{stats}:schedulers``      hash  scheduler node id -> SchedulerFigures (msgpack): what
+                                it counted and holds, rewritten every heartbeat, deleted
+                                on a clean stop [scheduler; ``dispatcher status`` and the
+                                dashboard read it].
 
 Partition keys (``T`` = ``{pNN}``); writer in brackets:
 
@@ -75,6 +79,7 @@ from dispatcher.partitions import partition_tag
 META = "dsp:meta"
 SCHEDULERS = "dsp:schedulers"
 POOLS = "dsp:pools"
+SCHEDULER_FIGURES = "dsp:{stats}:schedulers"
 CONSUMER_GROUP = "schedulers"
 
 
