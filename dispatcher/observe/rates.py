@@ -51,10 +51,10 @@ def between(
     counts: list[int] = []
     for record in after:
         base = previous.get(record.node_id)
-        if base is not None and base.started_at != record.started_at:
-            base = None  # it restarted: everything it counted is new
         if base is None and record.started_at < since:
             continue  # already running before, but unseen: its counters say nothing new
+        if base is not None and base.started_at != record.started_at:
+            base = None  # it restarted: everything it counted is new
         created += record.jobs_created - (base.jobs_created if base else 0)
         started += record.jobs_started - (base.jobs_started if base else 0)
         failed += _failed(record) - (_failed(base) if base else 0)

@@ -1,0 +1,80 @@
+"""The status snapshot (dispatcher.observe.snapshot) on a single Redis and on a Redis
+Cluster: partitions and their owner, pools and servers, and the schedulers' own figures."""
+
+from __future__ import annotations
+
+import asyncio
+
+from livekit import api
+
+from dispatcher.observe.snapshot import Snapshot, collect
+from dispatcher.store.client import connect
+from tests.redis_servers import RedisTarget
+from tests.stack import (
+    API_KEY,
+    API_SECRET,
+    api_url,
+    eventually,
+    start_agent,
+    start_api,
+    start_scheduler,
+)
+from workers import JobContext
+
+
+async def test_a_snapshot_shows_owners_servers_and_running_jobs(redis_target: RedisTarget) -> None:
+    release = asyncio.Event()
+
+    async def entry(ctx: JobContext) -> None:
+        await release.wait()
+
+    scheduler = await start_scheduler(redis_target.url, "sched-1", partitions=8)
+    node = await start_api(redis_target.url, partitions=8)
+    agent = await start_agent(redis_target.url, "snap-agent", entry, capacity=4)
+    client = await connect(redis_target.url)
+    lk = api.LiveKitAPI(api_url(node), API_KEY, API_SECRET)
+    try:
+        request = api.CreateAgentDispatchRequest(agent_name="snap-agent", room="snap-room")
+        await lk.agent_dispatch.create_dispatch(request)
+        seen: list[Snapshot] = []
+
+        async def running() -> bool:
+            seen[:] = [await collect(client)]
+            return seen[0].totals.jobs_by_phase.get("running") == 1
+
+        await eventually(running, what="the snapshot to show the running job")
+        snapshot = seen[0]
+        assert [p.owner for p in snapshot.partitions] == ["sched-1"] * 8
+        assert [(s.node_id, s.alive, s.partitions) for s in snapshot.schedulers] == [
+            ("sched-1", True, list(range(8)))
+        ]
+        [pool] = snapshot.pools
+        [server] = pool.servers
+        assert (pool.agent_name, pool.capacity, pool.used) == ("snap-agent", 4, 1)
+        assert (server.id, server.status) == (agent.id, "available")
+        assert snapshot.totals.jobs_started == 1 and sum(snapshot.totals.dispatch_counts) == 1
+        built = snapshot.to_builtins()
+        assert "figures" not in built and built["pools"][0]["servers"][0]["lastHeartbeatMs"] > 0
+    finally:
+        release.set()
+        await lk.aclose()
+        await agent.aclose()
+        await node.aclose()
+        await scheduler.drain()
+        await scheduler.aclose()
+        await client.aclose()
+
+
+async def test_a_cleanly_stopped_scheduler_takes_its_figures_along(
+    redis_target: RedisTarget,
+) -> None:
+    scheduler = await start_scheduler(redis_target.url, "sched-gone", partitions=4)
+    client = await connect(redis_target.url)
+    try:
+        assert [f.node_id for f in (await collect(client)).figures] == ["sched-gone"]
+        await scheduler.drain()
+        snapshot = await collect(client)
+        assert snapshot.figures == [] and not any(p.owner for p in snapshot.partitions)
+    finally:
+        await scheduler.aclose()
+        await client.aclose()
