@@ -15,7 +15,7 @@ from livekit import api
 from dispatcher.localredis import free_port
 from tests.e2e.procs import DISPATCHER, env, started, wait_http
 from tests.redis_servers import RedisTarget
-from tests.stack import API_KEY, API_SECRET, eventually
+from tests.stack import API_KEY, API_SECRET, eventually, start_scheduler
 
 PARTITIONS = 16
 # Agent servers for the status test: one pool whose jobs hold their slot until the test
@@ -147,3 +147,33 @@ def _pythonpath(tmp_path: Path) -> str:
     """The agents' module beside the worktree's code (the processes import both)."""
     inherited = env().get("PYTHONPATH", "")
     return f"{tmp_path}:{inherited}" if inherited else str(tmp_path)
+
+
+async def test_status_prints_a_screen_and_watch_refreshes_it(
+    redis_single_target: RedisTarget,
+) -> None:
+    redis = redis_single_target.url
+    scheduler = await start_scheduler(redis, "sched-watched", partitions=4)
+    try:
+        screen = await asyncio.to_thread(
+            subprocess.run,
+            [DISPATCHER, "status", "--redis-url", redis],
+            capture_output=True, check=True, env={**env(), "COLUMNS": "120"}, timeout=30,
+        )  # fmt: skip
+        assert "Schedulers" in screen.stdout.decode() and "sched-watched" in screen.stdout.decode()
+        command = [DISPATCHER, "status", "--watch", "--json", "--interval", "0.2"]
+        with subprocess.Popen(
+            [*command, "--redis-url", redis], stdout=subprocess.PIPE, env=env()
+        ) as watch:
+            try:
+                assert watch.stdout is not None
+                first = json.loads(await asyncio.to_thread(watch.stdout.readline))
+                second = json.loads(await asyncio.to_thread(watch.stdout.readline))
+            finally:
+                watch.send_signal(signal.SIGINT)  # Ctrl-C
+                watch.wait(10)
+        assert "rates" not in first and second["rates"]["atMs"] == second["atMs"]
+        assert watch.returncode == 0
+    finally:
+        await scheduler.drain()
+        await scheduler.aclose()
