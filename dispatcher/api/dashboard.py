@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import hashlib
 import hmac
 import html
@@ -42,6 +43,7 @@ _PAGE_HEADERS = (
 )
 
 
+@functools.cache
 def _static(name: str) -> bytes:
     return resources.files("dispatcher.observe").joinpath("static", name).read_bytes()
 
@@ -153,6 +155,8 @@ class Dashboard:
     async def _events(self, request: Request) -> Response:
         if not self._signed_in(request):
             return _refused()
+        if request.method == "HEAD":
+            return Response(200, b"", "text/event-stream", _PAGE_HEADERS)
 
         def take_over(transport: asyncio.Transport, _tail: bytes) -> None:
             EventStream(self._feed, transport)  # it lives as the transport's protocol
@@ -180,7 +184,11 @@ class EventStream(asyncio.Protocol):
     async def _send(self) -> None:
         try:
             while not self._transport.is_closing():
-                self._transport.write(_event("snapshot", await self._queue.get()))
+                message = await self._queue.get()
+                if not message:  # the feed closed: the node is stopping
+                    self._transport.close()
+                    return
+                self._transport.write(_event("snapshot", message))
         finally:
             self._feed.unsubscribe(self._queue)
 

@@ -61,7 +61,10 @@ class Feed:
         return _encode({"snapshot": (await collect(self._client, SERVERS_PER_POOL)).to_builtins()})
 
     async def aclose(self) -> None:
+        """Stop, and tell every viewer so with an empty message (its stream then ends)."""
         task, self._task = self._task, None
+        for queue in self._viewers:
+            _offer(queue, b"")
         self._viewers.clear()
         if task is not None:
             task.cancel()
@@ -74,9 +77,7 @@ class Feed:
             message = await self._next_message()
             self.latest = message
             for queue in list(self._viewers):
-                if queue.full():
-                    queue.get_nowait()  # the viewer is behind: it gets the newest instead
-                queue.put_nowait(message)
+                _offer(queue, message)
             await asyncio.sleep(max(0.0, self._interval_s - (time.monotonic() - started)))
 
     async def _next_message(self) -> bytes:
@@ -99,3 +100,9 @@ class Feed:
         point = between(previous.figures, snapshot.figures, snapshot.at_ms, seconds)
         self.history.append(point)
         return point
+
+
+def _offer(queue: asyncio.Queue[bytes], message: bytes) -> None:
+    if queue.full():
+        queue.get_nowait()  # the viewer is behind: it gets the newest instead
+    queue.put_nowait(message)

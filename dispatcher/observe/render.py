@@ -42,7 +42,7 @@ def ranges(numbers: Iterable[int]) -> str:
 def _title(snapshot: Snapshot) -> Text:
     at = time.strftime("%H:%M:%S", time.localtime(snapshot.at_ms / 1000))
     alive = sum(s.alive for s in snapshot.schedulers)
-    servers = sum(len([s for s in p.servers if s.status != "gone"]) for p in snapshot.pools)
+    servers = sum(p.servers_live for p in snapshot.pools)
     return Text.assemble(
         ("dispatcher status", "bold"),
         f"  {at}  {snapshot.partition_count} partitions, {alive} scheduler(s), "
@@ -77,9 +77,8 @@ def _partitions(snapshot: Snapshot) -> Table:
 
 
 def _pool(pool: PoolView, now_ms: int) -> Table:
-    live = [s for s in pool.servers if s.status != "gone"]
     title = (
-        f"Pool {pool.agent_name!r} ({pool.job_type}): {len(live)} live of "
+        f"Pool {pool.agent_name!r} ({pool.job_type}): {pool.servers_live} live of "
         f"{pool.servers_total} server(s), {pool.used}/{pool.capacity} slots used"
     )
     table = Table(title=title, title_justify="left")

@@ -21,6 +21,7 @@ from dispatcher.wire import (
     Failure,
     JobType,
     SchedulerFigures,
+    ServerInfo,
     ServerStatus,
     figures_decoder,
     server_info_decoder,
@@ -63,9 +64,11 @@ class PoolView(msgspec.Struct, kw_only=True, rename="camel"):
     agent_name: str
     job_type: str
     servers_total: int  # every server its shards list, gone ones included
-    capacity: int  # of the live servers
+    servers_live: int  # those whose heartbeat has not expired
+    capacity: int  # of the live servers detailed below
     used: int
     servers: list[ServerView]  # the live ones first; at most the snapshot's limit
+    partial: bool  # some live servers were left out by the limit (capacity counts fewer)
 
 
 class Totals(msgspec.Struct, kw_only=True, rename="camel"):
@@ -125,8 +128,9 @@ class Snapshot(msgspec.Struct, kw_only=True, rename="camel"):
 
 
 async def collect(client: Client, server_limit: int | None = None) -> Snapshot:
-    """One snapshot; ``server_limit`` caps the servers detailed per pool (the dashboard's
-    fill needs every live server's counts, a screen does not need them all)."""
+    """One snapshot; ``server_limit`` caps the servers detailed per pool (two reads each),
+    so that a page refreshed every second costs Redis a bounded amount however large the
+    fleet; ``None`` details them all."""
     first: list[Call] = [
         (("TIME",), keys.META),
         (("HMGET", keys.META, "partitions", "pool_shards"), keys.META),
@@ -276,7 +280,8 @@ async def _pools(
             _server(server_id, expiry, next(replies), next(replies), now_ms)
             for _, server_id, expiry in chosen[pool]
         ]
-        views.append(_pool(pool, len(listed[pool]), details))
+        live = sum(expiry > now_ms for _, _, expiry in listed[pool])
+        views.append(_pool(pool, len(listed[pool]), live, details))
     return views
 
 
@@ -289,11 +294,9 @@ def _live_first(
 
 def _server(server_id: str, expiry: int, raw: list[bytes], used: int, now_ms: int) -> ServerView:
     fields = {raw[i].decode(): raw[i + 1] for i in range(0, len(raw), 2)}
-    info = server_info_decoder.decode(fields["info"]) if fields.get("info") else None
+    info = _info(fields.get("info"))
     ttl = int(fields.get("ttl") or 0)
-    status = "gone"
-    if expiry > now_ms:
-        status = ServerStatus(int(fields.get("status") or 0)).name.lower()
+    status = _status(fields.get("status")) if expiry > now_ms else "gone"
     return ServerView(
         id=server_id,
         status=status,
@@ -307,7 +310,22 @@ def _server(server_id: str, expiry: int, raw: list[bytes], used: int, now_ms: in
     )
 
 
-def _pool(name: str, servers_total: int, servers: list[ServerView]) -> PoolView:
+def _info(raw: bytes | None) -> ServerInfo | None:
+    """What a server said of itself; None when it said nothing this reader can read."""
+    try:
+        return server_info_decoder.decode(raw) if raw else None
+    except msgspec.DecodeError:
+        return None
+
+
+def _status(raw: bytes | None) -> str:
+    try:
+        return ServerStatus(int(raw or 0)).name.lower()
+    except ValueError:
+        return f"status {raw!r}"
+
+
+def _pool(name: str, servers_total: int, servers_live: int, servers: list[ServerView]) -> PoolView:
     agent_name, _, job_type = name.partition(_POOL_TYPE_SEPARATOR)
     live = [s for s in servers if s.status != "gone"]
     return PoolView(
@@ -315,9 +333,11 @@ def _pool(name: str, servers_total: int, servers: list[ServerView]) -> PoolView:
         agent_name=agent_name,
         job_type=job_type or JobType.ROOM.name.lower(),
         servers_total=servers_total,
+        servers_live=servers_live,
         capacity=sum(s.capacity for s in live),
         used=sum(s.used for s in live),
         servers=servers,
+        partial=len(live) < servers_live,
     )
 
 

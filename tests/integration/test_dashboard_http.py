@@ -143,3 +143,15 @@ async def _snapshot_times(reply: aiohttp.ClientResponse, count: int) -> list[int
 
 def _cookie(value: str) -> dict[str, str]:
     return {"Cookie": f"{COOKIE}={value}"}
+
+
+async def test_a_stopping_node_ends_its_viewers_streams(
+    node: ApiNode, http: aiohttp.ClientSession
+) -> None:
+    cookie = Sessions({API_KEY: API_SECRET}).cookie_for(API_KEY, time.time())
+    async with http.get(f"{api_url(node)}/dashboard/events", headers=_cookie(cookie)) as reply:
+        assert len(await _snapshot_times(reply, 1)) == 1
+        await node.feed.aclose()
+        # The stream ends (the read returns) rather than hang until the browser leaves.
+        await asyncio.wait_for(reply.content.read(), timeout=10)
+        assert reply.content.at_eof()

@@ -98,10 +98,10 @@ function bar(used, capacity) {
 function showPools(pools) {
   if (!pools.length) return;
   $("pools").replaceChildren(...pools.map((pool) => {
-    const live = pool.servers.filter((s) => s.status !== "gone");
+    const counted = pool.partial ? ` (of the ${pool.servers.length} shown)` : "";
     const title = el("h3", {}, [el("span", { text: pool.agentName || "(automatic)" }),
-      el("span", { class: "muted", text: `${pool.jobType} · ${live.length} server(s) · ` }),
-      el("span", { class: "pool-fill", text: `${pool.used} / ${pool.capacity} slots` })]);
+      el("span", { class: "muted", text: `${pool.jobType} · ${pool.serversLive} server(s) · ` }),
+      el("span", { class: "pool-fill", text: `${pool.used} / ${pool.capacity} slots${counted}` })]);
     const servers = pool.servers.map((s) => el("div", { class: `server ${s.status}`, title: s.host }, [
       el("div", { text: `${s.id} · ${s.used}/${s.capacity} · ${s.status}${s.version ? " · v" + s.version : ""}` }),
       bar(s.used, s.capacity)]));
