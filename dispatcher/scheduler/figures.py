@@ -6,9 +6,10 @@ Figures of the whole deployment cannot come from one process's memory, so every 
 writes its own record (``wire.SchedulerFigures``) into ``dsp:{stats}:schedulers`` at each
 membership heartbeat, and ``dispatcher status`` and the dashboard add them up. Counting
 hangs on the partitions' observer hook: one ``FigureCounter`` per node, shared by every
-partition it owns. What it holds now is read from the partitions' state at each write
-(O(active jobs) every heartbeat), not counted: a partition taken over loads its jobs
-without telling any observer.
+partition it owns. What it holds now is read from the partitions' state, not counted
+from changes (a partition taken over loads its jobs without telling any observer): an
+O(active jobs) look, repeated every heartbeat while it costs under 1 % of the node's time
+and less often beyond (20,000 active jobs took 15 ms on the test machine).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ DISPATCH_BOUNDS_MS = (
     5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 30000.0,
 )  # fmt: skip
 RECENT_FAILURES = 20
+_SCAN_SHARE = 0.01  # of the node's time, at most, spent counting what it holds
 _RUNNING = ("running", "terminating")
 
 
@@ -62,6 +64,8 @@ class FigureCounter(Observer):
         self._retried = 0
         self._ended: collections.Counter[str] = collections.Counter()
         self._failures: collections.deque[Failure] = collections.deque(maxlen=RECENT_FAILURES)
+        self._holdings: tuple[dict[str, int], dict[str, int]] = ({}, {})
+        self._next_count = 0.0  # monotonic s: when what the node holds is counted again
 
     def job_changed(self, before: JobRecord | None, after: JobRecord) -> None:
         if before is None:
@@ -86,13 +90,15 @@ class FigureCounter(Observer):
             self._dispatch_sum_ms += took_ms
 
     def figures(self, partitions: Mapping[int, HoldsState], now: int) -> SchedulerFigures:
-        phases: collections.Counter[str] = collections.Counter()
-        pending: collections.Counter[str] = collections.Counter()
-        for worker in partitions.values():
-            for record in worker.state.records.values():
-                phases[record.phase] += 1
-                if record.phase == "pending":
-                    pending[pending_reason(record, now)] += 1
+        """The record to write now. What the node holds is counted again only once the last
+        count's cost is paid back (``_SCAN_SHARE``): a node holding 100,000 jobs does not
+        spend a tenth of its time counting them, and says figures a little older instead."""
+        if time.monotonic() >= self._next_count:
+            started = time.perf_counter()
+            self._holdings = _holdings(partitions, now)
+            took = time.perf_counter() - started
+            self._next_count = time.monotonic() + took / _SCAN_SHARE
+        phases, pending = self._holdings
         return SchedulerFigures(
             node_id=self.node_id,
             started_at=self.started_at,
@@ -106,10 +112,24 @@ class FigureCounter(Observer):
             jobs_started=self._started,
             jobs_ended=dict(self._ended),
             attempts_retried=self._retried,
-            jobs_by_phase=dict(phases),
-            pending_by_reason=dict(pending),
+            jobs_by_phase=phases,
+            pending_by_reason=pending,
             failures=list(self._failures),
         )
+
+
+def _holdings(
+    partitions: Mapping[int, HoldsState], now: int
+) -> tuple[dict[str, int], dict[str, int]]:
+    """Jobs by phase and pending jobs by reason, over every owned partition."""
+    phases: collections.Counter[str] = collections.Counter()
+    pending: collections.Counter[str] = collections.Counter()
+    for worker in partitions.values():
+        state = worker.state
+        phases.update(record.phase for record in state.records.values())  # counted in C
+        for key in state.waiting:  # the pending ones, without a look at the rest
+            pending[pending_reason(state.records[key], now)] += 1
+    return dict(phases), dict(pending)
 
 
 def pending_reason(record: JobRecord, now: int) -> str:
