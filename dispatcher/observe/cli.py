@@ -9,6 +9,7 @@ import time
 
 import click
 import msgspec
+from redis.exceptions import RedisError
 from rich.console import Console
 from rich.live import Live
 
@@ -37,8 +38,8 @@ def status_command(redis_url: str, as_json: bool, watch: bool, interval: float) 
         asyncio.run(_status(redis_url, as_json, watch, interval))
     except KeyboardInterrupt:
         pass
-    except (OSError, ConnectionError) as exc:
-        sys.exit(f"error: cannot read Redis at {redis_url}: {describe(exc)}")
+    except (OSError, RedisError) as exc:
+        sys.exit(f"error: cannot read Redis: {describe(exc)}")  # the URL may hold a password
 
 
 async def _status(redis_url: str, as_json: bool, watch: bool, interval: float) -> None:
@@ -64,11 +65,11 @@ def _print(snapshot: Snapshot, rates: Point | None, as_json: bool) -> None:
 def _json(snapshot: Snapshot, rates: Point | None) -> dict[str, object]:
     built = snapshot.to_builtins()
     if rates is not None:
-        built["rates"] = rates_json(rates)
+        built["rates"] = _rates_json(rates)
     return built
 
 
-def rates_json(rates: Point) -> dict[str, object]:
+def _rates_json(rates: Point) -> dict[str, object]:
     converted: dict[str, object] = msgspec.to_builtins(rates)
     return converted
 
