@@ -14,6 +14,7 @@ and less often beyond (20,000 active jobs took 15 ms on the test machine).
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import collections
 import time
@@ -157,8 +158,17 @@ def _failure(record: JobRecord, attempt: JobAttempt) -> Failure:
     )
 
 
-async def publish(client: Client, figures: SchedulerFigures) -> None:
-    await client.fast.execute("HSET", keys.SCHEDULER_FIGURES, figures.node_id, encode(figures))
+async def publish(client: Client, figures: SchedulerFigures, members: list[str]) -> None:
+    """Write a node's record, and drop those of nodes that left the membership without a
+    clean stop (a crash): readers ignore them already, but the hash should not grow with
+    every node name ever used."""
+    fast, key = client.fast, keys.SCHEDULER_FIGURES
+    _, names = await asyncio.gather(
+        fast.execute("HSET", key, figures.node_id, encode(figures)), fast.execute("HKEYS", key)
+    )  # one round trip
+    live = {*members, figures.node_id}
+    if gone := [name for name in names if name.decode() not in live]:
+        await fast.execute("HDEL", key, *gone)
 
 
 async def withdraw(client: Client, node_id: str) -> None:

@@ -133,7 +133,8 @@ class SchedulerNode:
         await asyncio.gather(*(self._stop_partition(p) for p in set(self.workers) - wanted))
         await self._acquire(sorted(wanted - set(self.workers)))
         try:
-            await figures.publish(self.client, self.figures.figures(self.workers, time.time_ns()))
+            record = self.figures.figures(self.workers, time.time_ns())
+            await figures.publish(self.client, record, self.members)
         except Exception as exc:  # policy: counters are cumulative; the next heartbeat says all
             log_failure(log, "scheduler figures", exc)
 

@@ -12,7 +12,8 @@ Global keys (one slot each):
 ``dsp:pools``                   set   agent names that have registered servers.
 ``dsp:{stats}:schedulers``      hash  scheduler node id -> SchedulerFigures (msgpack): what
                                 it counted and holds, rewritten every heartbeat, deleted
-                                on a clean stop [scheduler; ``dispatcher status`` and the
+                                on a clean stop or, once it left the membership, by a
+                                live scheduler [scheduler; ``dispatcher status`` and the
                                 dashboard read it].
 
 Partition keys (``T`` = ``{pNN}``); writer in brackets:

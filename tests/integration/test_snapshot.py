@@ -8,7 +8,9 @@ import asyncio
 from livekit import api
 
 from dispatcher.observe.snapshot import Snapshot, collect
+from dispatcher.store import keys
 from dispatcher.store.client import connect
+from dispatcher.wire import SchedulerFigures, encode
 from tests.redis_servers import RedisTarget
 from tests.stack import (
     API_KEY,
@@ -76,5 +78,25 @@ async def test_a_cleanly_stopped_scheduler_takes_its_figures_along(
         snapshot = await collect(client)
         assert snapshot.figures == [] and not any(p.owner for p in snapshot.partitions)
     finally:
+        await scheduler.aclose()
+        await client.aclose()
+
+
+async def test_the_record_of_a_crashed_scheduler_is_dropped_by_a_live_one(
+    redis_target: RedisTarget,
+) -> None:
+    client = await connect(redis_target.url)
+    crashed = SchedulerFigures(node_id="crashed", started_at=0, at=0, heartbeat_ms=500)
+    await client.hset(keys.SCHEDULER_FIGURES, "crashed", encode(crashed))
+    scheduler = await start_scheduler(redis_target.url, "sched-live", partitions=4)
+    try:
+
+        async def pruned() -> bool:
+            names = await client.hkeys(keys.SCHEDULER_FIGURES)
+            return sorted(names) == [b"sched-live"]
+
+        await eventually(pruned, what="the crashed node's record to go")
+    finally:
+        await scheduler.drain()
         await scheduler.aclose()
         await client.aclose()
