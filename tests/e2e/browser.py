@@ -83,6 +83,7 @@ async def headless_page(profile: Path, width: int = 1280, height: int = 900) -> 
         [
             chromium_binary(), "--headless", "--no-sandbox", "--disable-gpu",
             "--no-first-run", "--disable-extensions", "--disable-background-networking",
+            "--disable-dev-shm-usage",  # containers often have a small /dev/shm
             f"--remote-debugging-port={port}", f"--user-data-dir={profile}",
             f"--window-size={width},{height}", "about:blank",
         ],

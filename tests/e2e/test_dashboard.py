@@ -95,7 +95,7 @@ async def test_the_dashboard_shows_a_dispatch_made_while_it_is_open(
                 )
                 await sign_in(page, base, API_SECRET)
                 await page.wait_for(
-                    "document.getElementById('created-total')?.textContent >= '1'"
+                    "+document.getElementById('created-total')?.textContent >= 1"
                     " && document.querySelectorAll('.pool').length === 2",
                     "the dashboard's first snapshot",
                 )
