@@ -157,6 +157,8 @@ class Dashboard:
             return _refused()
         if request.method == "HEAD":
             return Response(200, b"", "text/event-stream", _PAGE_HEADERS)
+        if self._feed.full():
+            return Response.text("too many dashboard viewers on this node; retry later", 503)
 
         def take_over(transport: asyncio.Transport, _tail: bytes) -> None:
             EventStream(self._feed, transport)  # it lives as the transport's protocol

@@ -24,19 +24,27 @@ from dispatcher.store.client import Client
 
 log = logging.getLogger(__name__)
 HISTORY_POINTS = 300  # five minutes at one a second
+# A viewer's stream leaves the HTTP server's connection limit once handed over: bounded here.
+MAX_VIEWERS = 100
 SERVERS_PER_POOL = 100  # detailed per pool on the page; the pool's totals count them all
 _encode = msgspec.json.Encoder().encode
 
 
 class Feed:
-    def __init__(self, client: Client, interval_s: float = 1.0) -> None:
+    def __init__(
+        self, client: Client, interval_s: float = 1.0, max_viewers: int = MAX_VIEWERS
+    ) -> None:
         self._client = client
         self._interval_s = interval_s
+        self.max_viewers = max_viewers
         self._viewers: set[asyncio.Queue[bytes]] = set()
         self._task: asyncio.Task[None] | None = None
         self._previous: Snapshot | None = None
         self.history: collections.deque[Point] = collections.deque(maxlen=HISTORY_POINTS)
         self.latest: bytes | None = None  # the last message sent
+
+    def full(self) -> bool:
+        return len(self._viewers) >= self.max_viewers
 
     def subscribe(self) -> asyncio.Queue[bytes]:
         queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=1)

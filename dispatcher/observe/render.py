@@ -77,9 +77,10 @@ def _partitions(snapshot: Snapshot) -> Table:
 
 
 def _pool(pool: PoolView, now_ms: int) -> Table:
+    counted = f" (of the {len(pool.servers)} read)" if pool.partial else ""
     title = (
         f"Pool {pool.agent_name!r} ({pool.job_type}): {pool.servers_live} live of "
-        f"{pool.servers_total} server(s), {pool.used}/{pool.capacity} slots used"
+        f"{pool.servers_total} server(s), {pool.used}/{pool.capacity} slots used{counted}"
     )
     table = Table(title=title, title_justify="left")
     for column in _SERVER_COLUMNS:

@@ -155,3 +155,15 @@ async def test_a_stopping_node_ends_its_viewers_streams(
         # The stream ends (the read returns) rather than hang until the browser leaves.
         await asyncio.wait_for(reply.content.read(), timeout=10)
         assert reply.content.at_eof()
+
+
+async def test_viewers_beyond_the_nodes_limit_are_turned_away(
+    node: ApiNode, http: aiohttp.ClientSession
+) -> None:
+    node.feed.max_viewers = 1
+    cookie = Sessions({API_KEY: API_SECRET}).cookie_for(API_KEY, time.time())
+    url = f"{api_url(node)}/dashboard/events"
+    async with http.get(url, headers=_cookie(cookie)) as first:
+        assert first.status == 200
+        assert len(await _snapshot_times(first, 1)) == 1
+        assert await status_of(http, url, cookie) == 503
