@@ -11,6 +11,7 @@ from dispatcher.observe.snapshot import Snapshot, collect
 from dispatcher.store import keys
 from dispatcher.store.client import connect
 from dispatcher.wire import SchedulerFigures, encode
+from tests.faultinject import Faults
 from tests.redis_servers import RedisTarget
 from tests.stack import (
     API_KEY,
@@ -97,6 +98,33 @@ async def test_the_record_of_a_crashed_scheduler_is_dropped_by_a_live_one(
 
         await eventually(pruned, what="the crashed node's record to go")
     finally:
+        await scheduler.drain()
+        await scheduler.aclose()
+        await client.aclose()
+
+
+async def test_a_figures_write_that_fails_leaves_the_scheduler_at_work(
+    redis_single_target: RedisTarget,
+) -> None:
+    """Policy: the write is dropped, the heartbeat goes on (its leases were renewed before
+    it), and the next heartbeat writes everything, the counters being cumulative."""
+    scheduler = await start_scheduler(redis_single_target.url, "sched-cut", partitions=4)
+    client = await connect(redis_single_target.url)
+    faults = Faults(scheduler.client.fast)
+    try:
+        await client.hdel(keys.SCHEDULER_FIGURES, "sched-cut")
+        rule = faults.fail_command("HSET", keys.SCHEDULER_FIGURES)
+        await eventually(lambda: rule.failed >= 10, what="ten failed writes")  # > 2 lease TTLs
+        assert sorted(scheduler.workers) == [0, 1, 2, 3]
+        assert await client.hget(keys.SCHEDULER_FIGURES, "sched-cut") is None
+        faults.clear()
+
+        async def written() -> bool:
+            return await client.hget(keys.SCHEDULER_FIGURES, "sched-cut") is not None
+
+        await eventually(written, what="the record once Redis takes it")
+    finally:
+        faults.clear()
         await scheduler.drain()
         await scheduler.aclose()
         await client.aclose()
