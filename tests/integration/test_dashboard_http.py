@@ -14,6 +14,8 @@ import pytest
 
 from dispatcher.api.app import ApiNode
 from dispatcher.api.dashboard import COOKIE, SESSION_S, Sessions
+from dispatcher.store import keys
+from tests.faultinject import Faults
 from tests.redis_servers import RedisTarget
 from tests.stack import API_KEY, API_SECRET, api_url, start_api
 
@@ -167,3 +169,33 @@ async def test_viewers_beyond_the_nodes_limit_are_turned_away(
         assert first.status == 200
         assert len(await _snapshot_times(first, 1)) == 1
         assert await status_of(http, url, cookie) == 503
+
+
+async def test_viewers_are_told_when_redis_cannot_be_read_and_see_it_again_after(
+    node: ApiNode, http: aiohttp.ClientSession
+) -> None:
+    cookie = Sessions({API_KEY: API_SECRET}).cookie_for(API_KEY, time.time())
+    faults = Faults(node.client.fast)
+    faults.fail_command("SMEMBERS", keys.POOLS)  # one read of every snapshot
+    try:
+        async with http.get(f"{api_url(node)}/dashboard/events", headers=_cookie(cookie)) as reply:
+            messages = reply.content.__aiter__()
+            assert await _next_message(messages) == {"error": "Redis is unavailable"}
+            faults.clear()
+            while "snapshot" not in (message := await _next_message(messages)):
+                assert message == {"error": "Redis is unavailable"}
+    finally:
+        faults.clear()
+
+
+async def _next_message(lines: AsyncIterator[bytes]) -> dict[str, object]:
+    """The data of the stream's next snapshot event (the history event skipped)."""
+    event = ""
+    async for raw in lines:
+        line = raw.decode().rstrip("\n")
+        if line.startswith("event: "):
+            event = line.removeprefix("event: ")
+        elif line.startswith("data: ") and event == "snapshot":
+            parsed: dict[str, object] = json.loads(line.removeprefix("data: "))
+            return parsed
+    raise AssertionError("the stream ended")
