@@ -25,6 +25,7 @@ from importlib import resources
 from urllib.parse import parse_qsl
 
 from dispatcher.api.http import HttpApp, Request, Response, Stream
+from dispatcher.errors import describe
 from dispatcher.observe.feed import Feed
 
 log = logging.getLogger(__name__)
@@ -150,7 +151,12 @@ class Dashboard:
     async def _snapshot(self, request: Request) -> Response:
         if not self._signed_in(request):
             return _refused()
-        return Response(200, await self._feed.one(), "application/json", _PAGE_HEADERS)
+        try:
+            message = await self._feed.one()
+        except Exception as exc:  # policy: the caller is told, and may ask again
+            log.warning("dashboard snapshot failed: %s", describe(exc))
+            return Response.text("Redis is unavailable", 503)
+        return Response(200, message, "application/json", _PAGE_HEADERS)
 
     async def _events(self, request: Request) -> Response:
         if not self._signed_in(request):

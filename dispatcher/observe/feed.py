@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 HISTORY_POINTS = 300  # five minutes at one a second
 # A viewer's stream leaves the HTTP server's connection limit once handed over: bounded here.
 MAX_VIEWERS = 100
-SERVERS_PER_POOL = 100  # detailed per pool on the page; the pool's totals count them all
+SERVERS_PER_POOL = 100  # detailed per pool, two reads each a second; a larger pool says so
 _encode = msgspec.json.Encoder().encode
 
 
