@@ -28,6 +28,7 @@ def banner(url: str, redis_url: str) -> str:
     Redis       {without_password(redis_url)}
     API key     {key}
     API secret  {secret}
+    Dashboard   {url}/dashboard (sign in with the key and secret above)
 
   Try, in another shell:
     export LIVEKIT_URL={url} LIVEKIT_API_KEY={key} LIVEKIT_API_SECRET={secret}

@@ -313,6 +313,45 @@ class ServerInfo(msgspec.Struct, kw_only=True, frozen=True, gc=False):
     pid: int = 0
 
 
+# --- a scheduler's own figures, for ``dispatcher status`` and the dashboard ---------------------
+
+
+class Failure(msgspec.Struct, kw_only=True, frozen=True, gc=False):
+    """A job attempt that failed (ended FAILED, or failed and was tried again)."""
+
+    job_id: str
+    dispatch_id: str
+    room: str
+    agent_name: str
+    server_id: str = ""
+    error: str = ""
+    reason: str = ""  # JobReason's name, lower case ("retrying": another attempt follows)
+    at: int = 0  # unix ns
+
+
+class SchedulerFigures(msgspec.Struct, kw_only=True, frozen=True, gc=False):
+    """What one scheduler process counted since it started, and holds now. Counters are
+    cumulative: readers diff successive records for rates."""
+
+    node_id: str
+    started_at: int  # unix ns, when the process began counting
+    at: int  # unix ns, when this record was written
+    heartbeat_ms: int  # how often it is written
+    partitions: list[int] = []
+    # Dispatch time (the API node's receipt to the RUNNING report), in ms: counts[i] are
+    # the samples <= bounds[i], the last one those above every bound.
+    dispatch_bounds_ms: list[float] = []
+    dispatch_counts: list[int] = []
+    dispatch_sum_ms: float = 0.0
+    jobs_created: int = 0
+    jobs_started: int = 0
+    jobs_ended: dict[str, int] = {}  # "<status>/<reason>" -> count
+    attempts_retried: int = 0
+    jobs_by_phase: dict[str, int] = {}
+    pending_by_reason: dict[str, int] = {}
+    failures: list[Failure] = []  # the latest, oldest first
+
+
 _event_encoder = msgspec.msgpack.Encoder()
 encode = _event_encoder.encode
 T = TypeVar("T")
@@ -345,3 +384,4 @@ participant_decoder: Decoder[ParticipantRecord] = Decoder(ParticipantRecord)
 life_decoder: Decoder[RoomLife] = Decoder(RoomLife)
 job_decoder: Decoder[JobRecord] = Decoder(JobRecord)
 server_info_decoder: Decoder[ServerInfo] = Decoder(ServerInfo)
+figures_decoder: Decoder[SchedulerFigures] = Decoder(SchedulerFigures)

@@ -3,7 +3,8 @@
 #   * redis-server + redis-cli (apt packages redis-server, redis-tools); the
 #     tests start their own servers, so the system service is stopped again;
 #   * Python 3.11+ and a virtualenv in .venv with the project and its dev tools;
-#   * Node.js and the npm packages of the Node agent the end-to-end tests run.
+#   * Node.js and the npm packages of the Node agent the end-to-end tests run;
+#   * Chromium (apt package chromium), which the dashboard test drives headless.
 # Idempotent: when everything is in place a run takes a fraction of a second.
 set -euo pipefail
 
@@ -98,6 +99,11 @@ if [[ ! -f $NODE_AGENT/node_modules/.installed ||
   log "npm ci in tests/e2e/node_agent"
   npm ci --prefix "$NODE_AGENT" --no-audit --no-fund --loglevel=error
   touch "$NODE_AGENT/node_modules/.installed"
+fi
+
+# --- Chromium: the dashboard's test drives a real headless browser ---------------------
+if ! command -v chromium >/dev/null 2>&1; then
+  apt_install chromium
 fi
 
 log "ready: $(redis-server --version | cut -d' ' -f1-3), $("$VENV/bin/python" -V) in .venv," \

@@ -8,6 +8,7 @@ import logging
 
 from dispatcher.api.access import Authorizer
 from dispatcher.api.auth import TokenVerifier
+from dispatcher.api.dashboard import Dashboard, Sessions
 from dispatcher.api.dispatch_service import DispatchService
 from dispatcher.api.http import HttpApp, Request, Response
 from dispatcher.api.httpserver import HttpServer, ServerLimits
@@ -22,6 +23,7 @@ from dispatcher.errors import ConfigError, describe
 from dispatcher.gateway.gateway import PATH as GATEWAY_PATH
 from dispatcher.gateway.gateway import Gateway
 from dispatcher.health import LIVENESS, READINESS
+from dispatcher.observe.feed import Feed
 from dispatcher.settings import ApiSettings, api_key_pairs
 from dispatcher.startup import start_when_redis_is_up
 from dispatcher.store import scripts
@@ -39,7 +41,11 @@ def longest_drain_s(settings: ApiSettings) -> float:
 
 
 def create_app(
-    settings: ApiSettings, client: Client, api_keys: dict[str, str], gateway: Gateway
+    settings: ApiSettings,
+    client: Client,
+    api_keys: dict[str, str],
+    gateway: Gateway,
+    feed: Feed | None = None,
 ) -> HttpApp:
     app = HttpApp()
     authorizer = Authorizer(TokenVerifier(api_keys, settings.token_leeway_s))
@@ -79,6 +85,7 @@ def create_app(
     app.route(LIVENESS, healthz)
     app.route(READINESS, readyz)
     app.route(GATEWAY_PATH, gateway.handle)
+    Dashboard(Sessions(api_keys), feed or Feed(client)).install(app)
     return app
 
 
@@ -97,7 +104,8 @@ class ApiNode:
         self.settings = settings
         self.client = client
         self.gateway = Gateway(client, api_keys, settings)
-        self._app = create_app(settings, client, api_keys, self.gateway)
+        self.feed = Feed(client)  # the dashboard's: one snapshot a second while watched
+        self._app = create_app(settings, client, api_keys, self.gateway, self.feed)
         self._server = HttpServer(self._app, server_limits(settings))
 
     @classmethod
@@ -132,10 +140,12 @@ class ApiNode:
         log.info("API node draining: not ready, closing in %.1f s", self.settings.drain_delay_s)
         await asyncio.sleep(self.settings.drain_delay_s)
         await self.gateway.aclose()
+        await self.feed.aclose()
         await self._server.aclose(IN_FLIGHT_GRACE_S)
 
     async def aclose(self) -> None:
         await self.gateway.aclose()
+        await self.feed.aclose()
         await self._server.aclose()
         await self.client.aclose()
 

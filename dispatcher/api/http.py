@@ -8,7 +8,8 @@ Routes are exact paths (GET and HEAD) or path prefixes (any method)::
 
 Handlers are ``async (Request) -> Response``; an exception becomes a plain 500. A prefix
 may word the server's own refusals (too large, too slow, malformed) in its protocol. A
-handler of an ``Upgrade:`` request may answer ``Upgrade`` to take the connection over.
+handler of an ``Upgrade:`` request may answer ``Upgrade`` to take the connection over, and
+any handler may answer ``Stream`` to write a long reply itself.
 """
 
 from __future__ import annotations
@@ -85,14 +86,19 @@ class Request:
 
 
 class Response:
-    __slots__ = ("body", "content_type", "status")
+    __slots__ = ("body", "content_type", "headers", "status")
 
     def __init__(
-        self, status: int = 200, body: bytes = b"", content_type: str = "application/octet-stream"
+        self,
+        status: int = 200,
+        body: bytes = b"",
+        content_type: str = "application/octet-stream",
+        headers: tuple[tuple[str, str], ...] = (),
     ) -> None:
         self.status = status
         self.body = body
         self.content_type = content_type
+        self.headers = headers  # beyond Content-Type, Content-Length, Date and Connection
 
     @classmethod
     def text(cls, text: str, status: int = 200) -> Response:
@@ -109,6 +115,17 @@ class Upgrade(Response):
     def __init__(self, take_over: Callable[[asyncio.Transport, bytes], None]) -> None:
         super().__init__(101)
         self.take_over = take_over
+
+
+class Stream(Upgrade):
+    """A reply its handler writes itself, head included, for as long as it likes (server-sent
+    events): the server hands the connection over as it does an upgrade's."""
+
+    __slots__ = ()
+
+    def __init__(self, take_over: Callable[[asyncio.Transport, bytes], None]) -> None:
+        super().__init__(take_over)
+        self.status = 200
 
 
 class HttpApp:

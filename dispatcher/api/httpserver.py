@@ -31,8 +31,8 @@ from typing import Any, Final, cast
 import httptools
 
 from dispatcher.api.fdlimit import connections_within_fd_limit
-from dispatcher.api.http import Headers, HttpApp, Request, Response, Upgrade
-from dispatcher.api.httpwire import busy_reply, response_head, target_of
+from dispatcher.api.http import Headers, HttpApp, Request, Response, Stream, Upgrade
+from dispatcher.api.httpwire import busy_reply, extra_headers, response_head, target_of
 
 log = logging.getLogger(__name__)
 
@@ -428,6 +428,10 @@ class _Connection(asyncio.Protocol):
         if isinstance(response, Upgrade) and not self._queue and self._upgrade_tail is not None:
             self._hand_over(response)
             return
+        if isinstance(response, Stream):  # its handler writes the rest: nothing else is read
+            self._queue.clear()
+            self._hand_over(response)
+            return
         last = not keep or (self._closing and not self._queue and self._last_reply is None)
         self._write(response, keep=not last, head_only=request.method == "HEAD")
         if last:
@@ -453,6 +457,8 @@ class _Connection(asyncio.Protocol):
             return
         body = response.body
         head = response_head(response.status, response.content_type, len(body), keep)
+        if response.headers:
+            head = head[:-2] + extra_headers(response.headers) + b"\r\n"
         self._transport.write(head if head_only else head + body)
 
     def _stop(self, reply: Response | None = None) -> None:

@@ -35,6 +35,17 @@ def response_head(status: int, content_type: str, length: int, keep: bool) -> by
     )
 
 
+def extra_headers(headers: tuple[tuple[str, str], ...]) -> bytes:
+    """Header lines a handler added (cookies, redirects): CR and LF refused, so a value can
+    never end the head early."""
+    lines = []
+    for name, value in headers:
+        if "\r" in name + value or "\n" in name + value:
+            raise ValueError(f"header {name!r} holds a line break")
+        lines.append(f"{name}: {value}\r\n".encode("latin-1"))
+    return b"".join(lines)
+
+
 _date_cache: list[Any] = [0, b""]
 
 

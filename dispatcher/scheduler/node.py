@@ -14,7 +14,7 @@ import logging
 import time
 
 from dispatcher.errors import OwnershipLost, describe
-from dispatcher.scheduler import jobs, observe
+from dispatcher.scheduler import figures, jobs, observe
 from dispatcher.scheduler.ownership import owned_by
 from dispatcher.scheduler.partition import PartitionWorker
 from dispatcher.scheduler.registry import Registry
@@ -48,6 +48,8 @@ class SchedulerNode:
         self._draining = False
         # Who watches each partition this node owns (metrics, webhooks, the node's figures).
         self.observers: list[observe.PerPartition] = []
+        self.figures = figures.FigureCounter(self.node_id, settings.heartbeat_interval_s)
+        self.observers.append(lambda _: self.figures)
         self._timeouts = jobs.Timeouts(
             settings.assign_timeout_ms,
             settings.terminate_grace_ms,
@@ -93,6 +95,7 @@ class SchedulerNode:
         await _cancel(self._background)
         await scripts.membership(self.client, [keys.SCHEDULERS], [self.node_id, 0, 1])
         await asyncio.gather(*(self._stop_partition(p) for p in list(self.workers)))
+        await figures.withdraw(self.client, self.node_id)
         log.info("scheduler %s drained", self.node_id)
 
     async def aclose(self) -> None:
@@ -130,6 +133,11 @@ class SchedulerNode:
         wanted = owned_by(self.node_id, self.members, self.settings.partitions)
         await asyncio.gather(*(self._stop_partition(p) for p in set(self.workers) - wanted))
         await self._acquire(sorted(wanted - set(self.workers)))
+        try:
+            record = self.figures.figures(self.workers, time.time_ns())
+            await figures.publish(self.client, record, self.members)
+        except Exception as exc:  # policy: counters are cumulative; the next heartbeat says all
+            log_failure(log, "scheduler figures", exc)
 
     async def _renew_leases(self) -> None:
         """Policy: a lease another node now holds is abandoned at once; a renewal that

@@ -10,6 +10,11 @@ Global keys (one slot each):
 ``dsp:meta``                    hash  ``partitions`` -> P, written once at first start.
 ``dsp:schedulers``              zset  scheduler node id -> heartbeat expiry (Redis ms).
 ``dsp:pools``                   set   agent names that have registered servers.
+``dsp:{stats}:schedulers``      hash  scheduler node id -> SchedulerFigures (msgpack): what
+                                it counted and holds, rewritten every heartbeat, deleted
+                                on a clean stop or, once it left the membership, by a
+                                live scheduler [scheduler; ``dispatcher status`` and the
+                                dashboard read it].
 
 SIP keys (one slot between them, tag ``{sip}``: rules and trunks are few, and a listing or
 a match reads a whole hash):
@@ -83,6 +88,7 @@ SCHEDULERS = "dsp:schedulers"
 POOLS = "dsp:pools"
 SIP_RULES = "dsp:{sip}:rules"
 SIP_TRUNKS = "dsp:{sip}:trunks"
+SCHEDULER_FIGURES = "dsp:{stats}:schedulers"
 CONSUMER_GROUP = "schedulers"
 
 

@@ -18,6 +18,7 @@ import redis
 from livekit import api
 from redis.exceptions import ResponseError
 
+from dispatcher.observe.snapshot import collect
 from dispatcher.store import keys
 from dispatcher.store.client import connect
 from dispatcher.store.fastlane import FastLane
@@ -69,7 +70,7 @@ ROLE_RULES: dict[str, tuple[str, ...]] = {
     ),
     "dsp-scheduler": (
         "on", f">{PASSWORD}", "resetchannels",
-        "~dsp:meta", "~dsp:schedulers", "~dsp:pools", "~dsp:{p*", "~dsp:{a:*",
+        "~dsp:meta", "~dsp:schedulers", "~dsp:pools", "~dsp:{p*", "~dsp:{a:*", "~dsp:{stats}:*",
         "-@all", *_EVERY_ROLE,
         "+get", "+set", "+del", "+incr", "+incrby", "+expire", "+pexpire", "+time",
         "+hget", "+hgetall", "+hmget", "+hkeys", "+hvals", "+hlen", "+hset", "+hsetnx", "+hdel",
@@ -270,3 +271,17 @@ async def test_without_credentials_redis_answers_nothing(acl_single: Deployment)
             await lane.execute("PING")
     finally:
         await lane.aclose()
+
+
+async def test_status_reads_a_deployment_as_the_dispatcher_user(acl_redis: Deployment) -> None:
+    scheduler = await start_scheduler(acl_redis.url(), "acl-status")
+    client = await connect(acl_redis.url())
+    try:
+        snapshot = await collect(client)
+        assert [f.node_id for f in snapshot.figures] == ["acl-status"]
+        assert all(p.owner == "acl-status" for p in snapshot.partitions)
+    finally:
+        await client.aclose()
+        await scheduler.drain()
+        await scheduler.aclose()
+    assert acl_redis.refused() == []

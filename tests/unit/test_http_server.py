@@ -14,6 +14,7 @@ import pytest
 
 from dispatcher.api.http import Headers, HttpApp, Request, Response
 from dispatcher.api.httpserver import HttpServer, ServerLimits
+from dispatcher.api.httpwire import extra_headers
 
 ECHO = "/echo"
 
@@ -389,3 +390,10 @@ async def test_a_burst_of_connections_waits_in_the_listen_queue_instead_of_being
     finally:
         for client in clients:
             client.close()
+
+
+def test_a_handler_header_with_a_line_break_is_refused() -> None:
+    assert extra_headers((("Set-Cookie", "a=b; HttpOnly"),)) == b"Set-Cookie: a=b; HttpOnly\r\n"
+    for value in ("a\r\nX-Injected: 1", "a\nb"):
+        with pytest.raises(ValueError, match="line break"):
+            extra_headers((("Location", value),))
