@@ -15,6 +15,7 @@ from dispatcher.wire import (
     DispatchCreated,
     DispatchRecord,
     Hook,
+    JobRecord,
     JobReport,
     JobStatus,
     ParticipantLeft,
@@ -38,14 +39,14 @@ def receive(hook: Hook, secret: str = SECRET, num_dropped: int = 0) -> api.Webho
     return receiver.receive(body.decode(), auth)
 
 
-def report(record: jobs.JobRecord, status: JobStatus, error: str = "") -> JobReport:
+def report(record: JobRecord, status: JobStatus, error: str = "") -> JobReport:
     return JobReport(
         dispatch_id=record.spec.dispatch_id, job_id=record.current.job_id, attempt=0,
         server_id="AW_server000001", agent_name="agent-a", status=status, error=error, at=NOW,
     )  # fmt: skip
 
 
-def running_job() -> tuple[jobs.JobRecord, jobs.JobRecord]:
+def running_job() -> tuple[JobRecord, JobRecord]:
     dispatch = DispatchRecord(id="AD_dispatch0001", agent_name="agent-a", room=ROOM.name)
     created = DispatchCreated(dispatch=dispatch, room_sid=ROOM.sid, received_ns=NOW)
     assigned = jobs.placed(jobs.created(created, 3, NOW).record, "AW_server000001", NOW)

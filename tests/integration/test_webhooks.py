@@ -1,0 +1,139 @@
+"""Webhooks end to end in one process: an API node, a scheduler with webhooks configured, an
+agent server and a real HTTP receiver. Every event type arrives, LiveKit's own
+``WebhookReceiver`` verifies and parses each, and without a URL nothing reaches Redis."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+from livekit import api
+
+from dispatcher.store import keys
+from dispatcher.webhooks.signing import CONTENT_TYPE
+from tests.redis_servers import RedisTarget
+from tests.room_stack import LEAVE, Stack, join_token
+from tests.stack import (
+    API_KEY,
+    API_SECRET,
+    api_url,
+    eventually,
+    start_api,
+    start_scheduler,
+)
+from tests.webhook_receiver import HOOK_KEY, HOOK_SECRET, Receiver
+
+ROOM = "hooked-room"
+AGENT = "hooked-agent"
+EVERY_EVENT = {
+    "room_started", "participant_joined", "job_started", "participant_left", "job_ended",
+    "room_finished",
+}  # fmt: skip
+
+
+async def make_stack(url: str, **scheduler: object) -> Stack:
+    node = await start_api(url)
+    return Stack(
+        node=node,
+        lk=api.LiveKitAPI(api_url(node), API_KEY, API_SECRET),
+        http=aiohttp.ClientSession(),
+        url=api_url(node),
+        scheduler=await start_scheduler(url, "hooks-0", **scheduler),
+        url_redis=url,
+    )
+
+
+async def close_stack(s: Stack) -> None:
+    await s.http.close()
+    await s.lk.aclose()
+    await s.node.aclose()
+    await asyncio.gather(*(a.aclose() for a in s.agents))
+    await s.scheduler.aclose()
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    r = Receiver()
+    await r.listen()
+    yield r
+    await r.close()
+
+
+async def room_life(stack: Stack) -> None:
+    """A room opened by a join with an agent, left, and closed 1 s later."""
+    ran = await stack.agent(AGENT)
+    agent = api.RoomAgentDispatch(agent_name=AGENT)
+    await stack.join(join_token(ROOM, "alice", agent, departure_timeout=1))
+    await eventually(lambda: len(ran) == 1, what="the agent's job to run")
+    status, body = await stack.post(LEAVE, join_token(ROOM, "alice"))
+    assert status == 200, body
+
+
+async def test_every_event_arrives_verified_by_livekits_receiver(
+    redis_target: RedisTarget, receiver: Receiver
+) -> None:
+    stack = await make_stack(
+        redis_target.url,
+        webhook_urls=receiver.url,
+        webhook_api_key=HOOK_KEY,
+        webhook_api_secret=HOOK_SECRET,
+    )
+    try:
+        await room_life(stack)
+        await eventually(
+            lambda: {e for _, e in receiver.kinds()} >= EVERY_EVENT, what="every event type"
+        )
+    finally:
+        await close_stack(stack)
+
+    events = receiver.accepted()
+    assert {r.content_type for r in receiver.received} == {CONTENT_TYPE}
+    assert all(e.room.name == ROOM and e.id.startswith("EV_") for e in events)
+    by_kind = {e.event: e for e in events}
+    assert by_kind["room_started"].room.sid.startswith("RM_")
+    assert by_kind["participant_joined"].participant.identity == "alice"
+    assert by_kind["participant_left"].participant.identity == "alice"
+    started, ended = by_kind["job_started"].job, by_kind["job_ended"].job
+    assert started.agent_name == AGENT and started.state.status == api.JobStatus.JS_RUNNING
+    assert ended.id == started.id and ended.state.reason == api.JobStateReason.JSR_ROOM_CLOSED
+    assert ended.state.status in (api.JobStatus.JS_SUCCESS, api.JobStatus.JS_FAILED)
+    order = [e.event for e in events]  # one room: in the order its changes were committed
+    assert order.index("room_started") < order.index("participant_joined")
+    assert order.index("participant_left") < order.index("room_finished")
+
+
+async def test_another_secret_does_not_verify_them(
+    redis_single_target: RedisTarget, receiver: Receiver
+) -> None:
+    stack = await make_stack(
+        redis_single_target.url,
+        webhook_urls=receiver.url,
+        webhook_api_key=HOOK_KEY,
+        webhook_api_secret=HOOK_SECRET,
+    )
+    try:
+        await stack.join(join_token(ROOM, "alice"))
+        await eventually(lambda: len(receiver.accepted()) >= 2, what="the first events")
+    finally:
+        await close_stack(stack)
+
+    with pytest.raises(Exception, match="Signature"):
+        receiver.accepted(secret="another-secret-another-secret-12")
+
+
+async def test_nothing_is_queued_without_a_webhook_url(redis_target: RedisTarget) -> None:
+    stack = await make_stack(redis_target.url)
+    try:
+        await room_life(stack)
+        await eventually(lambda: _room_closed(stack), what="the room to close")
+        redis = stack.scheduler.client
+        for p in range(stack.scheduler.settings.partitions):
+            assert not await redis.exists(keys.partition_keys(p).hooks)
+    finally:
+        await close_stack(stack)
+
+
+async def _room_closed(stack: Stack) -> bool:
+    return not list((await stack.lk.room.list_rooms(api.ListRoomsRequest(names=[ROOM]))).rooms)
