@@ -40,7 +40,7 @@ class Sender:
         # ``numDropped`` as LiveKit does.
         self._unreported = dict.fromkeys(config.urls, 0)
         self._in_flight = {url: asyncio.Semaphore(PER_URL) for url in config.urls}
-        self._last_log = dict.fromkeys(config.urls, 0.0)
+        self._last_log: dict[tuple[str, bool], float] = {}
         self._session: aiohttp.ClientSession | None = None
 
     async def deliver(self, hook: Hook) -> None:
@@ -52,26 +52,25 @@ class Sender:
             await self._session.close()
 
     async def _to(self, url: str, hook: Hook) -> None:
-        """Policy: retried with backoff (0.5 s doubling to 10 s) until a 2xx, or dropped
-        (logged and counted) once the event is ``retry_s`` old and one more try failed."""
+        """Policy: retried with backoff (0.5 s doubling to 10 s) until a 2xx; dropped
+        (logged and counted) once the event is ``retry_s`` old, tried or not, so a
+        receiver that hangs cannot make the stream grow past ``retry_s`` of events."""
         delay = FIRST_BACKOFF_S
         deadline = hook.created_at + int(self.config.retry_s * 1e9)
-        while True:
+        failure: str | None = "not sent before its retry time ran out"
+        while time.time_ns() < deadline:
             reported = self._unreported[url]
             failure = await self._post(url, events.body(hook, reported))
             if failure is None:
                 self._unreported[url] -= reported
                 self.delivered += 1
                 return
-            now = time.time_ns()
-            if now >= deadline:
-                self._unreported[url] += 1
-                self.dropped += 1
-                log.warning("webhook %s (%s) to %s dropped: %s", hook.event, hook.id, url, failure)
-                return
-            self._log_failure(url, failure)
-            await asyncio.sleep(min(delay, (deadline - now) / 1e9))
+            self._log(url, f"webhooks to {url} failing ({failure}); retrying")
+            await asyncio.sleep(max(0.0, min(delay, (deadline - time.time_ns()) / 1e9)))
             delay = min(delay * 2, MAX_BACKOFF_S)
+        self._unreported[url] += 1
+        self.dropped += 1
+        self._log(url, f"webhook {hook.event} ({hook.id}) to {url} dropped: {failure}", drop=True)
 
     async def _post(self, url: str, body: bytes) -> str | None:
         """None when the URL accepted the event, else why not."""
@@ -96,8 +95,10 @@ class Sender:
             self._session = aiohttp.ClientSession(timeout=timeout)
         return self._session
 
-    def _log_failure(self, url: str, failure: str) -> None:
+    def _log(self, url: str, line: str, *, drop: bool = False) -> None:
+        """One line per URL and kind every few seconds, however many events fail."""
+        key = (url, drop)
         now = time.monotonic()
-        if now - self._last_log[url] >= _LOG_EVERY_S:
-            self._last_log[url] = now
-            log.warning("webhooks to %s failing (%s); retrying", url, failure)
+        if now - self._last_log.get(key, float("-inf")) >= _LOG_EVERY_S:
+            self._last_log[key] = now
+            log.warning("%s", line)

@@ -123,6 +123,34 @@ async def test_another_secret_does_not_verify_them(
         receiver.accepted(secret="another-secret-another-secret-12")
 
 
+async def test_events_past_their_retry_time_are_dropped_and_counted_in_the_next(
+    redis_single_target: RedisTarget, receiver: Receiver
+) -> None:
+    receiver.status = 503
+    stack = await make_stack(
+        redis_single_target.url,
+        webhook_urls=receiver.url,
+        webhook_api_key=HOOK_KEY,
+        webhook_api_secret=HOOK_SECRET,
+        webhook_retry_s=1,
+    )
+    try:
+        sender = stack.scheduler.webhooks.sender if stack.scheduler.webhooks else None
+        assert sender is not None
+        await stack.join(join_token(ROOM, "alice"))  # room_started, participant_joined
+        await eventually(lambda: sender.dropped == 2, what="both to be dropped")
+        receiver.status = 200
+        status, body = await stack.post(LEAVE, join_token(ROOM, "alice"))
+        assert status == 200, body
+        await eventually(lambda: len(receiver.accepted()) == 1, what="participant_left")
+    finally:
+        await close_stack(stack)
+
+    (left,) = receiver.accepted()
+    assert (left.event, left.num_dropped) == ("participant_left", 2)
+    assert sender.delivered == 1
+
+
 async def test_nothing_is_queued_without_a_webhook_url(redis_target: RedisTarget) -> None:
     stack = await make_stack(redis_target.url)
     try:
