@@ -5,14 +5,18 @@ agent server and a real HTTP receiver. Every event type arrives, LiveKit's own
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
 from livekit import api
 
+from dispatcher.partitions import partition_of
 from dispatcher.store import keys
+from dispatcher.store.client import Client
 from dispatcher.webhooks.signing import CONTENT_TYPE
+from tests.faultinject import Faults
 from tests.redis_servers import RedisTarget
 from tests.room_stack import LEAVE, Stack, join_token
 from tests.stack import (
@@ -149,6 +153,34 @@ async def test_events_past_their_retry_time_are_dropped_and_counted_in_the_next(
     (left,) = receiver.accepted()
     assert (left.event, left.num_dropped) == ("participant_left", 2)
     assert sender.delivered == 1
+
+
+async def test_a_batch_whose_ack_fails_is_sent_again_until_acked(
+    redis_single_target: RedisTarget, receiver: Receiver
+) -> None:
+    stack = await make_stack(
+        redis_single_target.url,
+        webhook_urls=receiver.url,
+        webhook_api_key=HOOK_KEY,
+        webhook_api_secret=HOOK_SECRET,
+    )
+    try:
+        rule = Faults(stack.scheduler.client.fast).fail_command("XACK", ":hooks", times=2)
+        await stack.join(join_token(ROOM, "alice"))
+        stream = keys.partition_keys(partition_of(ROOM, stack.scheduler.settings.partitions))
+        redis = stack.scheduler.client
+        await eventually(lambda: rule.failed == 2, what="two acks to fail")
+        await eventually(lambda: _pending(redis, stream.hooks, 0), what="the batch acked after all")
+    finally:
+        await close_stack(stack)
+
+    ids = Counter(e.id for e in receiver.accepted())
+    assert len(ids) == 2 and set(ids.values()) == {3}  # sent, sent again twice, then acked
+
+
+async def _pending(redis: Client, stream: str, count: int) -> bool:
+    summary = await redis.xpending(stream, keys.HOOKS_GROUP)
+    return int(summary["pending"]) == count
 
 
 async def test_nothing_is_queued_without_a_webhook_url(redis_target: RedisTarget) -> None:
