@@ -108,7 +108,8 @@ class Deliverer:
         await asyncio.gather(*(self._in_order(hooks) for hooks in by_room.values()))
         ids = [entry_id for entry_id, _ in entries]
         await self._fast.execute("XACK", self._stream, keys.HOOKS_GROUP, *ids)
-        self._last_acked = max(self._last_acked, ids[-1], key=_entry_order)
+        if not self._last_acked or _entry_order(ids[-1]) > _entry_order(self._last_acked):
+            self._last_acked = ids[-1]
 
     async def _in_order(self, hooks: list[Hook]) -> None:
         for hook in hooks:

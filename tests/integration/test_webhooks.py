@@ -76,7 +76,7 @@ async def room_life(stack: Stack) -> None:
 
 
 async def test_every_event_arrives_verified_by_livekits_receiver(
-    redis_target: RedisTarget, receiver: Receiver
+    redis_target: RedisTarget, receiver: Receiver, caplog: pytest.LogCaptureFixture
 ) -> None:
     stack = await make_stack(
         redis_target.url,
@@ -92,7 +92,9 @@ async def test_every_event_arrives_verified_by_livekits_receiver(
     finally:
         await close_stack(stack)
 
+    assert "webhook delivery failed" not in caplog.text
     events = receiver.accepted()
+    assert len(events) == len(EVERY_EVENT)  # none sent twice
     assert {r.content_type for r in receiver.received} == {CONTENT_TYPE}
     assert all(e.room.name == ROOM and e.id.startswith("EV_") for e in events)
     by_kind = {e.event: e for e in events}
