@@ -61,6 +61,7 @@ class Webhooks:
         self._client = client
         self._consumer = consumer
         self._delivering: dict[int, asyncio.Task[None]] = {}
+        self._running: set[asyncio.Task[None]] = set()  # stopped ones too, until they end
 
     def watch(self, partition: int) -> HookObserver:
         """The observer of a partition this node now owns, and its deliverer started
@@ -70,6 +71,8 @@ class Webhooks:
         deliverer = Deliverer(self._client, partition, self._consumer, self.sender, observer.queued)
         task = asyncio.create_task(deliverer.run(), name=f"webhooks-{partition}")
         self._delivering[partition] = task
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
         return observer
 
     def stop(self, partition: int) -> None:
@@ -79,10 +82,9 @@ class Webhooks:
             task.cancel()
 
     async def aclose(self) -> None:
-        tasks = list(self._delivering.values())
         for partition in list(self._delivering):
             self.stop(partition)
-        if tasks:
+        if tasks := list(self._running):
             _, late = await asyncio.wait(tasks, timeout=STOP_TIMEOUT_S)
             if late:
                 log.warning("%d webhook deliverer(s) did not stop in time", len(late))

@@ -26,7 +26,9 @@ from dispatcher.wire import Hook, hook_decoder
 
 log = logging.getLogger(__name__)
 BATCH = 64
-POLL_S = 1.0  # a read even without a wake-up: events a restarted partition committed
+# A read even without a wake-up (the partition's commits wake the deliverer): a backstop
+# for a commit that reached Redis after the read it woke.
+POLL_S = 5.0
 RESTART_S = 1.0  # after a failed Redis call, start over from the pending entries
 _TRIM_EVERY_S = 5.0
 _STALE_AFTER_MS = 60_000  # read by a deliverer that stopped mid-batch (a handover)
