@@ -83,6 +83,7 @@ class Sender:
         async with self._in_flight[url]:
             try:
                 async with self._client().post(url, data=body, headers=headers) as response:
+                    await response.read()  # read to the end, so the connection is kept
                     if 200 <= response.status < 300:
                         return None
                     return f"HTTP {response.status}"
