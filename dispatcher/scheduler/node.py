@@ -66,10 +66,10 @@ class SchedulerNode:
             await ensure_partitions(client, settings.partitions)
             await ensure_pool_shards(client, settings.pool_shards)
             await scripts.load_all(client)
+            return cls(settings, client)
         except BaseException:
             await client.aclose()
             raise
-        return cls(settings, client)
 
     async def start(self) -> None:
         await self.registry.refresh()
@@ -263,6 +263,7 @@ async def _cancel(tasks: list[asyncio.Task[None]], timeout_s: float = CANCEL_TIM
 
 
 async def run_scheduler(settings: SchedulerSettings, stop: asyncio.Event) -> None:
+    webhook_config(settings)  # a configuration error stops the process before Redis is up
     host, port = settings.health_host, settings.health_port
     await serve_role(lambda: _started(settings), stop, "scheduler", host, port)
 
