@@ -3,6 +3,7 @@ connections (not listening), answer 5xx, or accept."""
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -27,6 +28,7 @@ class Received:
 class Receiver:
     port: int = field(default_factory=free_port)
     status: int = 200  # what it answers while listening
+    refused_rooms: set[str] = field(default_factory=set)  # events of these get a 503
     received: list[Received] = field(default_factory=list)  # every request, answered or not
     _runner: web.AppRunner | None = None
 
@@ -48,15 +50,18 @@ class Receiver:
             self._runner = None
 
     async def _handle(self, request: web.Request) -> web.Response:
+        body = (await request.read()).decode()
+        room = json.loads(body).get("room", {}).get("name", "")
+        status = 503 if room in self.refused_rooms else self.status
         self.received.append(
             Received(
-                (await request.read()).decode(),
+                body,
                 request.headers.get("Authorization", ""),
                 request.headers.get("Content-Type", ""),
-                self.status,
+                status,
             )
         )
-        return web.Response(status=self.status)
+        return web.Response(status=status)
 
     def accepted(self, secret: str = HOOK_SECRET) -> list[api.WebhookEvent]:
         """The events of the requests answered 2xx, as LiveKit's receiver reads them (one
@@ -69,3 +74,11 @@ class Receiver:
         """How many events of each (room, event) were accepted, a repeat counted once."""
         unique = {e.id: e for e in self.accepted()}
         return Counter((e.room.name, e.event) for e in unique.values())
+
+    def order(self, room: str) -> list[str]:
+        """The room's events in the order they were first accepted."""
+        seen: dict[str, None] = {}
+        for event in self.accepted():
+            if event.room.name == room:
+                seen.setdefault(event.event)
+        return list(seen)

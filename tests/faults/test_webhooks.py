@@ -29,9 +29,9 @@ from workers import JobContext
 
 AGENT = "hooked-agent"
 ROOMS = 8
-PER_ROOM = (
-    "room_started", "participant_joined", "job_started", "participant_left", "job_ended",
-    "room_finished",
+PER_ROOM = (  # in the order their changes are committed
+    "room_started", "participant_joined", "job_started", "participant_left", "room_finished",
+    "job_ended",
 )  # fmt: skip
 DELIVERY_WAIT_S = 60.0  # after the receiver accepts again (backoff is at most 10 s)
 
@@ -127,6 +127,7 @@ async def test_a_receiver_down_for_30_s_gets_every_event_afterwards(
                 await receiver.close()
     assert refused > 0  # the 503 phase was exercised
     assert receiver.kinds() == expected(rooms)  # each event once (repeats share an id)
+    assert all(receiver.order(room) == list(PER_ROOM) for room in rooms)
 
 
 @pytest.mark.timeout(180)
@@ -156,6 +157,7 @@ async def test_events_queued_when_their_scheduler_is_killed_are_delivered_by_the
     finally:
         await receiver.close()
     assert receiver.kinds() == expected(rooms)
+    assert all(receiver.order(room) == list(PER_ROOM) for room in rooms)
 
 
 async def _queued(redis_url: str, rooms: list[str]) -> bool:

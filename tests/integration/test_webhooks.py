@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 from livekit import api
 
-from dispatcher.partitions import partition_of
+from dispatcher.partitions import DEFAULT_PARTITIONS, partition_of
 from dispatcher.store import keys
 from dispatcher.store.client import Client
 from dispatcher.webhooks.signing import CONTENT_TYPE
@@ -157,7 +157,7 @@ async def test_events_past_their_retry_time_are_dropped_and_counted_in_the_next(
     assert sender.delivered == 1
 
 
-async def test_a_batch_whose_ack_fails_is_sent_again_until_acked(
+async def test_events_whose_ack_fails_are_sent_again_until_acked(
     redis_single_target: RedisTarget, receiver: Receiver
 ) -> None:
     stack = await make_stack(
@@ -172,17 +172,55 @@ async def test_a_batch_whose_ack_fails_is_sent_again_until_acked(
         stream = keys.partition_keys(partition_of(ROOM, stack.scheduler.settings.partitions))
         redis = stack.scheduler.client
         await eventually(lambda: rule.failed == 2, what="two acks to fail")
-        await eventually(lambda: _pending(redis, stream.hooks, 0), what="the batch acked after all")
+        await eventually(lambda: _pending(redis, stream.hooks, 0), what="every entry acked")
     finally:
         await close_stack(stack)
 
-    ids = Counter(e.id for e in receiver.accepted())
-    assert len(ids) == 2 and set(ids.values()) == {3}  # sent, sent again twice, then acked
+    sends = Counter(e.id for e in receiver.accepted())
+    assert len(sends) == 2  # room_started, participant_joined
+    assert sum(sends.values()) >= 2 + rule.failed  # each failed ack sent its events again
 
 
 async def _pending(redis: Client, stream: str, count: int) -> bool:
     summary = await redis.xpending(stream, keys.HOOKS_GROUP)
     return int(summary["pending"]) == count
+
+
+async def test_a_room_whose_events_are_refused_holds_back_no_other_room(
+    redis_single_target: RedisTarget, receiver: Receiver
+) -> None:
+    stuck, free = _rooms_of_one_partition(2)
+    receiver.refused_rooms = {stuck}
+    stack = await make_stack(
+        redis_single_target.url,
+        webhook_urls=receiver.url,
+        webhook_api_key=HOOK_KEY,
+        webhook_api_secret=HOOK_SECRET,
+    )
+    try:
+        await stack.join(join_token(stuck, "alice"))
+        await eventually(lambda: len(receiver.received) > 0, what="the stuck room's first try")
+        await stack.join(join_token(free, "bob"))
+        await eventually(
+            lambda: receiver.order(free) == ["room_started", "participant_joined"],
+            what="the other room's events",
+        )
+        assert receiver.order(stuck) == []
+        receiver.refused_rooms = set()
+        await eventually(
+            lambda: receiver.order(stuck) == ["room_started", "participant_joined"],
+            what="the stuck room's events, in order",
+        )
+    finally:
+        await close_stack(stack)
+
+
+def _rooms_of_one_partition(count: int) -> list[str]:
+    partitions = DEFAULT_PARTITIONS
+    names = (f"room-{i}" for i in range(10_000))
+    first = next(names)
+    same = [n for n in names if partition_of(n, partitions) == partition_of(first, partitions)]
+    return [first, *same[: count - 1]]
 
 
 async def test_nothing_is_queued_without_a_webhook_url(redis_target: RedisTarget) -> None:
