@@ -77,8 +77,8 @@ class Deliverer:
         await self._claim(0)  # everything pending: what an earlier holder left unsettled
         while True:
             self._wake.clear()
-            room = MAX_UNSETTLED - len(self._in_flight)
-            if room > 0 and (entries := await self._read(min(room, BATCH))):
+            space = MAX_UNSETTLED - len(self._in_flight)
+            if space > 0 and (entries := await self._read(min(space, BATCH))):
                 self._start(entries)
             else:
                 with contextlib.suppress(TimeoutError):
