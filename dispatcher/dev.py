@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from urllib.parse import urlsplit, urlunsplit
 
 import click
@@ -62,7 +63,12 @@ async def run_dev(redis_url: str | None, host: str, port: int, partitions: int) 
         {**overrides, "host": host, "port": port, "api_keys": _DEV_KEYS},
     )
     api = await ApiNode.create(api_settings)
-    scheduler = await SchedulerNode.create(config.load(config.SchedulerSettings, overrides))
+    # Webhooks (DISPATCHER_WEBHOOK_URLS) are signed with the dev pair unless told otherwise.
+    signing = {"webhook_api_key": config.DEV_API_KEY, "webhook_api_secret": config.DEV_API_SECRET}
+    if os.environ.get("DISPATCHER_WEBHOOK_API_KEY"):
+        signing = {}
+    scheduler_settings = config.load(config.SchedulerSettings, {**overrides, **signing})
+    scheduler = await SchedulerNode.create(scheduler_settings)
     demo.redis_url = url
     try:
         await api.start()

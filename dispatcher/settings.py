@@ -99,6 +99,14 @@ class SchedulerSettings(RedisSettings, kw_only=True, frozen=True):
     # /healthz and /readyz (dispatcher/health.py) on this port; 0: none.
     health_host: str = "0.0.0.0"
     health_port: int = 0
+    # Webhooks (dispatcher/webhooks): POSTed to each of these comma-separated URLs ("":
+    # none, and nothing is queued), signed with this key and secret (default:
+    # LIVEKIT_API_KEY/LIVEKIT_API_SECRET); an event not delivered within the retry time
+    # after it happened is dropped (logged, counted, and said in the next one's numDropped).
+    webhook_urls: str = ""
+    webhook_api_key: str = ""
+    webhook_api_secret: str = ""
+    webhook_retry_s: float = 600.0
 
 
 class AgentSettings(RedisSettings, kw_only=True, frozen=True):

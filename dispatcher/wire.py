@@ -300,6 +300,18 @@ class RoomLife(msgspec.Struct, kw_only=True, frozen=True, gc=False):
     emptied_at: int = 0  # unix ns when the last participant left
 
 
+class Hook(msgspec.Struct, kw_only=True, frozen=True, gc=False):
+    """A webhook event as queued in a partition's hooks stream; the deliverer renders it as
+    LiveKit's ``WebhookEvent`` JSON when it sends it."""
+
+    event: str  # room_started, participant_joined, job_ended, ...
+    id: str  # ``EV_…``, the same on every delivery attempt
+    created_at: int  # unix ns
+    room: RoomRecord | None = None  # job events carry the room in ``job.spec``
+    participant: ParticipantRecord | None = None
+    job: JobRecord | None = None
+
+
 class ServerInfo(msgspec.Struct, kw_only=True, frozen=True, gc=False):
     """An agent server's self-description, stored at registration."""
 
@@ -385,3 +397,4 @@ life_decoder: Decoder[RoomLife] = Decoder(RoomLife)
 job_decoder: Decoder[JobRecord] = Decoder(JobRecord)
 server_info_decoder: Decoder[ServerInfo] = Decoder(ServerInfo)
 figures_decoder: Decoder[SchedulerFigures] = Decoder(SchedulerFigures)
+hook_decoder: Decoder[Hook] = Decoder(Hook)

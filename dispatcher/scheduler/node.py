@@ -23,6 +23,7 @@ from dispatcher.startup import serve_role
 from dispatcher.store import keys, scripts
 from dispatcher.store.client import Client, connect, log_failure
 from dispatcher.store.meta import ensure_partitions, ensure_pool_shards
+from dispatcher.webhooks import Webhooks, webhook_config
 
 log = logging.getLogger(__name__)
 CANCEL_TIMEOUT_S = 2.0  # for cancelled tasks to end, before a shutdown goes on without them
@@ -50,6 +51,10 @@ class SchedulerNode:
         self.observers: list[observe.PerPartition] = []
         self.figures = figures.FigureCounter(self.node_id, settings.heartbeat_interval_s)
         self.observers.append(lambda _: self.figures)
+        self.webhooks: Webhooks | None = None
+        if (hooks := webhook_config(settings)) is not None:
+            self.webhooks = Webhooks(hooks, client, self.node_id)
+            self.observers.append(self.webhooks.watch)
         self._timeouts = jobs.Timeouts(
             settings.assign_timeout_ms,
             settings.terminate_grace_ms,
@@ -63,10 +68,10 @@ class SchedulerNode:
             await ensure_partitions(client, settings.partitions)
             await ensure_pool_shards(client, settings.pool_shards)
             await scripts.load_all(client)
+            return cls(settings, client)
         except BaseException:
             await client.aclose()
             raise
-        return cls(settings, client)
 
     async def start(self) -> None:
         await self.registry.refresh()
@@ -103,6 +108,8 @@ class SchedulerNode:
         partitions over cleanly."""
         await _cancel(self._background)
         await self._stop_workers()
+        if self.webhooks is not None:
+            await self.webhooks.aclose()
         await self.client.aclose()
 
     async def _stop_workers(self) -> None:
@@ -216,6 +223,7 @@ class SchedulerNode:
             if self.workers.get(worker.partition) is worker:
                 self.workers.pop(worker.partition)
                 self._tasks.pop(worker.partition, None)
+                self._stop_webhooks(worker.partition)
 
     async def _stop_partition(self, partition: int) -> None:
         worker, task = self.workers.get(partition), self._tasks.get(partition)
@@ -234,6 +242,11 @@ class SchedulerNode:
         task = self._tasks.pop(partition, None)
         if task is not None:
             task.cancel()
+        self._stop_webhooks(partition)
+
+    def _stop_webhooks(self, partition: int) -> None:
+        if self.webhooks is not None:
+            self.webhooks.stop(partition)
 
 
 def turn_end_s(settings: SchedulerSettings) -> float:
@@ -259,6 +272,7 @@ async def _cancel(tasks: list[asyncio.Task[None]], timeout_s: float = CANCEL_TIM
 
 
 async def run_scheduler(settings: SchedulerSettings, stop: asyncio.Event) -> None:
+    webhook_config(settings)  # a configuration error stops the process before Redis is up
     host, port = settings.health_host, settings.health_port
     await serve_role(lambda: _started(settings), stop, "scheduler", host, port)
 

@@ -33,6 +33,12 @@ class Observer:
     def participant_left(self, room: RoomRecord, event: ParticipantLeft) -> None:
         """A participant left."""
 
+    def take_hooks(self) -> list[bytes]:
+        """Webhook events seen since the last call, to queue with the commit being built
+        (which makes the changes they describe); taken, so a failed commit's are gone with
+        it and its replay sees the changes again."""
+        return []
+
 
 NOTHING = Observer()
 # Made once per owned partition: per-process watchers (metrics) may share one instance,
@@ -65,6 +71,9 @@ class Observers(Observer):
     def participant_left(self, room: RoomRecord, event: ParticipantLeft) -> None:
         for each in self._all:
             each.participant_left(room, event)
+
+    def take_hooks(self) -> list[bytes]:
+        return [hook for each in self._all for hook in each.take_hooks()]
 
 
 def for_partition(makers: Iterable[PerPartition], partition: int) -> Observer:

@@ -553,11 +553,14 @@ class PartitionWorker:
     # --- commit and effects ---------------------------------------------------------------
 
     def _commit_call(self, acks: list[bytes]) -> tuple[list[str], list[Any]] | None:
-        """The commit script's keys and args for the acks and every changed record (which
-        count as written from here on), or None when there is nothing to write."""
-        if not acks and not self._dirty and not self._dirty_rooms:
+        """The commit script's keys and args for the acks, every changed record (which
+        count as written from here on) and the webhook events seen, or None when there is
+        nothing to write."""
+        hooks = self._observer.take_hooks()
+        if not acks and not self._dirty and not self._dirty_rooms and not hooks:
             return None
-        call = commit_call(self._keys, self.lease_value, acks, self._dirty, self._dirty_rooms)
+        dirty, rooms = self._dirty, self._dirty_rooms
+        call = commit_call(self._keys, self.lease_value, acks, dirty, rooms, hooks)
         self._dirty = {}
         self._dirty_rooms = {}
         return call

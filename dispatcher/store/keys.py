@@ -45,6 +45,10 @@ Partition keys (``T`` = ``{pNN}``); writer in brackets:
 ``dsp:T:dead``                  stream of entries that could not be decoded or applied: the
                                 entry id, the reason and the entry's fields as ``f:<name>``
                                 [lease holder].
+``dsp:T:hooks``                 stream of webhook events (``h``: a ``wire.Hook``), appended
+                                by the commit that makes the change they describe, read by
+                                the lease holder's deliverer through group ``webhooks``
+                                [lease holder; only when webhooks are configured].
 
 Timers need no key of their own: each is derived from a persisted job record (phase and
 ``updated_at``), so a new lease holder inherits them when it loads the active jobs.
@@ -90,6 +94,7 @@ SIP_RULES = "dsp:{sip}:rules"
 SIP_TRUNKS = "dsp:{sip}:trunks"
 SCHEDULER_FIGURES = "dsp:{stats}:schedulers"
 CONSUMER_GROUP = "schedulers"
+HOOKS_GROUP = "webhooks"
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +108,7 @@ class PartitionKeys:
     active: str
     life: str
     dead: str
+    hooks: str
 
     def room(self, room: str) -> str:
         return f"{self.base}room:{room}"
@@ -143,6 +149,7 @@ def partition_keys(partition: int) -> PartitionKeys:
         active=base + "active",
         life=base + "life",
         dead=base + "dead",
+        hooks=base + "hooks",
     )
 
 

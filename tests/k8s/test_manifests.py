@@ -13,6 +13,7 @@ from dispatcher.api.app import longest_drain_s as api_drain_s
 from dispatcher.health import LIVENESS, READINESS
 from dispatcher.scheduler.node import longest_drain_s as scheduler_drain_s
 from dispatcher.store.keys import CONSUMER_GROUP, partition_keys
+from dispatcher.webhooks import webhook_config
 from tests.k8s.manifests import (
     K8S,
     ROOT,
@@ -112,6 +113,17 @@ def test_every_dispatcher_variable_is_a_real_setting_of_its_role(objects: tuple[
         env = environment(container, objects)
         config.check_environment(env)  # raises, naming any variable no role knows
         config.load(_settings_of(container), environ=env)  # and each value parses
+
+
+@renders()
+def test_schedulers_can_sign_webhooks_once_a_url_is_set(objects: tuple[Obj, ...]) -> None:
+    """Setting DISPATCHER_WEBHOOK_URLS in the ConfigMap is all it takes: the schedulers
+    have the key pair that signs them."""
+    for container in (c for c in containers(objects) if c.is_ours and c.role == "scheduler"):
+        env = environment(container, objects)
+        env["DISPATCHER_WEBHOOK_URLS"] = "https://hooks.example/livekit"
+        settings = config.load(config.SchedulerSettings, environ=env)
+        assert webhook_config(settings, env) is not None  # raises without a key and secret
 
 
 ROLE_SETTINGS: dict[str, type[config.RedisSettings]] = {

@@ -1,9 +1,10 @@
 -- Persist a batch of job and room-life changes and ack the events they came from, fenced by
--- the lease.
--- KEYS=[lease, active, events, life, then the job hashes of the rooms touched]
+-- the lease; queue the webhook events those changes produced in the same step.
+-- KEYS=[lease, active, events, life, hooks, then the job hashes of the rooms touched]
 -- ARGV=[lease_value, group, n_acks, ack_id..., n_jobs,
 --       (KEYS index of the room's job hash, room, job_key, record, active 0/1) x n_jobs,
---       then (room, life_record or "" to forget it) pairs to the end]
+--       n_lives, (room, life_record or "" to forget it) x n_lives,
+--       then one webhook event per argument to the end]
 -- Returns 1, or an error "FENCED" when the caller no longer holds the lease.
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return redis.error_reply('FENCED lease lost') end
 local n_acks = tonumber(ARGV[3])
@@ -24,12 +25,18 @@ while i < jobs_end do
   end
   i = i + 5
 end
-while i <= #ARGV do
+local lives_end = i + 1 + 2 * tonumber(ARGV[i])
+i = i + 1
+while i < lives_end do
   if ARGV[i + 1] == '' then
     redis.call('HDEL', KEYS[4], ARGV[i])
   else
     redis.call('HSET', KEYS[4], ARGV[i], ARGV[i + 1])
   end
   i = i + 2
+end
+while i <= #ARGV do
+  redis.call('XADD', KEYS[5], '*', 'h', ARGV[i])
+  i = i + 1
 end
 return 1
