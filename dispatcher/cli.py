@@ -16,6 +16,8 @@ from dispatcher import settings as config
 from dispatcher.errors import ConfigError
 from dispatcher.heap import freeze_startup_heap
 
+DEV_METRICS_PORT = 9180  # the port k8s/ gives every role's metrics
+
 
 def _configure_logging(level: str) -> None:
     logging.basicConfig(
@@ -130,13 +132,22 @@ def agent(target: str, redis_url: str | None) -> None:
     "--host", default="127.0.0.1", show_default=True, help="Address to serve on (0.0.0.0: all)."
 )
 @click.option("--port", type=int, default=7880, show_default=True)
+@click.option(
+    "--metrics-port",
+    type=int,
+    default=DEV_METRICS_PORT,
+    show_default=True,
+    help="Prometheus /metrics of every role (0: none).",
+)
 @partitions_option
-def dev(redis_url: str | None, host: str, port: int, partitions: int | None) -> None:
+def dev(
+    redis_url: str | None, host: str, port: int, metrics_port: int, partitions: int | None
+) -> None:
     """Redis (spawned unless --redis-url), an API node, a scheduler and a demo agent."""
     from dispatcher.dev import run_dev
 
     count = partitions or _load(config.RedisSettings, {}).partitions
-    _run(run_dev(redis_url, host, port, count))
+    _run(run_dev(redis_url, host, port, count, metrics_port))
 
 
 def _load(role: type[config.S], overrides: dict[str, Any]) -> config.S:

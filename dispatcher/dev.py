@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit, urlunsplit
 
 import click
@@ -13,18 +14,21 @@ import click
 from dispatcher import settings as config
 from dispatcher.api.app import ApiNode
 from dispatcher.localredis import LocalRedis
+from dispatcher.metrics.serve import PATH
 from dispatcher.scheduler.node import SchedulerNode
 from workers.runner import install_stop_signals
+from workers.server import AgentServer
 
 log = logging.getLogger(__name__)
 _DEV_KEYS = f"{config.DEV_API_KEY}:{config.DEV_API_SECRET}"
 
 
-def banner(url: str, redis_url: str) -> str:
+def banner(url: str, redis_url: str, metrics_url: str = "") -> str:
     key, secret = config.DEV_API_KEY, config.DEV_API_SECRET
+    metrics = f"\n    Metrics     {metrics_url}" if metrics_url else ""
     return f"""
   dispatcher dev is up
-    API         {url}
+    API         {url}{metrics}
     Redis       {without_password(redis_url)}
     API key     {key}
     API secret  {secret}
@@ -48,7 +52,10 @@ def without_password(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-async def run_dev(redis_url: str | None, host: str, port: int, partitions: int) -> None:
+async def run_dev(
+    redis_url: str | None, host: str, port: int, partitions: int, metrics_port: int = 0
+) -> None:
+    """``metrics_port``: every role's metrics on one port (0: none)."""
     from dispatcher.demo_agent import server as demo
 
     local = LocalRedis() if redis_url is None else None
@@ -60,22 +67,53 @@ async def run_dev(redis_url: str | None, host: str, port: int, partitions: int) 
         config.ApiSettings,
         {**overrides, "host": host, "port": port, "api_keys": _DEV_KEYS},
     )
-    api = await ApiNode.create(api_settings)
+    metrics = _metrics(host, metrics_port)
+    api = await ApiNode.create(api_settings, metrics.exported if metrics else None)
     scheduler = await SchedulerNode.create(config.load(config.SchedulerSettings, overrides))
+    if metrics is not None:
+        metrics.watch(scheduler, demo)
     demo.redis_url = url
     try:
+        if metrics is not None:
+            await metrics.server.start()
         await api.start()
         await scheduler.start()
         await demo.start()
         shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
-        click.echo(banner(f"http://{shown}:{port}", url))
+        metrics_url = f"http://{shown}:{metrics_port}{PATH}" if metrics else ""
+        click.echo(banner(f"http://{shown}:{port}", url, metrics_url))
         await stop.wait()
         log.info("stopping")
         await demo.drain(timeout_s=5)
         await scheduler.drain()
     finally:
-        for close in (demo.aclose, scheduler.aclose, api.aclose):
+        for close in (demo.aclose, scheduler.aclose, api.aclose, *_closing(metrics)):
             with contextlib.suppress(Exception):
                 await close()
         if local is not None:
             local.stop()
+
+
+class _DevMetrics:
+    """Every role's metrics, on one port."""
+
+    def __init__(self, host: str, port: int) -> None:
+        from dispatcher.metrics.export import Metrics, MetricsServer
+
+        self.exported = Metrics()
+        self.server = MetricsServer(self.exported, host, port)
+
+    def watch(self, scheduler: SchedulerNode, demo: AgentServer) -> None:
+        from dispatcher.scheduler.metrics import exported
+        from workers.metrics import AgentServerCollector
+
+        exported(self.exported).watch(scheduler)
+        self.exported.add(AgentServerCollector(demo))
+
+
+def _metrics(host: str, port: int) -> _DevMetrics | None:
+    return _DevMetrics(host, port) if port else None
+
+
+def _closing(metrics: _DevMetrics | None) -> list[Callable[[], Awaitable[None]]]:
+    return [metrics.server.aclose] if metrics is not None else []

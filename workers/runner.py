@@ -8,6 +8,7 @@ import signal
 import sys
 from typing import TYPE_CHECKING
 
+from dispatcher.metrics.serve import serving
 from dispatcher.startup import serve_role
 
 if TYPE_CHECKING:
@@ -18,13 +19,18 @@ log = logging.getLogger(__name__)
 
 async def serve(server: AgentServer, stop: asyncio.Event) -> None:
     """Run until ``stop`` is set, then drain and leave; health probes on the server's
-    ``health_port`` meanwhile."""
+    ``health_port`` and metrics on its ``metrics_port`` meanwhile."""
 
     async def started() -> AgentServer:
         await server.start()
         return server
 
-    await serve_role(started, stop, "agent server", server.health_host, server.health_port)
+    async with serving(server.metrics_host, server.metrics_port) as metrics:
+        if metrics is not None:
+            from workers.metrics import AgentServerCollector
+
+            metrics.add(AgentServerCollector(server))
+        await serve_role(started, stop, "agent server", server.health_host, server.health_port)
 
 
 def install_stop_signals(stop: asyncio.Event) -> None:

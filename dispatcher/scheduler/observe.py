@@ -33,6 +33,9 @@ class Observer:
     def participant_left(self, room: RoomRecord, event: ParticipantLeft) -> None:
         """A participant left."""
 
+    def entries_applied(self, count: int) -> None:
+        """A turn applied ``count`` stream entries (dead-lettered ones included)."""
+
 
 NOTHING = Observer()
 # Made once per owned partition: per-process watchers (metrics) may share one instance,
@@ -65,6 +68,10 @@ class Observers(Observer):
     def participant_left(self, room: RoomRecord, event: ParticipantLeft) -> None:
         for each in self._all:
             each.participant_left(room, event)
+
+    def entries_applied(self, count: int) -> None:
+        for each in self._all:
+            each.entries_applied(count)
 
 
 def for_partition(makers: Iterable[PerPartition], partition: int) -> Observer:
