@@ -16,8 +16,6 @@ from dispatcher import settings as config
 from dispatcher.errors import ConfigError
 from dispatcher.heap import freeze_startup_heap
 
-DEV_METRICS_PORT = 9180  # the port k8s/ gives every role's metrics
-
 
 def _configure_logging(level: str) -> None:
     logging.basicConfig(
@@ -135,19 +133,19 @@ def agent(target: str, redis_url: str | None) -> None:
 @click.option(
     "--metrics-port",
     type=int,
-    default=DEV_METRICS_PORT,
-    show_default=True,
-    help="Prometheus /metrics of every role (0: none).",
+    default=None,
+    help="Prometheus /metrics of every role (0: none)  [default: --port + 1]",
 )
 @partitions_option
 def dev(
-    redis_url: str | None, host: str, port: int, metrics_port: int, partitions: int | None
+    redis_url: str | None, host: str, port: int, metrics_port: int | None, partitions: int | None
 ) -> None:
     """Redis (spawned unless --redis-url), an API node, a scheduler and a demo agent."""
     from dispatcher.dev import run_dev
 
     count = partitions or _load(config.RedisSettings, {}).partitions
-    _run(run_dev(redis_url, host, port, count, metrics_port))
+    metrics = port + 1 if metrics_port is None else metrics_port
+    _run(run_dev(redis_url, host, port, count, metrics))
 
 
 def _load(role: type[config.S], overrides: dict[str, Any]) -> config.S:

@@ -85,13 +85,13 @@ class SchedulerCollector(Collector):
 
     def __init__(self) -> None:
         self._node: SchedulerNode | None = None
-        self._counts = JobCounts()
+        self.counts = JobCounts()
         self._lag: dict[int, tuple[int | None, int]] = {}  # partition -> (lag, pending)
         self._used: dict[str, int] = {}  # pool -> reserved slots
 
     def watch(self, node: SchedulerNode) -> None:
         """Count what the node's partitions see (before it starts) and export what it holds."""
-        node.observers.append(lambda _partition: self._counts)
+        node.observers.append(lambda _partition: self.counts)
         self._node = node
 
     async def refresh(self) -> None:
@@ -123,7 +123,7 @@ class SchedulerCollector(Collector):
             yield from self._pools(self._node)
 
     def _counted(self) -> Iterable[Metric]:
-        c = self._counts
+        c = self.counts
         dispatch = histogram(
             "dispatcher_dispatch_duration_seconds",
             "From the API node's receipt of a dispatch to its job's RUNNING report.",
