@@ -103,7 +103,8 @@ class SchedulerCollector(Collector):
         owned = sorted(node.workers)
         pools = sorted(node.registry.view.pools)
         shards = node.registry.shards
-        groups = [fast.execute("XINFO", "GROUPS", keys.partition_keys(p).events) for p in owned]
+        streams = [keys.partition_keys(p).events for p in owned]
+        groups = [fast.execute("XINFO", "GROUPS", s, key=s) for s in streams]  # routed by key
         used = [
             fast.execute("HLEN", keys.shard_keys(pool, k, shards).jobs)
             for pool in pools
