@@ -46,6 +46,16 @@ def compare(
         else None
         for role in ROLES
     }
+    pairs = list(zip(runs["off"], runs["on"], strict=True))
+    paired = {
+        role: round(
+            100 * statistics.median(on[role] / off[role] - 1 for off, on in pairs)
+            if all(off[role] for off in runs["off"])
+            else 0.0,
+            1,
+        )
+        for role in ROLES
+    }
     return {
         "dispatches_per_s": dispatches,
         "duration_s": duration,
@@ -53,6 +63,7 @@ def compare(
         "scrape_every_s": scrape_every_s,
         "cpu_us_per_dispatch_median": median,
         "change_percent": change,
+        "paired_change_percent": paired,  # the median of each on run against the off before it
         "runs": {
             arm: [{k: round(v, 1) for k, v in r.items()} for r in each]
             for arm, each in runs.items()
