@@ -134,7 +134,7 @@ def agent(target: str, redis_url: str | None) -> None:
     "--metrics-port",
     type=int,
     default=None,
-    help="Prometheus /metrics of every role (0: none)  [default: --port + 1]",
+    help="Prometheus /metrics of every role (0: none)  [default: any free port, in the banner]",
 )
 @partitions_option
 def dev(
@@ -144,8 +144,7 @@ def dev(
     from dispatcher.dev import run_dev
 
     count = partitions or _load(config.RedisSettings, {}).partitions
-    metrics = port + 1 if metrics_port is None else metrics_port
-    _run(run_dev(redis_url, host, port, count, metrics))
+    _run(run_dev(redis_url, host, port, count, metrics_port))
 
 
 def _load(role: type[config.S], overrides: dict[str, Any]) -> config.S:

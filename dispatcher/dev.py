@@ -53,9 +53,14 @@ def without_password(url: str) -> str:
 
 
 async def run_dev(
-    redis_url: str | None, host: str, port: int, partitions: int, metrics_port: int = 0
+    redis_url: str | None,
+    host: str,
+    port: int,
+    partitions: int,
+    metrics_port: int | None = None,
 ) -> None:
-    """``metrics_port``: every role's metrics on one port (0: none)."""
+    """``metrics_port``: every role's metrics on one port (None: any free one, as the
+    Redis it starts; 0: none)."""
     from dispatcher.demo_agent import server as demo
 
     local = LocalRedis() if redis_url is None else None
@@ -74,13 +79,13 @@ async def run_dev(
         metrics.watch(scheduler, demo)
     demo.redis_url = url
     try:
+        await api.start()  # first: a second dev mode names the API port as the one in use
         if metrics is not None:
             await metrics.server.start()
-        await api.start()
         await scheduler.start()
         await demo.start()
         shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
-        metrics_url = f"http://{shown}:{metrics_port}{PATH}" if metrics else ""
+        metrics_url = f"http://{shown}:{metrics.server.port}{PATH}" if metrics else ""
         click.echo(banner(f"http://{shown}:{port}", url, metrics_url))
         await stop.wait()
         log.info("stopping")
@@ -111,8 +116,8 @@ class _DevMetrics:
         self.exported.add(AgentServerCollector(demo))
 
 
-def _metrics(host: str, port: int) -> _DevMetrics | None:
-    return _DevMetrics(host, port) if port else None
+def _metrics(host: str, port: int | None) -> _DevMetrics | None:
+    return _DevMetrics(host, port or 0) if port != 0 else None
 
 
 def _closing(metrics: _DevMetrics | None) -> list[Callable[[], Awaitable[None]]]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -151,10 +152,13 @@ def test_dev_mode_serves_every_roles_metrics_and_names_the_url(tmp_path: Path) -
     port = free_port()
     with processes([["dev", "--port", str(port)]], tmp_path) as logs:
         wait_http(f"http://127.0.0.1:{port}/readyz")
-        url = f"http://127.0.0.1:{port + 1}/metrics"
-        wait_http(url)
-        samples = scrape(port + 1)
-    assert re.search(rf"Metrics +{re.escape(url)}\n", logs[0].read_text())  # at exit: buffered
+        deadline = time.monotonic() + 20
+        while (shown := re.search(r"Metrics +(http://\S+)\n", logs[0].read_text())) is None:
+            assert time.monotonic() < deadline, "no metrics URL in the banner"
+            time.sleep(0.1)
+        url = shown.group(1)
+        assert re.fullmatch(r"http://127\.0\.0\.1:\d+/metrics", url), url
+        samples = scrape(int(url.rsplit(":", 1)[1].split("/")[0]))
     for name in ("dispatcher_partitions_owned", "dispatcher_agent_capacity_slots"):
         assert any(n == name for n, _ in samples), name
     assert any(n == "dispatcher_api_requests_total" for n, _ in samples)  # /readyz above
