@@ -14,6 +14,7 @@ from dispatcher.metrics.export import Metrics
 from dispatcher.scheduler import jobs
 from dispatcher.scheduler.metrics import JobCounts, exported
 from dispatcher.wire import JobRecord, JobStatus
+from loadgen.metrics_ab import ROLES
 from tests.unit.test_jobs import SERVER, T1, T2, T3, assigned, pending, rejection, report
 
 
@@ -127,3 +128,30 @@ async def test_requests_are_counted_by_twirp_method_path_and_code() -> None:
         ("pkg.Service/Do", 413): 1,
     }
     assert counts.latency["pkg.Service/Do"].count == 1  # refusals have no handler time
+
+
+def test_the_ab_comparison_takes_medians_and_pairs_each_on_run_with_the_off_before_it() -> None:
+    from loadgen.metrics_ab import compare
+
+    arms = iter([100.0, 110.0, 200.0, 190.0, 100.0, 104.0])  # off, on, off, on, off, on
+
+    def fake(*args: float) -> dict[str, object]:
+        scraped = args[-1] > 0
+        cpu = next(arms) / 1e6 * 1000  # µs per dispatch at 1,000 accepted
+        return {"accepted": {"dispatch": 1000}, "cpu_s": dict.fromkeys(ROLES, cpu),
+                "lost": {"dispatch": 0}, "metrics": scraped}  # fmt: skip
+
+    result = compare(fake, [400, 15, 1, 64], 3, 5.0)
+    assert result["cpu_us_per_dispatch_median"]["off"]["api"] == 100.0
+    assert result["cpu_us_per_dispatch_median"]["on"]["api"] == 110.0
+    assert result["change_percent"]["api"] == 10.0
+    assert result["paired_change_percent"]["api"] == 4.0  # +10 %, -5 %, +4 %
+
+
+def test_the_hot_path_bench_observes_a_whole_job_life() -> None:
+    from loadgen.metrics_bench import job_life
+
+    counts = JobCounts()
+    _told(counts, *job_life())
+    assert [r.phase for r in job_life()] == ["pending", "assigned", "running", "ended"]
+    assert counts.placements == 1 and counts.dispatch_time.count == 1
