@@ -122,7 +122,11 @@ def listening_ports(pid: int) -> set[int]:
     """The TCP ports process ``pid`` listens on (its sockets among the LISTEN rows)."""
     inodes = set()
     for fd in Path(f"/proc/{pid}/fd").iterdir():
-        if (match := re.fullmatch(r"socket:\[(\d+)\]", os.readlink(fd))) is not None:
+        try:
+            target = os.readlink(fd)
+        except FileNotFoundError:  # closed since the listing: not a listener
+            continue
+        if (match := re.fullmatch(r"socket:\[(\d+)\]", target)) is not None:
             inodes.add(match.group(1))
     ports = set()
     for table in ("tcp", "tcp6"):
@@ -138,6 +142,8 @@ def test_a_scheduler_opens_a_metrics_port_only_when_given_one(
     metrics: bool, redis_single_target: RedisTarget, tmp_path: Path
 ) -> None:
     health, metrics_port = free_port(), free_port()
+    while metrics_port == health:
+        metrics_port = free_port()
     extra = {"DISPATCHER_HEALTH_HOST": "127.0.0.1", "DISPATCHER_HEALTH_PORT": str(health)}
     if metrics:
         extra["DISPATCHER_METRICS_PORT"] = str(metrics_port)
