@@ -103,13 +103,21 @@ def agent(target: str, redis_url: str | None) -> None:
     "--host", default="127.0.0.1", show_default=True, help="Address to serve on (0.0.0.0: all)."
 )
 @click.option("--port", type=int, default=7880, show_default=True)
+@click.option(
+    "--metrics-port",
+    type=int,
+    default=None,
+    help="Prometheus /metrics of every role (0: none)  [default: any free port, in the banner]",
+)
 @partitions_option
-def dev(redis_url: str | None, host: str, port: int, partitions: int | None) -> None:
+def dev(
+    redis_url: str | None, host: str, port: int, metrics_port: int | None, partitions: int | None
+) -> None:
     """Redis (spawned unless --redis-url), an API node, a scheduler and a demo agent."""
     from dispatcher.dev import run_dev
 
     count = partitions or _load(config.RedisSettings, {}).partitions
-    process.run_main(run_dev(redis_url, host, port, count))
+    process.run_main(run_dev(redis_url, host, port, count, metrics_port))
 
 
 def _load(role: type[config.S], overrides: dict[str, Any]) -> config.S:

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import os
+from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit, urlunsplit
 
 import click
@@ -14,18 +15,21 @@ import click
 from dispatcher import settings as config
 from dispatcher.api.app import ApiNode
 from dispatcher.localredis import LocalRedis
+from dispatcher.metrics.serve import PATH
 from dispatcher.process import install_stop_signals
 from dispatcher.scheduler.node import SchedulerNode
+from workers.server import AgentServer
 
 log = logging.getLogger(__name__)
 _DEV_KEYS = f"{config.DEV_API_KEY}:{config.DEV_API_SECRET}"
 
 
-def banner(url: str, redis_url: str) -> str:
+def banner(url: str, redis_url: str, metrics_url: str = "") -> str:
     key, secret = config.DEV_API_KEY, config.DEV_API_SECRET
+    metrics = f"\n    Metrics     {metrics_url}" if metrics_url else ""
     return f"""
   dispatcher dev is up
-    API         {url}
+    API         {url}{metrics}
     Redis       {without_password(redis_url)}
     API key     {key}
     API secret  {secret}
@@ -50,7 +54,15 @@ def without_password(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-async def run_dev(redis_url: str | None, host: str, port: int, partitions: int) -> None:
+async def run_dev(
+    redis_url: str | None,
+    host: str,
+    port: int,
+    partitions: int,
+    metrics_port: int | None = None,
+) -> None:
+    """``metrics_port``: every role's metrics on one port (None: any free one, as the
+    Redis it starts; 0: none)."""
     from dispatcher.demo_agent import server as demo
 
     local = LocalRedis() if redis_url is None else None
@@ -62,27 +74,58 @@ async def run_dev(redis_url: str | None, host: str, port: int, partitions: int) 
         config.ApiSettings,
         {**overrides, "host": host, "port": port, "api_keys": _DEV_KEYS},
     )
-    api = await ApiNode.create(api_settings)
+    metrics = _metrics(host, metrics_port)
+    api = await ApiNode.create(api_settings, metrics.exported if metrics else None)
     # Webhooks (DISPATCHER_WEBHOOK_URLS) are signed with the dev pair unless told otherwise.
     signing = {"webhook_api_key": config.DEV_API_KEY, "webhook_api_secret": config.DEV_API_SECRET}
     if os.environ.get("DISPATCHER_WEBHOOK_API_KEY"):
         signing = {}
     scheduler_settings = config.load(config.SchedulerSettings, {**overrides, **signing})
     scheduler = await SchedulerNode.create(scheduler_settings)
+    if metrics is not None:
+        metrics.watch(scheduler, demo)
     demo.redis_url = url
     try:
-        await api.start()
+        await api.start()  # first: a second dev mode names the API port as the one in use
+        if metrics is not None:
+            await metrics.server.start()
         await scheduler.start()
         await demo.start()
         shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
-        click.echo(banner(f"http://{shown}:{port}", url))
+        metrics_url = f"http://{shown}:{metrics.server.port}{PATH}" if metrics else ""
+        click.echo(banner(f"http://{shown}:{port}", url, metrics_url))
         await stop.wait()
         log.info("stopping")
         await demo.drain(timeout_s=5)
         await scheduler.drain()
     finally:
-        for close in (demo.aclose, scheduler.aclose, api.aclose):
+        for close in (demo.aclose, scheduler.aclose, api.aclose, *_closing(metrics)):
             with contextlib.suppress(Exception):
                 await close()
         if local is not None:
             local.stop()
+
+
+class _DevMetrics:
+    """Every role's metrics, on one port."""
+
+    def __init__(self, host: str, port: int) -> None:
+        from dispatcher.metrics.export import Metrics, MetricsServer
+
+        self.exported = Metrics()
+        self.server = MetricsServer(self.exported, host, port)
+
+    def watch(self, scheduler: SchedulerNode, demo: AgentServer) -> None:
+        from dispatcher.scheduler.metrics import exported
+        from workers.metrics import AgentServerCollector
+
+        exported(self.exported).watch(scheduler)
+        self.exported.add(AgentServerCollector(demo))
+
+
+def _metrics(host: str, port: int | None) -> _DevMetrics | None:
+    return _DevMetrics(host, port or 0) if port != 0 else None
+
+
+def _closing(metrics: _DevMetrics | None) -> list[Callable[[], Awaitable[None]]]:
+    return [metrics.server.aclose] if metrics is not None else []

@@ -73,6 +73,10 @@ class ApiSettings(RedisSettings, kw_only=True, frozen=True):
     gateway_capacity: int = 16
     gateway_heartbeat_ttl_ms: int = 10_000
     media_url: str = ""
+    # Prometheus /metrics (dispatcher/metrics/) on a port of its own; 0: none. Off unless
+    # set, so several roles on one host never collide (k8s/ sets 9180 in every pod).
+    metrics_host: str = "0.0.0.0"
+    metrics_port: int = 0
 
 
 class SchedulerSettings(RedisSettings, kw_only=True, frozen=True):
@@ -107,6 +111,9 @@ class SchedulerSettings(RedisSettings, kw_only=True, frozen=True):
     webhook_api_key: str = ""
     webhook_api_secret: str = ""
     webhook_retry_s: float = 600.0
+    # Prometheus /metrics (dispatcher/metrics/) on this port; 0: none.
+    metrics_host: str = "0.0.0.0"
+    metrics_port: int = 0
 
 
 class AgentSettings(RedisSettings, kw_only=True, frozen=True):
@@ -119,6 +126,9 @@ class AgentSettings(RedisSettings, kw_only=True, frozen=True):
     # /healthz and /readyz (dispatcher/health.py) on this port; 0: none.
     health_host: str = "0.0.0.0"
     health_port: int = 0
+    # Prometheus /metrics (dispatcher/metrics/) on this port; 0: none.
+    metrics_host: str = "0.0.0.0"
+    metrics_port: int = 0
 
 
 ROLES: tuple[type[RedisSettings], ...] = (ApiSettings, SchedulerSettings, AgentSettings)

@@ -10,6 +10,7 @@ the run's wall time (which includes loadgen's set-up, so it reads low).
 
     .venv/bin/python -m loadgen.roles --dispatches 400 --duration 15
     .venv/bin/python -m loadgen.roles --dispatches 0 --joins 750 --duration 15
+    .venv/bin/python -m loadgen.roles --dispatches 400 --duration 15 --metrics-ab 3
 """
 
 from __future__ import annotations
@@ -20,8 +21,11 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -107,14 +111,31 @@ def loadgen_cpu_s(report: dict[str, Any]) -> float:
 
 
 def start_roles(
-    env: dict[str, str], port: int, schedulers: int, logs: Path, pin: bool = True
+    env: dict[str, str],
+    port: int,
+    schedulers: int,
+    logs: Path,
+    pin: bool = True,
+    metrics: dict[str, int] | None = None,
 ) -> dict[str, subprocess.Popen[bytes]]:
-    """One API node on ``port`` and ``schedulers`` schedulers, each its own process."""
+    """One API node on ``port`` and ``schedulers`` schedulers, each its own process;
+    ``metrics``: each process's metrics port, by name (none: no metrics)."""
     dispatcher = str(BIN / "dispatcher")
     argv = {"api": [dispatcher, "api", "--host", "127.0.0.1", "--port", str(port)]}
     for i in range(schedulers):
         argv[f"scheduler-{i}"] = [dispatcher, "scheduler", "--node-id", f"s{i}"]
-    return {name: start(args, env, logs / f"{name}.log", pin) for name, args in argv.items()}
+    return {
+        name: start(
+            args, with_metrics(env, (metrics or {}).get(name, 0)), logs / f"{name}.log", pin
+        )
+        for name, args in argv.items()
+    }
+
+
+def with_metrics(env: dict[str, str], port: int) -> dict[str, str]:
+    if not port:
+        return env
+    return env | {"DISPATCHER_METRICS_HOST": "127.0.0.1", "DISPATCHER_METRICS_PORT": str(port)}
 
 
 def drive(loads: dict[str, list[str]], env: dict[str, str]) -> dict[str, dict[str, Any]]:
@@ -144,9 +165,15 @@ def role_env(redis_url: str, partitions: int) -> dict[str, str]:
 
 
 def measure(
-    dispatches: float, joins: float, duration: float, schedulers: int = 1, partitions: int = 64
+    dispatches: float,
+    joins: float,
+    duration: float,
+    schedulers: int = 1,
+    partitions: int = 64,
+    scrape_every_s: float = 0.0,
 ) -> dict[str, Any]:
-    """One run at ``dispatches``/s and ``joins``/s: CPU seconds per role, lost, peak RSS."""
+    """One run at ``dispatches``/s and ``joins``/s: CPU seconds per role, lost, peak RSS.
+    ``scrape_every_s``: every role serves /metrics, scraped this often (0: no metrics)."""
     local = LocalRedis("0")
     client = redis.Redis.from_url(local.url)
     port = free_port()
@@ -157,7 +184,10 @@ def measure(
         loads["dispatch"] = dispatch_load(url, local.url, dispatches, duration)
     if joins:
         loads["joins"] = join_load(url, local.url, joins, duration)
-    procs = start_roles(env, port, schedulers, Path(tempfile.mkdtemp(prefix="role-costs-")))
+    names = ["api", *(f"scheduler-{i}" for i in range(schedulers))]
+    metrics = {name: free_port() for name in names} if scrape_every_s else {}
+    logs = Path(tempfile.mkdtemp(prefix="role-costs-"))
+    procs = start_roles(env, port, schedulers, logs, metrics=metrics)
     try:
         wait_ready(f"{url}/readyz")
         time.sleep(3)  # schedulers take their partitions
@@ -167,7 +197,8 @@ def measure(
             cpu_busy_s(ROLES_CPU),
             time.monotonic(),
         )
-        reports = drive(loads, env)
+        with scraping(list(metrics.values()), scrape_every_s):
+            reports = drive(loads, env)
         wall_s = time.monotonic() - started
         used = {name: process_cpu_s(p.pid) - before[name] for name, p in procs.items()}
         cpu_s = {
@@ -191,11 +222,36 @@ def measure(
             "loadgen_cpu_s": round(sum(loadgen_cpu_s(r) for r in reports.values()), 3),
             "roles_cpu_busy": round((cpu_busy_s(ROLES_CPU) - busy_before) / wall_s, 3),
             "rss_peak_mb": {name: rss_peak_mb(p.pid) for name, p in procs.items()},
+            "metrics": bool(scrape_every_s),
         }
     finally:
         stop_roles(procs)
         client.close()
         local.stop()
+
+
+@contextmanager
+def scraping(ports: list[int], every_s: float) -> Iterator[None]:
+    """Scrape each port's /metrics every ``every_s`` while the block runs, as Prometheus
+    would (a scrape's cost lands on the role, as it would in production)."""
+    if not ports:
+        yield
+        return
+    done = threading.Event()
+
+    def scrape() -> None:
+        while not done.wait(every_s):
+            for port in ports:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                    r.read()
+
+    thread = threading.Thread(target=scrape, name="scraper", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
 
 
 @click.command()
@@ -204,9 +260,30 @@ def measure(
 @click.option("--duration", type=float, default=20.0)
 @click.option("--schedulers", type=int, default=1)
 @click.option("--partitions", type=int, default=64, help="DISPATCHER_PARTITIONS of every role.")
+@click.option(
+    "--metrics-ab",
+    "repeats",
+    type=int,
+    default=0,
+    help="Runs with metrics off and on, interleaved, this many of each; prints CPU per "
+    "dispatch per role for both and the difference (0: one run, metrics off).",
+)
+@click.option("--scrape-every", type=float, default=5.0, help="Seconds between scrapes (A/B).")
 def main(
-    dispatches: float, joins: float, duration: float, schedulers: int, partitions: int
+    dispatches: float,
+    joins: float,
+    duration: float,
+    schedulers: int,
+    partitions: int,
+    repeats: int,
+    scrape_every: float,
 ) -> None:
+    if repeats:
+        from loadgen.metrics_ab import compare
+
+        runs = [dispatches, duration, schedulers, partitions]
+        print(json.dumps(compare(measure, runs, repeats, scrape_every), indent=2))
+        return
     print(json.dumps(measure(dispatches, joins, duration, schedulers, partitions), indent=2))
 
 

@@ -8,14 +8,18 @@ import sys
 from typing import Protocol
 
 from dispatcher import process
+from dispatcher.metrics.counts import MeasuredServer
+from dispatcher.metrics.serve import serving
 from dispatcher.startup import serve_role
 
 
-class Servable(Protocol):
+class Servable(MeasuredServer, Protocol):
     """What ``serve`` needs of an agent server (``workers.server.AgentServer``)."""
 
     health_host: str
     health_port: int
+    metrics_host: str
+    metrics_port: int
 
     async def start(self) -> None: ...
     def not_ready(self) -> str | None: ...
@@ -25,13 +29,18 @@ class Servable(Protocol):
 
 async def serve(server: Servable, stop: asyncio.Event) -> None:
     """Run until ``stop`` is set, then drain and leave; health probes on the server's
-    ``health_port`` meanwhile."""
+    ``health_port`` and metrics on its ``metrics_port`` meanwhile."""
 
     async def started() -> Servable:
         await server.start()
         return server
 
-    await serve_role(started, stop, "agent server", server.health_host, server.health_port)
+    async with serving(server.metrics_host, server.metrics_port) as metrics:
+        if metrics is not None:
+            from workers.metrics import AgentServerCollector
+
+            metrics.add(AgentServerCollector(server))
+        await serve_role(started, stop, "agent server", server.health_host, server.health_port)
 
 
 def run_server(server: Servable, argv: list[str] | None = None) -> None:

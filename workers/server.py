@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable
 from dispatcher import ids
 from dispatcher import settings as config
 from dispatcher.errors import describe
+from dispatcher.metrics.counts import AgentServerCounts
 from dispatcher.store import keys, scripts
 from dispatcher.store.client import Client, connect
 from dispatcher.store.fastlane import stream_entries
@@ -88,6 +89,8 @@ class AgentServer:
         self.drain_timeout_s = config.given(drain_timeout_s, env.drain_timeout_s)
         self.redis_url = redis_url or env.redis_url
         self.health_host, self.health_port = env.health_host, env.health_port
+        self.metrics_host, self.metrics_port = env.metrics_host, env.metrics_port
+        self.counts = AgentServerCounts()
         self._replication = env.replication()
         self._pool_shards = env.pool_shards
         self.capacity = capacity
@@ -358,6 +361,7 @@ class AgentServer:
                 if not failing:
                     log.warning("heartbeat failed (%s); retrying", describe(exc))
                 failing = True
+                self.counts.heartbeat_failures += 1
             else:
                 if failing:
                     log.info("heartbeat acknowledged again")
@@ -513,6 +517,7 @@ class AgentServer:
         status, error = JobStatus.SUCCESS, ""
         assert self._entrypoint is not None
         self._entered.add(spec.job_id)
+        self.counts.started += 1
         if self.fenced():  # confirmed only after the fence deadline: never start it
             self._stopped[spec.job_id] = self._fence_reason()
         try:
@@ -529,6 +534,7 @@ class AgentServer:
         stopped = self._stopped.pop(spec.job_id, None)
         if stopped is not None:
             status, error = JobStatus.FAILED, stopped
+        self.counts.job_ended(status)
         await self._finish(spec, status, error, fenced=stopped is not None)
 
     async def _finish(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+from typing import TYPE_CHECKING
 
 from dispatcher.api.access import Authorizer
 from dispatcher.api.auth import TokenVerifier
@@ -23,12 +24,16 @@ from dispatcher.errors import ConfigError, describe
 from dispatcher.gateway.gateway import PATH as GATEWAY_PATH
 from dispatcher.gateway.gateway import Gateway
 from dispatcher.health import LIVENESS, READINESS
+from dispatcher.metrics.serve import serving
 from dispatcher.observe.feed import Feed
 from dispatcher.settings import ApiSettings, api_key_pairs
 from dispatcher.startup import start_when_redis_is_up
 from dispatcher.store import scripts
 from dispatcher.store.client import Client, connect
 from dispatcher.store.meta import ensure_partitions
+
+if TYPE_CHECKING:
+    from dispatcher.metrics.export import Metrics
 
 log = logging.getLogger(__name__)
 DRAINING = "draining"  # app state: set once the node stops, so readiness fails first
@@ -46,8 +51,9 @@ def create_app(
     api_keys: dict[str, str],
     gateway: Gateway,
     feed: Feed | None = None,
+    metrics: Metrics | None = None,
 ) -> HttpApp:
-    app = HttpApp()
+    app = HttpApp() if metrics is None else _measured_app(metrics)
     authorizer = Authorizer(TokenVerifier(api_keys, settings.token_leeway_s))
     limits = Limits(
         max_metadata_bytes=settings.max_metadata_bytes,
@@ -89,6 +95,14 @@ def create_app(
     return app
 
 
+def _measured_app(metrics: Metrics) -> HttpApp:
+    from dispatcher.metrics.api import MeasuredApp, RequestCounts
+
+    counts = RequestCounts()
+    metrics.add(counts)
+    return MeasuredApp(counts)
+
+
 def server_limits(settings: ApiSettings) -> ServerLimits:
     return ServerLimits(
         max_connections=settings.max_connections,
@@ -100,16 +114,23 @@ def server_limits(settings: ApiSettings) -> ServerLimits:
 
 
 class ApiNode:
-    def __init__(self, settings: ApiSettings, client: Client, api_keys: dict[str, str]) -> None:
+    def __init__(
+        self,
+        settings: ApiSettings,
+        client: Client,
+        api_keys: dict[str, str],
+        metrics: Metrics | None = None,
+    ) -> None:
         self.settings = settings
         self.client = client
         self.gateway = Gateway(client, api_keys, settings)
         self.feed = Feed(client)  # the dashboard's: one snapshot a second while watched
-        self._app = create_app(settings, client, api_keys, self.gateway, self.feed)
+        self._app = create_app(settings, client, api_keys, self.gateway, self.feed, metrics)
         self._server = HttpServer(self._app, server_limits(settings))
 
     @classmethod
-    async def create(cls, settings: ApiSettings) -> ApiNode:
+    async def create(cls, settings: ApiSettings, metrics: Metrics | None = None) -> ApiNode:
+        """``metrics``: where the node's request metrics are exported (None: not counted)."""
         api_keys = api_key_pairs(settings)
         client = await connect(settings.redis_url, settings.replication())
         try:
@@ -118,7 +139,7 @@ class ApiNode:
         except BaseException:
             await client.aclose()
             raise
-        return cls(settings, client, api_keys)
+        return cls(settings, client, api_keys, metrics)
 
     async def start(self) -> None:
         host, port = self.settings.host, self.settings.port
@@ -151,12 +172,15 @@ class ApiNode:
 
 
 async def run_api(settings: ApiSettings, stop: asyncio.Event) -> None:
-    node = await start_when_redis_is_up(lambda: ApiNode.create(settings), stop, "API node")
-    if node is None:
-        return
-    try:
-        await node.start()
-        await stop.wait()
-        await node.drain()
-    finally:
-        await node.aclose()
+    async with serving(settings.metrics_host, settings.metrics_port) as metrics:
+        node = await start_when_redis_is_up(
+            lambda: ApiNode.create(settings, metrics), stop, "API node"
+        )
+        if node is None:
+            return
+        try:
+            await node.start()
+            await stop.wait()
+            await node.drain()
+        finally:
+            await node.aclose()

@@ -38,6 +38,7 @@ _MAX_REMEMBERED_REJECTIONS = 8
 _REJECTION_BACKOFF_MS = 50
 _REJECTION_BACKOFF_MAX_MS = 2000
 _ENDED = (JobStatus.SUCCESS, JobStatus.FAILED, JobStatus.CANCELLED)
+REJECTED_BY = "rejected by "  # how an attempt a server turned down ends (metrics read it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,7 +180,7 @@ def on_rejected(record: JobRecord, event: JobRejected, now: int) -> Step:
         return Step(_ended(record, now, JobStatus.SUCCESS, event.reason or "rejected"))
     rejected = (*record.rejected_by, event.server_id)[-_MAX_REMEMBERED_REJECTIONS:]
     record = msgspec.structs.replace(record, rejected_by=rejected)
-    return _retry(record, now, f"rejected by {event.server_id}: {event.reason}")
+    return _retry(record, now, f"{REJECTED_BY}{event.server_id}: {event.reason}")
 
 
 def on_deleted(

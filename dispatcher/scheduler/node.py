@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 
 from dispatcher.errors import OwnershipLost, describe
+from dispatcher.metrics.serve import serving
 from dispatcher.scheduler import figures, jobs, observe
 from dispatcher.scheduler.ownership import owned_by
 from dispatcher.scheduler.partition import PartitionWorker
@@ -274,11 +276,21 @@ async def _cancel(tasks: list[asyncio.Task[None]], timeout_s: float = CANCEL_TIM
 async def run_scheduler(settings: SchedulerSettings, stop: asyncio.Event) -> None:
     webhook_config(settings)  # a configuration error stops the process before Redis is up
     host, port = settings.health_host, settings.health_port
-    await serve_role(lambda: _started(settings), stop, "scheduler", host, port)
+    async with serving(settings.metrics_host, settings.metrics_port) as metrics:
+        watch = None
+        if metrics is not None:
+            from dispatcher.scheduler.metrics import exported
+
+            watch = exported(metrics).watch
+        await serve_role(lambda: _started(settings, watch), stop, "scheduler", host, port)
 
 
-async def _started(settings: SchedulerSettings) -> SchedulerNode:
+async def _started(
+    settings: SchedulerSettings, watch: Callable[[SchedulerNode], None] | None = None
+) -> SchedulerNode:
     node = await SchedulerNode.create(settings)
+    if watch is not None:
+        watch(node)
     try:
         await node.start()
     except BaseException:

@@ -39,6 +39,9 @@ class Observer:
         it and its replay sees the changes again."""
         return []
 
+    def entries_applied(self, count: int) -> None:
+        """A turn applied ``count`` stream entries (dead-lettered ones included)."""
+
 
 NOTHING = Observer()
 # Made once per owned partition: per-process watchers (metrics) may share one instance,
@@ -74,6 +77,10 @@ class Observers(Observer):
 
     def take_hooks(self) -> list[bytes]:
         return [hook for each in self._all for hook in each.take_hooks()]
+
+    def entries_applied(self, count: int) -> None:
+        for each in self._all:
+            each.entries_applied(count)
 
 
 def for_partition(makers: Iterable[PerPartition], partition: int) -> Observer:

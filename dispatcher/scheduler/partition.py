@@ -217,6 +217,7 @@ class PartitionWorker:
         now = time.time_ns()
         for entry_id, fields in entries:
             self._take(entry_id, fields, now)
+        self._observer.entries_applied(len(entries))
         if self.dead:
             await self.dead.send(self._client)
         if self._fanouts:

@@ -18,6 +18,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from dispatcher.errors import BatchFailed, StoreUnavailable, describe
+from dispatcher.metrics.counts import REDIS
 from dispatcher.store.fastlane import FastLane, Redirect
 from dispatcher.store.replication import Replication
 
@@ -26,11 +27,28 @@ from dispatcher.store.replication import Replication
 MAX_CONNECTIONS = 1024
 
 
+def _count_failure(exc: Exception) -> None:
+    """A redis-py call that failed, for the process's Redis metrics."""
+    if isinstance(exc, ResponseError):
+        REDIS.error_reply("redis-py", str(exc))
+    elif isinstance(exc, RedisTimeoutError | TimeoutError):
+        REDIS.failed("redis-py", "timeout")
+    else:
+        REDIS.failed("redis-py", "connection_lost" if is_unavailable(exc) else "other")
+
+
 class SingleClient(aioredis.Redis):
     """A client of one Redis node."""
 
     fast: FastLane
     replication = Replication()
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        try:
+            return await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
+        except Exception as exc:
+            _count_failure(exc)
+            raise
 
     async def aclose(self, close_connection_pool: bool | None = None) -> None:
         await self.fast.aclose()
@@ -61,6 +79,13 @@ class ClusterClient(RedisCluster):
             self.nodes_manager.connection_kwargs.update(extra)  # nodes found from now on
             for node in self.nodes_manager.startup_nodes.values():  # made before this
                 node.connection_kwargs.update(extra)
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().execute_command(*args, **kwargs)
+        except Exception as exc:
+            _count_failure(exc)
+            raise
 
     async def aclose(self) -> None:
         await self.fast.aclose()

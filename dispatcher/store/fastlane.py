@@ -41,6 +41,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from dispatcher.metrics.counts import REDIS
 from dispatcher.store.tls import tls_context
 
 Arg = str | bytes | int | float
@@ -160,6 +161,7 @@ class Connection(asyncio.Protocol):
         to the deadline (a blocking read's own wait)."""
         future: asyncio.Future[Any] = self._loop.create_future()
         if self.closed:
+            REDIS.failed("fast", "connection_lost")
             future.set_exception(RedisConnectionError("connection to Redis is closed"))
             return future
         self._out.append(hiredis.pack_command(args))  # type: ignore[arg-type]
@@ -190,6 +192,7 @@ class Connection(asyncio.Protocol):
         if self._deadlines[0] > self._loop.time():
             self._watchdog = self._loop.call_at(self._deadlines[0], self._check_deadline)
             return
+        REDIS.failed("fast", "timeout", len(self._waiters))
         self._fail_all(RedisTimeoutError(f"Redis did not answer within {self._timeout_s:g} s"))
         self.closed = True
         if self._transport is not None:
@@ -218,6 +221,7 @@ class Connection(asyncio.Protocol):
             if future.done():
                 continue  # the caller was cancelled; the reply is dropped in order
             if isinstance(reply, hiredis.ReplyError):
+                REDIS.error_reply("fast", str(reply))
                 future.set_exception(reply_error(str(reply)))
             else:
                 future.set_result(reply)
@@ -226,6 +230,8 @@ class Connection(asyncio.Protocol):
         unexpected = not self.closed
         self.closed = True
         self._transport = None
+        if unexpected and self._waiters:
+            REDIS.failed("fast", "connection_lost", len(self._waiters))
         self._fail_all(RedisConnectionError(f"connection to Redis lost: {exc or 'closed'}"))
         if unexpected and self._on_lost is not None:
             self._on_lost()
@@ -409,15 +415,24 @@ class FastLane:
     async def _open(self, address: Address) -> Connection:
         # Registered by the task itself, so a connection whose waiters were all cancelled
         # is still owned (and closed by ``aclose``) rather than left to the collector.
+        replaces = address in self._connections  # only a dropped one stays in the map
         conn = self._adopt(await self._open_at(address))
+        REDIS.reconnects += replaces
         self._connections[address] = conn
         return conn
 
     async def _open_at(self, address: Address) -> Connection:
-        return await Connection.open(self._endpoint_at(address), self._timeout_s, self._lost)
+        try:
+            conn = await Connection.open(self._endpoint_at(address), self._timeout_s, self._lost)
+        except Exception:
+            REDIS.failed("fast", "connect")
+            raise
+        REDIS.connects += 1
+        return conn
 
     def _lost(self) -> None:
         self.disconnects += 1
+        REDIS.disconnects += 1
         self.forget_slots()  # a failover drops connections: read the slot map again
 
     def _adopt(self, conn: Connection) -> Connection:
@@ -442,6 +457,7 @@ class Dedicated:
         that moved (a failover) is followed once, on a connection to its new owner."""
         for _ in range(2):
             if self._conn is None or self._conn.closed:
+                REDIS.reconnects += self._conn is not None  # ``close`` forgets its own
                 self._conn = await self._lane.open_dedicated(self._key)
             try:
                 return await self._conn.execute(*args, extra_s=extra_s)

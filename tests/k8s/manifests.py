@@ -8,7 +8,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -99,6 +99,7 @@ class Container:
     workload: str
     spec: Obj
     pod: Obj
+    pod_annotations: dict[str, str] = field(default_factory=dict)
 
     @property
     def image(self) -> str:
@@ -125,7 +126,12 @@ class Container:
 
 def containers(objects: tuple[Obj, ...]) -> list[Container]:
     return [
-        Container(w["metadata"]["name"], c, pod_spec(w))
+        Container(
+            w["metadata"]["name"],
+            c,
+            pod_spec(w),
+            w["spec"]["template"]["metadata"].get("annotations", {}),
+        )
         for w in objects
         if w["kind"] in WORKLOADS
         for c in pod_spec(w)["containers"]

@@ -11,6 +11,7 @@ import pytest
 from dispatcher import settings as config
 from dispatcher.api.app import longest_drain_s as api_drain_s
 from dispatcher.health import LIVENESS, READINESS
+from dispatcher.metrics.serve import PATH as METRICS_PATH
 from dispatcher.scheduler.node import longest_drain_s as scheduler_drain_s
 from dispatcher.store.keys import CONSUMER_GROUP, partition_keys
 from dispatcher.webhooks import webhook_config
@@ -155,6 +156,20 @@ def _probe_port(settings: config.RedisSettings) -> int:
         return settings.port
     assert isinstance(settings, config.SchedulerSettings | config.AgentSettings)
     return settings.health_port
+
+
+@renders()
+def test_every_role_serves_metrics_where_its_pod_says(objects: tuple[Obj, ...]) -> None:
+    for container in (c for c in containers(objects) if c.is_ours and c.role != "loadgen"):
+        settings = config.load(_settings_of(container), environ=environment(container, objects))
+        assert isinstance(settings, config.ROLES)
+        port = getattr(settings, "metrics_port", 0)
+        assert port, f"{container.workload}: no metrics port set"
+        assert container.port("metrics") == port, container.workload
+        annotations = container.pod_annotations
+        assert annotations["prometheus.io/scrape"] == "true", container.workload
+        assert annotations["prometheus.io/port"] == str(port), container.workload
+        assert annotations["prometheus.io/path"] == METRICS_PATH, container.workload
 
 
 @renders()

@@ -105,6 +105,9 @@ def local_env(
     else:
         env["DISPATCHER_HEALTH_HOST"] = "127.0.0.1"
         env["DISPATCHER_HEALTH_PORT"] = str(free_port())
+    if "DISPATCHER_METRICS_PORT" in env:
+        env["DISPATCHER_METRICS_HOST"] = "127.0.0.1"
+        env["DISPATCHER_METRICS_PORT"] = str(free_port())
     return env
 
 
@@ -159,6 +162,7 @@ def test_every_role_starts_as_rendered_answers_its_probes_and_runs_a_dispatch(
             wait_http(base + LIVENESS, timeout_s=60)
             wait_ready(base)
             assert readiness(base) == (200, "ready"), name
+            wait_http(f"http://127.0.0.1:{env['DISPATCHER_METRICS_PORT']}/metrics")
         asyncio.run(_dispatch_to_the_demo_agent(probe_base(envs["api"]), envs["api"]))
         for proc, c in (
             (agent, ours["agent"]),
