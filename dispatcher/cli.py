@@ -74,7 +74,7 @@ def api(redis_url: str | None, partitions: int | None, host: str | None, port: i
 @click.option("--node-id", default=None, help="Stable node name [env DISPATCHER_NODE_ID, POD_NAME]")
 def scheduler(redis_url: str | None, partitions: int | None, node_id: str | None) -> None:
     """Run a scheduler node."""
-    from dispatcher.scheduler.node import run_scheduler
+    from dispatcher.scheduler.role import run_scheduler
 
     overrides = {"redis_url": redis_url, "partitions": partitions, "node_id": node_id}
     process.run_role(functools.partial(run_scheduler, _load(config.SchedulerSettings, overrides)))

@@ -15,7 +15,7 @@ import click
 from dispatcher import settings as config
 from dispatcher.api.app import ApiNode
 from dispatcher.localredis import LocalRedis
-from dispatcher.metrics.serve import PATH
+from dispatcher.metrics import PATH
 from dispatcher.process import install_stop_signals
 from dispatcher.scheduler.node import SchedulerNode
 from workers.server import AgentServer

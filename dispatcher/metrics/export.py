@@ -26,8 +26,8 @@ from prometheus_client.registry import Collector
 from dispatcher.api.http import HttpApp, Request, Response
 from dispatcher.api.httpserver import HttpServer, ServerLimits
 from dispatcher.errors import ConfigError, describe
+from dispatcher.metrics import PATH
 from dispatcher.metrics.counts import REDIS, Histogram, RedisCounts
-from dispatcher.metrics.serve import PATH
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,6 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from dispatcher.metrics.export import Metrics
 
-PATH = "/metrics"
-
 
 @asynccontextmanager
 async def serving(host: str, port: int) -> AsyncIterator[Metrics | None]:

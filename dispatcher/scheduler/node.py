@@ -12,16 +12,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
 
 from dispatcher.errors import OwnershipLost, describe
-from dispatcher.metrics.serve import serving
 from dispatcher.scheduler import figures, jobs, observe
 from dispatcher.scheduler.ownership import owned_by
 from dispatcher.scheduler.partition import PartitionWorker
 from dispatcher.scheduler.registry import Registry
 from dispatcher.settings import SchedulerSettings, default_node_id
-from dispatcher.startup import serve_role
 from dispatcher.store import keys, scripts
 from dispatcher.store.client import Client, connect, log_failure
 from dispatcher.store.meta import ensure_partitions, ensure_pool_shards
@@ -271,29 +268,3 @@ async def _cancel(tasks: list[asyncio.Task[None]], timeout_s: float = CANCEL_TIM
     _, late = await asyncio.wait(tasks, timeout=timeout_s)
     for task in late:
         log.warning("task %s did not stop within %.1f s", task.get_name(), timeout_s)
-
-
-async def run_scheduler(settings: SchedulerSettings, stop: asyncio.Event) -> None:
-    webhook_config(settings)  # a configuration error stops the process before Redis is up
-    host, port = settings.health_host, settings.health_port
-    async with serving(settings.metrics_host, settings.metrics_port) as metrics:
-        watch = None
-        if metrics is not None:
-            from dispatcher.scheduler.metrics import exported
-
-            watch = exported(metrics).watch
-        await serve_role(lambda: _started(settings, watch), stop, "scheduler", host, port)
-
-
-async def _started(
-    settings: SchedulerSettings, watch: Callable[[SchedulerNode], None] | None = None
-) -> SchedulerNode:
-    node = await SchedulerNode.create(settings)
-    if watch is not None:
-        watch(node)
-    try:
-        await node.start()
-    except BaseException:
-        await node.aclose()
-        raise
-    return node

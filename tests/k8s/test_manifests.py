@@ -11,7 +11,7 @@ import pytest
 from dispatcher import settings as config
 from dispatcher.api.app import longest_drain_s as api_drain_s
 from dispatcher.health import LIVENESS, READINESS
-from dispatcher.metrics.serve import PATH as METRICS_PATH
+from dispatcher.metrics import PATH as METRICS_PATH
 from dispatcher.scheduler.node import longest_drain_s as scheduler_drain_s
 from dispatcher.store.keys import CONSUMER_GROUP, partition_keys
 from dispatcher.webhooks import webhook_config

@@ -68,4 +68,4 @@ def test_no_module_imports_itself_through_others() -> None:
 
 def test_the_graph_sees_lazy_imports() -> None:
     # The CLI imports each role lazily; a graph blind to that would pass vacuously.
-    assert "dispatcher.scheduler.node" in import_graph()["dispatcher.cli"]
+    assert "dispatcher.scheduler.role" in import_graph()["dispatcher.cli"]
