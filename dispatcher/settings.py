@@ -99,6 +99,10 @@ class SchedulerSettings(RedisSettings, kw_only=True, frozen=True):
     # /healthz and /readyz (dispatcher/health.py) on this port; 0: none.
     health_host: str = "0.0.0.0"
     health_port: int = 0
+    # What targeted dispatches match (when the AgentServer is not given its own):
+    # "key=value,key2=value2" and a version string.
+    agent_labels: str = ""
+    agent_version: str = ""
 
 
 class AgentSettings(RedisSettings, kw_only=True, frozen=True):
@@ -111,6 +115,10 @@ class AgentSettings(RedisSettings, kw_only=True, frozen=True):
     # /healthz and /readyz (dispatcher/health.py) on this port; 0: none.
     health_host: str = "0.0.0.0"
     health_port: int = 0
+    # What targeted dispatches match (when the AgentServer is not given its own):
+    # "key=value,key2=value2" and a version string.
+    agent_labels: str = ""
+    agent_version: str = ""
 
 
 ROLES: tuple[type[RedisSettings], ...] = (ApiSettings, SchedulerSettings, AgentSettings)

@@ -20,6 +20,8 @@ import logging
 from collections.abc import KeysView
 from typing import Any
 
+from dispatcher import targets
+from dispatcher.scheduler import jobs
 from dispatcher.scheduler.poolview import ServerKey
 from dispatcher.scheduler.registry import Registry
 from dispatcher.store import keys, scripts
@@ -39,6 +41,21 @@ class PoolCalls:
         self._partition = partition
         # job id -> the shard that holds, or may hold, its reservation
         self._held_in: dict[str, int] = {}
+        self._unmatched: set[str] = set()  # targeted jobs no live server matched, last asked
+
+    def waiting(self, record: JobRecord) -> JobRecord:
+        """A job that could not be placed, with its pending reason."""
+        return jobs.waiting_for_capacity(record, self._target_matched(record))
+
+    def _target_matched(self, record: JobRecord) -> bool:
+        """False when no live server matches the job's target (as far as this process
+        knows); True otherwise, or when it has none."""
+        target = record.spec.target
+        if target is None:
+            return True
+        if record.spec.job_id in self._unmatched:
+            return False
+        return bool(target.server_id) or self._registry.may_match(record.spec.pool, target)
 
     def shard(self, pool: str, server_id: str) -> keys.ShardKeys:
         return keys.server_shard(pool, server_id, self._shards)
@@ -51,12 +68,13 @@ class PoolCalls:
         spec = record.spec
         shard = self._held_in.get(spec.job_id)
         if shard is None:
-            shard = self._registry.choose_shard(spec.pool)
+            shard = self._registry.choose_shard(spec.pool, spec.target)
         if shard is None:
             return None
         shard_keys = keys.shard_keys(spec.pool, shard, self._shards)
         payload = encode(Assignment(job=spec))
         args = [shard_keys.base, spec.job_id, timeout_ms, self._load_threshold, payload]
+        args.append(targets.reserve_argument(spec.target))
         return shard, ([shard_keys.jobs], [*args, *record.rejected_by])
 
     def placed(self, record: JobRecord, shard: int, result: Any) -> str | None:
@@ -68,9 +86,14 @@ class PoolCalls:
             log.warning("partition %d: reserve failed: %s", self._partition, result)
             return None
         self._held_in.pop(job_id, None)
+        if record.spec.target is not None and not isinstance(result, bytes):
+            # the shard may have room for other jobs: only this target found none
+            _note(self._unmatched, job_id, result == 0)
+            return None
         if result is None:
             self._registry.note_full(pool, shard)
             return None
+        self._unmatched.discard(job_id)
         server_id: str = result.decode()
         self._registry.note_reserved(pool, server_id)
         return server_id
@@ -125,3 +148,15 @@ class PoolCalls:
         for key, expiry in zip(hosting, await batch.run(client), strict=True):
             if expiry is None:
                 self._registry.note_absent(key)
+
+
+_MAX_UNMATCHED = 10_000  # jobs deleted while unmatched are never placed: forget them at once
+
+
+def _note(members: set[str], member: str, present: bool) -> None:
+    if present:
+        if len(members) >= _MAX_UNMATCHED:
+            members.clear()  # at worst a pending reason says "no free slot" for a while
+        members.add(member)
+    else:
+        members.discard(member)
