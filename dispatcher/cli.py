@@ -47,6 +47,7 @@ _CLIENT_COMMANDS = {  # name -> (module, attribute)
     "room": ("dispatcher.client_cli", "room_group"),
     "join": ("dispatcher.client_cli", "join_command"),
     "sip": ("dispatcher.sip_cli", "sip_group"),
+    "servers": ("dispatcher.servers_cli", "servers_group"),
 }
 
 

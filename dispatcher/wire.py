@@ -145,6 +145,11 @@ def pool_name(agent_name: str, job_type: int) -> str:
     return f"{agent_name}{_POOL_TYPE_SEPARATOR}{JobType(job_type).name.lower()}"
 
 
+def pool_agent(pool: str) -> str:
+    """The agent name whose servers form ``pool``."""
+    return pool.partition(_POOL_TYPE_SEPARATOR)[0]
+
+
 # --- partition stream events ------------------------------------------------------------------
 
 

@@ -543,10 +543,11 @@ class PartitionWorker:
         server_id = self._pools.placed(record, shard, result)
         if server_id is not None:
             self._record(jobs.placed(record, server_id, now))
-        elif record.spec.target is not None:  # only its target found no room: say why
-            self._record(self._pools.waiting(record))
         elif not isinstance(result, Exception):
-            self._placed_version = -1  # that shard was full: try another next turn
+            if record.spec.target is not None:  # only its target found no room: say why
+                self._record(self._pools.waiting(record))
+            if self._pools.more_to_try(record):
+                self._placed_version = -1  # that shard was full: try another next turn
 
     # --- commit and effects ---------------------------------------------------------------
 

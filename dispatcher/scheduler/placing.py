@@ -24,6 +24,7 @@ from dispatcher import targets
 from dispatcher.scheduler import jobs
 from dispatcher.scheduler.poolview import ServerKey
 from dispatcher.scheduler.registry import Registry
+from dispatcher.scheduler.targeted import Misses
 from dispatcher.store import keys, scripts
 from dispatcher.store.client import Client
 from dispatcher.wire import Assignment, JobRecord, encode
@@ -41,7 +42,7 @@ class PoolCalls:
         self._partition = partition
         # job id -> the shard that holds, or may hold, its reservation
         self._held_in: dict[str, int] = {}
-        self._unmatched: set[str] = set()  # targeted jobs no live server matched, last asked
+        self._misses = Misses()  # targeted jobs: shards with no room for them
 
     def waiting(self, record: JobRecord) -> JobRecord:
         """A job that could not be placed, with its pending reason."""
@@ -50,12 +51,22 @@ class PoolCalls:
     def _target_matched(self, record: JobRecord) -> bool:
         """False when no live server matches the job's target (as far as this process
         knows); True otherwise, or when it has none."""
-        target = record.spec.target
-        if target is None:
+        spec = record.spec
+        if spec.target is None:
             return True
-        if record.spec.job_id in self._unmatched:
+        if not spec.target.server_id and not self._registry.may_match(spec.pool, spec.target):
             return False
-        return bool(target.server_id) or self._registry.may_match(record.spec.pool, target)
+        misses = self._misses.of(spec.job_id, self._registry.version)
+        return self.more_to_try(record) or any(misses.values()) or not misses
+
+    def more_to_try(self, record: JobRecord) -> bool:
+        """A job that found no room may find it in another shard before the next refresh:
+        any job without a target, a targeted one while shards carrying its tags are left."""
+        spec = record.spec
+        if spec.target is None:
+            return True
+        misses = self._misses.of(spec.job_id, self._registry.version)
+        return self._registry.choose_shard(spec.pool, spec.target, misses) is not None
 
     def shard(self, pool: str, server_id: str) -> keys.ShardKeys:
         return keys.server_shard(pool, server_id, self._shards)
@@ -68,7 +79,8 @@ class PoolCalls:
         spec = record.spec
         shard = self._held_in.get(spec.job_id)
         if shard is None:
-            shard = self._registry.choose_shard(spec.pool, spec.target)
+            misses = self._misses.of(spec.job_id, self._registry.version) if spec.target else {}
+            shard = self._registry.choose_shard(spec.pool, spec.target, misses)
         if shard is None:
             return None
         shard_keys = keys.shard_keys(spec.pool, shard, self._shards)
@@ -88,12 +100,12 @@ class PoolCalls:
         self._held_in.pop(job_id, None)
         if record.spec.target is not None and not isinstance(result, bytes):
             # the shard may have room for other jobs: only this target found none
-            _note(self._unmatched, job_id, result == 0)
+            self._misses.note(job_id, self._registry.version, shard, result != 0)
             return None
         if result is None:
             self._registry.note_full(pool, shard)
             return None
-        self._unmatched.discard(job_id)
+        self._misses.forget(job_id)
         server_id: str = result.decode()
         self._registry.note_reserved(pool, server_id)
         return server_id
@@ -148,15 +160,3 @@ class PoolCalls:
         for key, expiry in zip(hosting, await batch.run(client), strict=True):
             if expiry is None:
                 self._registry.note_absent(key)
-
-
-_MAX_UNMATCHED = 10_000  # jobs deleted while unmatched are never placed: forget them at once
-
-
-def _note(members: set[str], member: str, present: bool) -> None:
-    if present:
-        if len(members) >= _MAX_UNMATCHED:
-            members.clear()  # at worst a pending reason says "no free slot" for a while
-        members.add(member)
-    else:
-        members.discard(member)

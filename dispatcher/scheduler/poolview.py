@@ -10,6 +10,7 @@ refresh and O(1) per placement, however large the fleet; any role can hold one.
 from __future__ import annotations
 
 import random
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 _RNG = random.Random()
@@ -90,14 +91,23 @@ class FleetView:
         pool: str,
         rng: random.Random | None = None,
         wanted: frozenset[str] = frozenset(),
+        avoid: Collection[int] = (),
     ) -> int | None:
-        """Two random choices among the shards with a free slot (and servers carrying the
-        ``wanted`` tags), the freer one first: many schedulers placing at once spread
-        instead of herding onto the freest shard."""
+        """Two random choices among the shards with a free slot (and, for a targeted job,
+        servers carrying the ``wanted`` tags, less those to ``avoid``), the freer one
+        first: many schedulers placing at once spread instead of herding onto the freest
+        shard."""
         states = self.pools.get(pool)
         if not states:
             return None
-        open_shards = [k for k, s in enumerate(states) if s.free > 0 and wanted <= s.tags]
+        if wanted:
+            open_shards = [
+                k
+                for k, s in enumerate(states)
+                if s.free > 0 and wanted <= s.tags and k not in avoid
+            ]
+        else:
+            open_shards = [k for k, s in enumerate(states) if s.free > 0]
         if len(open_shards) <= 1:
             return open_shards[0] if open_shards else None
         first, second = (rng or _RNG).sample(open_shards, 2)

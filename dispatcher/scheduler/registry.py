@@ -19,6 +19,7 @@ import asyncio
 import logging
 import random
 import time
+from collections.abc import Collection
 
 from dispatcher import targets
 from dispatcher.scheduler.poolview import Expired, FleetView, ServerKey
@@ -72,16 +73,18 @@ class Registry:
     def has_servers(self, pool: str) -> bool:
         return self.view.has_servers(pool)
 
-    def choose_shard(self, pool: str, target: DispatchTarget | None = None) -> int | None:
+    def choose_shard(
+        self, pool: str, target: DispatchTarget | None = None, avoid: Collection[int] = ()
+    ) -> int | None:
         """A shard to reserve in; for a target, one with servers that may match it (a
-        server id has its own shard)."""
+        server id has its own shard), other than those to ``avoid``."""
         if target is None:
             return self.view.choose_shard(pool, self._rng)
         if target.server_id:
             shard = keys.shard_of(target.server_id, self.shards)
             states = self.view.pools.get(pool)
-            return shard if states and states[shard].free > 0 else None
-        return self.view.choose_shard(pool, self._rng, targets.tags(target))
+            return shard if states and states[shard].free > 0 and shard not in avoid else None
+        return self.view.choose_shard(pool, self._rng, targets.tags(target), avoid)
 
     def may_match(self, pool: str, target: DispatchTarget) -> bool:
         """Whether any server of the pool may match the target's version and labels, as
