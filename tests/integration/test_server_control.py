@@ -19,7 +19,9 @@ from dispatcher.api.app import ApiNode
 from dispatcher.api.auth import create_token
 from dispatcher.api.targeting import encode_target
 from dispatcher.scheduler.node import SchedulerNode
+from dispatcher.store import keys
 from dispatcher.wire import DispatchTarget
+from tests import pools
 from tests.redis_servers import RedisTarget
 from tests.stack import API_KEY, API_SECRET, api_url, eventually, start_api, start_scheduler
 from workers import AgentServer, JobContext
@@ -27,6 +29,13 @@ from workers import AgentServer, JobContext
 SERVERS = "/twirp/dispatcher.AgentServers/"
 CREATE = "/twirp/livekit.AgentDispatchService/CreateDispatch"
 OPERATOR = {"video": {"roomAdmin": True, "roomList": True}}
+
+
+def _one_shard(count: int) -> list[str]:
+    """Server ids that share one pool shard: only the target, not the shard, tells them
+    apart."""
+    ids = (f"AW_same{n}" for n in range(10_000))
+    return [i for i in ids if keys.shard_of(i, pools.SHARDS) == 0][:count]
 
 
 def _token(claims: dict[str, Any]) -> str:
@@ -60,7 +69,9 @@ class Control:
                 return response.status, {"raw": await response.read()}
             return response.status, await response.json(content_type=None)
 
-    async def server(self, agent: str, capacity: int = 4, **identity: Any) -> AgentServer:
+    async def server(
+        self, agent: str, capacity: int = 4, server_id: str = "", **identity: Any
+    ) -> AgentServer:
         """An SDK server whose jobs run until ``release`` is set; the scheduler sees it."""
         server = AgentServer(
             redis_url=self.redis_url,
@@ -69,6 +80,7 @@ class Control:
             heartbeat_ttl_ms=1000,
             **identity,
         )
+        server.id = server_id or server.id
         ran = self.ran.setdefault(server.id, [])
 
         async def entry(ctx: JobContext) -> None:
@@ -140,9 +152,11 @@ async def test_a_dispatch_targeted_at_a_label_runs_only_on_servers_with_that_lab
     redis_target: RedisTarget,
 ) -> None:
     async with _control(redis_target.url) as control:
-        eu = [await control.server("tgt", labels={"region": "eu"}) for _ in range(2)]
-        await control.server("tgt", labels={"region": "us"})
-        await control.server("tgt")
+        same = _one_shard(3)  # one eu server shares its shard with the others
+        eu = [await control.server("tgt", server_id=same[0], labels={"region": "eu"})]
+        eu.append(await control.server("tgt", labels={"region": "eu"}))
+        await control.server("tgt", server_id=same[1], capacity=8, labels={"region": "us"})
+        await control.server("tgt", server_id=same[2], capacity=8)
         rooms = [f"eu-{n}" for n in range(6)]
         for room in rooms:
             status, body = await control.dispatch("tgt", room, {"labels": {"region": "eu"}})
@@ -154,7 +168,7 @@ async def test_a_dispatch_targeted_at_a_label_runs_only_on_servers_with_that_lab
 
 
 async def test_a_dispatch_targeted_at_a_server_id_runs_on_that_server(control: Control) -> None:
-    servers = [await control.server("pick") for _ in range(3)]
+    servers = [await control.server("pick", server_id=i) for i in _one_shard(3)]
     chosen = servers[1]
     rooms = [f"id-{n}" for n in range(4)]
     for room in rooms:
@@ -167,8 +181,9 @@ async def test_a_dispatch_targeted_at_a_server_id_runs_on_that_server(control: C
 async def test_a_protobuf_request_carries_a_version_target_in_our_own_field(
     control: Control,
 ) -> None:
-    old = await control.server("ver", version="1.0")
-    new = await control.server("ver", version="2.0")
+    old_id, new_id = _one_shard(2)
+    old = await control.server("ver", server_id=old_id, version="1.0", capacity=8)
+    new = await control.server("ver", server_id=new_id, version="2.0")
     rooms = [f"v-{n}" for n in range(4)]
     for room in rooms:
         request = api.CreateAgentDispatchRequest(agent_name="ver", room=room)
