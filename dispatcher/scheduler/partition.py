@@ -544,10 +544,10 @@ class PartitionWorker:
         if server_id is not None:
             self._record(jobs.placed(record, server_id, now))
         elif not isinstance(result, Exception):
-            if record.spec.target is not None:  # only its target found no room: say why
-                self._record(self._pools.waiting(record))
             if self._pools.more_to_try(record):
                 self._placed_version = -1  # that shard was full: try another next turn
+            elif record.spec.target is not None:  # no shard is left to try: say why it waits
+                self._record(self._pools.waiting(record))
 
     # --- commit and effects ---------------------------------------------------------------
 

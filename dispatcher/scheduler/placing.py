@@ -50,14 +50,15 @@ class PoolCalls:
 
     def _target_matched(self, record: JobRecord) -> bool:
         """False when no live server matches the job's target (as far as this process
-        knows); True otherwise, or when it has none."""
+        knows: no shard carries its tags, or every shard asked since the last refresh
+        found no live match); True otherwise, or when it has none."""
         spec = record.spec
         if spec.target is None:
             return True
         if not spec.target.server_id and not self._registry.may_match(spec.pool, spec.target):
             return False
         misses = self._misses.of(spec.job_id, self._registry.version)
-        return self.more_to_try(record) or any(misses.values()) or not misses
+        return any(misses.values()) or not misses
 
     def more_to_try(self, record: JobRecord) -> bool:
         """A job that found no room may find it in another shard before the next refresh:
