@@ -70,12 +70,12 @@ class Authorizer:
         video = claims.video
         held = {"roomAdmin": video.room_admin, "roomList": video.room_list}
         if missing := [name for name, granted in held.items() if not granted]:
-            raise TwirpError.permission_denied(
+            raise TwirpError.unauthenticated(
                 f"{_DENIED}: agent-server control needs an operator token (roomAdmin and "
                 f"roomList, no room); this one lacks the {' and '.join(missing)} grant"
             )
         if video.room:
-            raise TwirpError.permission_denied(
+            raise TwirpError.unauthenticated(
                 f"{_DENIED}: token is for room {video.room!r}; agent-server control needs "
                 "an operator token for no room"
             )

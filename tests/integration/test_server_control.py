@@ -382,9 +382,9 @@ async def test_bad_control_requests_are_invalid_argument(
     ("claims", "code", "message"),
     [
         (None, "unauthenticated", "no access token"),
-        ({"video": {"agent": True}}, "permission_denied", "roomAdmin and roomList grant"),
-        ({"video": {"roomAdmin": True}}, "permission_denied", "lacks the roomList grant"),
-        ({"video": {"roomAdmin": True, "roomList": True, "room": "r"}}, "permission_denied", "r"),
+        ({"video": {"agent": True}}, "unauthenticated", "roomAdmin and roomList grant"),
+        ({"video": {"roomAdmin": True}}, "unauthenticated", "lacks the roomList grant"),
+        ({"video": {"roomAdmin": True, "roomList": True, "room": "r"}}, "unauthenticated", "r"),
     ],
 )
 async def test_control_needs_an_operator_token(
