@@ -112,3 +112,20 @@ def parse_labels(text: str) -> dict[str, str]:
     """``key=value,key2=value2`` (``DISPATCHER_AGENT_LABELS``); "" is no labels."""
     pairs = [parse_selector(item.strip()) for item in text.split(",") if item.strip()]
     return dict(pairs)
+
+
+def server_identity(
+    version: str | None, labels: Mapping[str, str] | None, setting_version: str, setting_labels: str
+) -> tuple[str, dict[str, str]]:
+    """An agent server's version and labels: as given, else from its settings
+    (``DISPATCHER_AGENT_VERSION``, ``DISPATCHER_AGENT_LABELS``); a ValueError says what is
+    wrong with them."""
+    version = setting_version if version is None else version
+    try:
+        labels = dict(labels if labels is not None else parse_labels(setting_labels))
+    except ValueError as exc:
+        raise ValueError(f"DISPATCHER_AGENT_LABELS: {exc}") from None
+    problem = text_problem(version, "version", MAX_VERSION_BYTES) or labels_problem(labels)
+    if problem:
+        raise ValueError(problem)
+    return version, labels

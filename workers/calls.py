@@ -6,29 +6,10 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Sequence
 
-from dispatcher import settings as config
-from dispatcher import targets
 from dispatcher.store import keys, scripts
 from dispatcher.wire import JobReport, JobSpec, JobStatus, encode
 
 QUIET = ("", "", "", "")  # a heartbeat script's description when nothing changed
-
-
-def identity(
-    version: str | None, labels: dict[str, str] | None, env: config.AgentSettings
-) -> tuple[str, dict[str, str]]:
-    """A server's version and labels (what targeted dispatches match): as given, else
-    from ``DISPATCHER_AGENT_VERSION`` and ``DISPATCHER_AGENT_LABELS``; a ValueError says
-    what is wrong with them."""
-    version = env.agent_version if version is None else version
-    try:
-        labels = dict(labels if labels is not None else targets.parse_labels(env.agent_labels))
-    except ValueError as exc:
-        raise ValueError(f"DISPATCHER_AGENT_LABELS: {exc}") from None
-    problem = targets.text_problem(version, "version", targets.MAX_VERSION_BYTES)
-    if problem := problem or targets.labels_problem(labels):
-        raise ValueError(problem)
-    return version, labels
 
 
 def queue_heartbeat(

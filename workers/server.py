@@ -23,7 +23,7 @@ import socket
 import time
 from collections.abc import Awaitable, Callable
 
-from dispatcher import ids
+from dispatcher import ids, targets
 from dispatcher import settings as config
 from dispatcher.errors import describe
 from dispatcher.store import keys, scripts
@@ -92,7 +92,8 @@ class AgentServer:
         self._pool_shards = env.pool_shards
         self.capacity = capacity
         self.load_fnc = load_fnc
-        self.version, self.labels = calls.identity(version, labels, env)
+        identity = targets.server_identity(version, labels, env.agent_version, env.agent_labels)
+        self.version, self.labels = identity
         self.id = ids.worker_id()
         self.agent_name = ""
         self.job_type = JobType.ROOM

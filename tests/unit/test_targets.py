@@ -7,13 +7,12 @@ import random
 
 import pytest
 
-from dispatcher import settings as config
 from dispatcher import targets
 from dispatcher.scheduler import jobs
 from dispatcher.scheduler.poolview import FleetView
 from dispatcher.scheduler.targeted import Misses
 from dispatcher.wire import DispatchCreated, DispatchRecord, DispatchTarget, RoomRecord
-from workers import calls
+from workers import AgentServer
 
 EU = DispatchTarget(labels={"region": "eu", "gpu": "a100"})
 
@@ -53,16 +52,21 @@ def test_labels_from_a_setting() -> None:
         targets.parse_labels("zone")
 
 
-def test_an_sdk_server_takes_its_version_and_labels_from_settings_unless_given() -> None:
-    env = config.load(
-        config.AgentSettings,
-        environ={"DISPATCHER_AGENT_LABELS": "zone=a", "DISPATCHER_AGENT_VERSION": "7"},
-    )
-    assert calls.identity(None, None, env) == ("7", {"zone": "a"})
-    assert calls.identity("8", {"zone": "b"}, env) == ("8", {"zone": "b"})
-    assert calls.identity("", {}, env) == ("", {})  # a gateway worker's own: none
+def test_an_sdk_server_takes_its_version_and_labels_from_settings_unless_given(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DISPATCHER_AGENT_LABELS", "zone=a")
+    monkeypatch.setenv("DISPATCHER_AGENT_VERSION", "7")
+    server = AgentServer()
+    assert (server.version, server.labels) == ("7", {"zone": "a"})
+    given = AgentServer(version="8", labels={"zone": "b"})
+    assert (given.version, given.labels) == ("8", {"zone": "b"})
+    assert targets.server_identity("", {}, "7", "zone=a") == ("", {})  # a gateway worker's
     with pytest.raises(ValueError, match="label key is empty"):
-        calls.identity(None, {"": "x"}, env)
+        AgentServer(labels={"": "x"})
+    monkeypatch.setenv("DISPATCHER_AGENT_LABELS", "zone")
+    with pytest.raises(ValueError, match="DISPATCHER_AGENT_LABELS: 'zone' is not a key=value"):
+        AgentServer()
 
 
 EU_TAGS = {"l:region=eu", "l:gpu=a100", "v=1"}
