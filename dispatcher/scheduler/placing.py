@@ -79,15 +79,17 @@ class PoolCalls:
         its pool has a free slot."""
         spec = record.spec
         shard = self._held_in.get(spec.job_id)
-        if shard is None:
-            misses = self._misses.of(spec.job_id, self._registry.version) if spec.target else {}
+        if shard is None and spec.target is None:
+            shard = self._registry.choose_shard(spec.pool)
+        elif shard is None:
+            misses = self._misses.of(spec.job_id, self._registry.version)
             shard = self._registry.choose_shard(spec.pool, spec.target, misses)
         if shard is None:
             return None
         shard_keys = keys.shard_keys(spec.pool, shard, self._shards)
         payload = encode(Assignment(job=spec))
-        args = [shard_keys.base, spec.job_id, timeout_ms, self._load_threshold, payload]
-        args.append(targets.reserve_argument(spec.target))
+        target = "" if spec.target is None else targets.reserve_argument(spec.target)
+        args = [shard_keys.base, spec.job_id, timeout_ms, self._load_threshold, payload, target]
         return shard, ([shard_keys.jobs], [*args, *record.rejected_by])
 
     def placed(self, record: JobRecord, shard: int, result: Any) -> str | None:
