@@ -20,6 +20,7 @@ _CLIENT_COMMANDS = {  # name -> (module, attribute)
     "join": ("dispatcher.client_cli", "join_command"),
     "sip": ("dispatcher.sip_cli", "sip_group"),
     "status": ("dispatcher.observe.cli", "status_command"),
+    "servers": ("dispatcher.servers_cli", "servers_group"),
 }
 
 

@@ -16,6 +16,8 @@ from google.protobuf import json_format
 from jwt.warnings import InsecureKeyLengthWarning
 from livekit import api
 
+from dispatcher import targets
+
 T = TypeVar("T")
 
 url_option = click.option(
@@ -82,10 +84,14 @@ def print_json(body: Any) -> None:
     click.echo(json.dumps(camel_keys(body), indent=2))
 
 
+_DATA_MAPS = ("attributes", "labels")
+
+
 def camel_keys(value: Any) -> Any:
-    """Field names in camelCase; the keys of an ``attributes`` map are data, kept as sent."""
+    """Field names in camelCase; the keys of an ``attributes`` or ``labels`` map are data,
+    kept as sent."""
     if isinstance(value, dict):
-        return {_camel(str(k)): v if k == "attributes" else camel_keys(v) for k, v in value.items()}
+        return {_camel(str(k)): v if k in _DATA_MAPS else camel_keys(v) for k, v in value.items()}
     if isinstance(value, list):
         return [camel_keys(v) for v in value]
     return value
@@ -108,12 +114,42 @@ def dispatch_group() -> None:
 @click.option("--agent-name", required=True)
 @click.option("--room", required=True)
 @click.option("--metadata", default="")
+@click.option("--target-server", default="", help="Run only on this agent server (id)")
+@click.option("--target-version", default="", help="Run only on servers of this version")
+@click.option(
+    "--label", "labels", multiple=True, help="Run only on servers with label k=v (repeatable)"
+)
 def dispatch_create(
-    url: str, api_key: str, api_secret: str, agent_name: str, room: str, metadata: str
+    url: str,
+    api_key: str,
+    api_secret: str,
+    agent_name: str,
+    room: str,
+    metadata: str,
+    target_server: str,
+    target_version: str,
+    labels: tuple[str, ...],
 ) -> None:
-    """Send an agent to a room."""
+    """Send an agent to a room (with a target: only to matching agent servers)."""
     request = api.CreateAgentDispatchRequest(agent_name=agent_name, room=room, metadata=metadata)
-    _print(_call(url, api_key, api_secret, lambda c: c.agent_dispatch.create_dispatch(request)))
+    if not (target_server or target_version or labels):
+        _print(_call(url, api_key, api_secret, lambda c: c.agent_dispatch.create_dispatch(request)))
+        return
+    body = json_format.MessageToDict(request)
+    target = {"serverId": target_server, "version": target_version, "labels": label_map(labels)}
+    body["target"] = target
+    grants = api.VideoGrants(room_admin=True, room=room)
+    token = api.AccessToken(api_key, api_secret).with_grants(grants).to_jwt()
+    reply = post_twirp(url, "livekit.AgentDispatchService/CreateDispatch", token, body)
+    _print(json_format.ParseDict(reply, api.AgentDispatch(), ignore_unknown_fields=True))
+
+
+def label_map(labels: tuple[str, ...]) -> dict[str, str]:
+    """``--label k=v`` options as a map."""
+    try:
+        return dict(targets.parse_selector(label) for label in labels)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--label") from None
 
 
 @dispatch_group.command("list")
@@ -266,20 +302,26 @@ def join_command(url: str, token: str, leave: bool) -> None:
     """Connect as the token's participant and print what the join did (room created or
     not, dispatches created)."""
     method = "Leave" if leave else "Join"
-    status, body = asyncio.run(_post_participant(url, method, token))
+    print_json(post_twirp(url, f"dispatcher.Participant/{method}", token))
+
+
+def post_twirp(url: str, route: str, token: str, body: Any = None) -> dict[str, Any]:
+    """A JSON Twirp call (``service/method``); a Twirp error is printed and exits."""
+    status, reply = asyncio.run(_post(url, route, token, body))
     if status != 200:
-        click.echo(f"error: {body.get('code')}: {body.get('msg')}", err=True)
+        click.echo(f"error: {reply.get('code')}: {reply.get('msg')}", err=True)
         sys.exit(1)
-    print_json(body)
+    return reply
 
 
-async def _post_participant(url: str, method: str, token: str) -> tuple[int, dict[str, Any]]:
+async def _post(url: str, route: str, token: str, body: Any) -> tuple[int, dict[str, Any]]:
     base = url.replace("wss://", "https://", 1).replace("ws://", "http://", 1).rstrip("/")
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    data = json.dumps(body) if body is not None else None
     try:
         async with (
             aiohttp.ClientSession() as session,
-            session.post(f"{base}/twirp/dispatcher.Participant/{method}", headers=headers) as r,
+            session.post(f"{base}/twirp/{route}", headers=headers, data=data) as r,
         ):
             return r.status, await r.json(content_type=None)
     except (aiohttp.ClientError, OSError) as exc:

@@ -20,6 +20,7 @@ from dispatcher import ids
 from dispatcher.wire import (
     DispatchCreated,
     DispatchRecord,
+    DispatchTarget,
     RestartPolicy,
     RoomRecord,
     encode,
@@ -64,7 +65,10 @@ def new_room(name: str, spec: RoomSpec, now: int) -> RoomRecord:
 
 
 def dispatch_of(
-    room: RoomRecord, agent: RoomAgentDispatch | CreateAgentDispatchRequest, now: int
+    room: RoomRecord,
+    agent: RoomAgentDispatch | CreateAgentDispatchRequest,
+    now: int,
+    target: DispatchTarget | None = None,
 ) -> DispatchRecord:
     """A dispatch of ``agent`` (a room's agent entry, or a CreateDispatch request)."""
     return DispatchRecord(
@@ -76,6 +80,7 @@ def dispatch_of(
         deployment=agent.deployment,
         attributes=dict(agent.attributes),
         created_at=now,
+        target=target,
     )
 
 

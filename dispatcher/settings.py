@@ -114,6 +114,10 @@ class SchedulerSettings(RedisSettings, kw_only=True, frozen=True):
     # Prometheus /metrics (dispatcher/metrics/) on this port; 0: none.
     metrics_host: str = "0.0.0.0"
     metrics_port: int = 0
+    # What targeted dispatches match (when the AgentServer is not given its own):
+    # "key=value,key2=value2" and a version string.
+    agent_labels: str = ""
+    agent_version: str = ""
 
 
 class AgentSettings(RedisSettings, kw_only=True, frozen=True):
@@ -129,6 +133,10 @@ class AgentSettings(RedisSettings, kw_only=True, frozen=True):
     # Prometheus /metrics (dispatcher/metrics/) on this port; 0: none.
     metrics_host: str = "0.0.0.0"
     metrics_port: int = 0
+    # What targeted dispatches match (when the AgentServer is not given its own):
+    # "key=value,key2=value2" and a version string.
+    agent_labels: str = ""
+    agent_version: str = ""
 
 
 ROLES: tuple[type[RedisSettings], ...] = (ApiSettings, SchedulerSettings, AgentSettings)

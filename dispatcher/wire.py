@@ -58,6 +58,15 @@ class ServerStatus(enum.IntEnum):
 # --- records written by API nodes -------------------------------------------------------------
 
 
+class DispatchTarget(msgspec.Struct, kw_only=True, frozen=True, gc=False):
+    """Where a dispatch's jobs may run (ours, beyond LiveKit): only servers matching every
+    part given. Empty parts match any server."""
+
+    server_id: str = ""
+    version: str = ""
+    labels: dict[str, str] = {}
+
+
 class RoomRecord(msgspec.Struct, kw_only=True, frozen=True, gc=False):
     name: str
     sid: str
@@ -90,6 +99,7 @@ class DispatchRecord(msgspec.Struct, kw_only=True, frozen=True, gc=False):
     attributes: dict[str, str] = {}
     created_at: int = 0  # unix ns
     deleted_at: int = 0  # unix ns, 0 = live
+    target: DispatchTarget | None = None  # None: any server of the agent
 
 
 # --- what a job is, as handed to an agent server -----------------------------------------------
@@ -111,6 +121,7 @@ class JobSpec(msgspec.Struct, kw_only=True, frozen=True, gc=False):
     received_ns: int = 0  # when the API node received the dispatch (unix ns)
     key: str = ""  # the job's own key when it is not the dispatch id (participant jobs)
     participant: ParticipantRecord | None = None  # whom a participant/publisher job is for
+    target: DispatchTarget | None = None  # the dispatch's: only matching servers are reserved
 
     @property
     def job_key(self) -> str:
@@ -132,6 +143,11 @@ def pool_name(agent_name: str, job_type: int) -> str:
     if job_type == JobType.ROOM:
         return agent_name
     return f"{agent_name}{_POOL_TYPE_SEPARATOR}{JobType(job_type).name.lower()}"
+
+
+def pool_agent(pool: str) -> str:
+    """The agent name whose servers form ``pool``."""
+    return pool.partition(_POOL_TYPE_SEPARATOR)[0]
 
 
 # --- partition stream events ------------------------------------------------------------------
@@ -255,7 +271,14 @@ class Termination(msgspec.Struct, tag="terminate", kw_only=True, frozen=True, gc
     reason: str = ""
 
 
-InboxMessage = Assignment | Termination
+class Drain(msgspec.Struct, tag="drain", kw_only=True, frozen=True, gc=False):
+    """An operator drained this server (``dispatcher.AgentServers/DrainServer``): placement
+    already skips it; it takes no new job and lets its running ones finish."""
+
+    reason: str = ""
+
+
+InboxMessage = Assignment | Termination | Drain
 
 
 # --- scheduler-owned job record ----------------------------------------------------------------

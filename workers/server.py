@@ -23,7 +23,7 @@ import socket
 import time
 from collections.abc import Awaitable, Callable
 
-from dispatcher import ids
+from dispatcher import ids, targets
 from dispatcher import settings as config
 from dispatcher.errors import describe
 from dispatcher.metrics.counts import AgentServerCounts
@@ -33,6 +33,7 @@ from dispatcher.store.fastlane import stream_entries
 from dispatcher.store.meta import ensure_pool_shards
 from dispatcher.wire import (
     Assignment,
+    Drain,
     InboxMessage,
     JobRejected,
     JobSpec,
@@ -69,7 +70,7 @@ class AgentServer:
         redis_url: str | None = None,
         capacity: int = 10,
         load_fnc: LoadFunction | None = None,
-        version: str = "",
+        version: str | None = None,
         labels: dict[str, str] | None = None,
         heartbeat_interval_s: float | None = None,
         heartbeat_ttl_ms: int | None = None,
@@ -95,8 +96,8 @@ class AgentServer:
         self._pool_shards = env.pool_shards
         self.capacity = capacity
         self.load_fnc = load_fnc
-        self.version = version
-        self.labels = labels or {}
+        identity = targets.server_identity(version, labels, env.agent_version, env.agent_labels)
+        self.version, self.labels = identity
         self.id = ids.worker_id()
         self.agent_name = ""
         self.job_type = JobType.ROOM
@@ -444,6 +445,11 @@ class AgentServer:
             task.add_done_callback(lambda _: self.running.pop(job_id, None))
         elif isinstance(message, Termination):
             self._terminate(message)
+        elif isinstance(message, Drain):
+            # Placement already skips this server. It stays up, drained (readiness says
+            # so), until it is stopped: no job is cut short, none comes in.
+            log.info("drained by an operator; %d job(s) run on", len(self.running))
+            self.draining = True
 
     def _terminate(self, message: Termination) -> None:
         task = self.running.get(message.job_id)

@@ -53,3 +53,22 @@ class Authorizer:
         if video.room != room:
             raise AuthError(f"{_DENIED}: token is for room {video.room!r}, not {room!r}")
         return claims
+
+    def operator(self, request: Request) -> Claims:
+        """Agent-server control (``dispatcher.AgentServers``): an operator's token, with
+        ``video.roomAdmin`` and ``video.roomList`` for no particular room. A room's admin
+        token and an agent worker's (``video.agent``) are refused."""
+        claims = self.claims(request)
+        video = claims.video
+        held = {"roomAdmin": video.room_admin, "roomList": video.room_list}
+        if missing := [name for name, granted in held.items() if not granted]:
+            raise AuthError(
+                f"{_DENIED}: agent-server control needs an operator token (roomAdmin and "
+                f"roomList, no room); this one lacks the {' and '.join(missing)} grant"
+            )
+        if video.room:
+            raise AuthError(
+                f"{_DENIED}: token is for room {video.room!r}; agent-server control needs "
+                "an operator token for no room"
+            )
+        return claims

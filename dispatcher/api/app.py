@@ -15,6 +15,7 @@ from dispatcher.api.http import HttpApp, Request, Response
 from dispatcher.api.httpserver import HttpServer, ServerLimits
 from dispatcher.api.participant_service import ParticipantService
 from dispatcher.api.room_service import Rooms, RoomService
+from dispatcher.api.servers_service import ServersService
 from dispatcher.api.sip_inbound import SipInboundService
 from dispatcher.api.sip_service import SipService
 from dispatcher.api.twirp import TwirpRouter
@@ -73,6 +74,7 @@ def create_app(
     ParticipantService(rooms, authorizer, limits, ensure).twirp().install(app)
     SipService(client, authorizer, limits).twirp().install(app)
     SipInboundService(rooms, client, authorizer, ensure).twirp().install(app)
+    ServersService(client, authorizer, settings.pool_shards).twirp().install(app)
     answer_the_rest(router)
 
     async def healthz(_: Request) -> Response:

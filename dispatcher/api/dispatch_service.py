@@ -2,7 +2,9 @@
 
 Each call is one script on the room's partition: create writes the dispatch record (and the
 room when absent) and appends the event in the same call, so a ListDispatch right after
-CreateDispatch shows the dispatch. The API node never reads streams or writes job state.
+CreateDispatch shows the dispatch. CreateDispatch may carry a target of ours
+(``api/targeting.py``): its jobs then run only on matching agent servers. The API node
+never reads streams or writes job state.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from livekit.protocol import agent_dispatch as pb
 
 from dispatcher.api.access import Authorizer
 from dispatcher.api.http import Request
+from dispatcher.api.targeting import read_target
 from dispatcher.api.twirp import TwirpService
 from dispatcher.api.validation import (
     Limits,
@@ -73,10 +76,11 @@ class DispatchService:
         received = time.time_ns()
         self._auth.room_admin(request, req.room)
         check_dispatch_request(req, self._limits)
+        target = read_target(req, request)
         # The room this call creates if there is none; an existing room keeps its own sid,
         # which the lease holder puts in the job.
         room = new_room(req.room, RoomSpec(), received)
-        record = dispatch_of(room, req, received)
+        record = dispatch_of(room, req, received, target)
         event = DispatchCreated(dispatch=record, room_sid=room.sid, received_ns=received)
         k = self._keys(req.room)
         request_id = _request_id(request)

@@ -79,6 +79,7 @@ class RemoteServer(AgentServer):
         super().__init__(
             capacity=capacity,
             version=version,
+            labels={},  # LiveKit workers have none; the node's own settings are not theirs
             heartbeat_ttl_ms=heartbeat_ttl_ms,
             load_fnc=lambda _: 1.0 if link.full else link.load,  # full: passed over
         )

@@ -123,16 +123,19 @@ class WorkerSession:
         self, server_id: str, job_type: JobType, migrated: list[str]
     ) -> RemoteServer:
         config = self._config
-        return RemoteServer(
-            self,
-            server_id=server_id,
-            agent_name=self._register.agent_name,
-            job_type=job_type,
-            version=self._register.version,
-            capacity=config.capacity,
-            heartbeat_ttl_ms=config.heartbeat_ttl_ms,
-            migrated=migrated,
-        )
+        try:
+            return RemoteServer(
+                self,
+                server_id=server_id,
+                agent_name=self._register.agent_name,
+                job_type=job_type,
+                version=self._register.version,
+                capacity=config.capacity,
+                heartbeat_ttl_ms=config.heartbeat_ttl_ms,
+                migrated=migrated,
+            )
+        except ValueError as exc:  # e.g. a version too long to match targets on
+            raise ProtocolError(f"registration refused: {exc}") from None
 
     async def _end(self) -> None:
         """Jobs still running stay the worker's (detached, for a migrate to adopt); a

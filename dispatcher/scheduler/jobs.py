@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from dispatcher import ids
+from dispatcher import ids, targets
 from dispatcher.wire import (
     DispatchCreated,
     DispatchRecord,
@@ -128,6 +128,7 @@ def _new_job(
         received_ns=received_ns,
         key=key,
         participant=participant,
+        target=d.target,
     )
     current = JobAttempt(job_id=spec.job_id, updated_at=now)
     record = JobRecord(spec=spec, phase="pending", current=current, restart_policy=d.restart_policy)
@@ -151,14 +152,25 @@ def placeable_at(record: JobRecord) -> int:
     return record.current.updated_at + delay_ms * 1_000_000
 
 
-def waiting_for_capacity(record: JobRecord) -> JobRecord:
-    """A pending job no server has a slot for: ListDispatch says so. Its timers keep their
-    start (``updated_at`` is left alone)."""
-    if record.phase != "pending" or record.current.reason is JobReason.NO_CAPACITY:
+def waiting_for_capacity(record: JobRecord, target_matched: bool = True) -> JobRecord:
+    """A pending job no server has a slot for: ListDispatch says so (for a targeted job,
+    whether no live server matches its target at all). Its timers keep their start
+    (``updated_at`` is left alone)."""
+    error = _waiting(record.spec, target_matched)
+    if record.phase != "pending" or record.current.error == error:
         return record
-    error = f"waiting for a free agent server of agent {record.spec.agent_name!r}"
     current = msgspec.structs.replace(record.current, reason=JobReason.NO_CAPACITY, error=error)
     return msgspec.structs.replace(record, current=current)
+
+
+def _waiting(spec: JobSpec, target_matched: bool) -> str:
+    agent = f"agent server of agent {spec.agent_name!r}"
+    if spec.target is None:
+        return f"waiting for a free {agent}"
+    wanted = targets.describe(spec.target)
+    if not target_matched:
+        return f"waiting for an {agent} matching target {wanted}: no live server matches"
+    return f"waiting for a free {agent} matching target {wanted}"
 
 
 def on_report(record: JobRecord, report: JobReport, now: int) -> Step:
@@ -232,8 +244,12 @@ def on_timer(record: JobRecord, now: int) -> Step:
 
 def _no_capacity(record: JobRecord, now: int) -> str:
     waited_s = (now - record.current.updated_at) / 1e9
-    name = record.spec.agent_name
-    return f"no agent server of agent {name!r} had a free slot within {waited_s:.0f} s"
+    spec = record.spec
+    matching = f" matching target {targets.describe(spec.target)}" if spec.target else ""
+    return (
+        f"no agent server of agent {spec.agent_name!r}{matching} had a free slot "
+        f"within {waited_s:.0f} s"
+    )
 
 
 def on_confirmed(record: JobRecord, now: int) -> Step:

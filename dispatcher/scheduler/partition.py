@@ -4,9 +4,9 @@ Each loop turn reads a batch of events, applies them and any due timers to the i
 state, then commits the changed records together with the acks in one fenced script call,
 followed in the same write by one reservation per waiting job; the assignments are
 committed by the next turn. Effects that only reach agent servers (terminations, released
-slots) follow the commit. A crash anywhere leaves unacked
-events that the next lease holder replays; job ids are deterministic and reservations
-idempotent, so a replay re-creates the same assignment instead of a second one.
+slots) follow the commit. A crash anywhere leaves unacked events that the next lease holder
+replays; job ids are deterministic and reservations idempotent, so a replay re-creates the
+same assignment instead of a second one.
 """
 
 from __future__ import annotations
@@ -531,17 +531,17 @@ class PartitionWorker:
             record = self.state.records[key]
             if (at := jobs.placeable_at(record)) > now:
                 self._retry_at = min(self._retry_at, at)
-            elif record.spec.pool in full:
+            elif record.spec.pool in full and record.spec.target is None:
                 unplaced.append(record)  # e.g. automatic jobs for servers that never came
             elif (reservation := self._pools.reservation(record, timeout_ms)) is not None:
                 shard, call = reservation
                 batch.script(scripts.reserve, *call)
                 order.append((record, shard))
-            else:
-                full.add(record.spec.pool)
+            else:  # a targeted job found no shard: the pool may still have room for others
+                full.update(() if record.spec.target else (record.spec.pool,))
                 unplaced.append(record)
         for record in unplaced:  # ListDispatch says why they wait (written once)
-            self._record(jobs.waiting_for_capacity(record))
+            self._record(self._pools.waiting(record))
         return order
 
     def _placed(self, record: JobRecord, shard: int, result: Any, now: int) -> None:
@@ -549,7 +549,10 @@ class PartitionWorker:
         if server_id is not None:
             self._record(jobs.placed(record, server_id, now))
         elif not isinstance(result, Exception):
-            self._placed_version = -1  # that shard was full: try another next turn
+            if self._pools.more_to_try(record):
+                self._placed_version = -1  # that shard was full: try another next turn
+            elif record.spec.target is not None:  # no shard is left to try: say why it waits
+                self._record(self._pools.waiting(record))
 
     # --- commit and effects ---------------------------------------------------------------
 
@@ -582,10 +585,8 @@ class PartitionWorker:
         for effect, result in zip(effects, await batch.outcomes(self._client), strict=True):
             if isinstance(result, Exception):
                 self._effects.append(effect)
-        if self._effects:
-            log.warning(
-                "partition %d: %d effect(s) failed; retrying", self.partition, len(self._effects)
-            )
+        if failed := len(self._effects):
+            log.warning("partition %d: %d effect(s) failed; retrying", self.partition, failed)
 
     async def _trim(self) -> None:
         """Drop acked entries: everything older than the oldest still-pending one."""

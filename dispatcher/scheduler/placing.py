@@ -20,9 +20,11 @@ import logging
 from collections.abc import KeysView
 from typing import Any
 
-from dispatcher.scheduler.jobs import Release, Terminate
+from dispatcher import targets
+from dispatcher.scheduler import jobs
 from dispatcher.scheduler.poolview import ServerKey
 from dispatcher.scheduler.registry import Registry
+from dispatcher.scheduler.targeted import Misses
 from dispatcher.store import keys, scripts
 from dispatcher.store.client import Client
 from dispatcher.wire import Assignment, JobRecord, Termination, encode
@@ -40,6 +42,32 @@ class PoolCalls:
         self._partition = partition
         # job id -> the shard that holds, or may hold, its reservation
         self._held_in: dict[str, int] = {}
+        self._misses = Misses()  # targeted jobs: shards with no room for them
+
+    def waiting(self, record: JobRecord) -> JobRecord:
+        """A job that could not be placed, with its pending reason."""
+        return jobs.waiting_for_capacity(record, self._target_matched(record))
+
+    def _target_matched(self, record: JobRecord) -> bool:
+        """False when no live server matches the job's target (as far as this process
+        knows: no shard carries its tags, or every shard asked since the last refresh
+        found no live match); True otherwise, or when it has none."""
+        spec = record.spec
+        if spec.target is None:
+            return True
+        if not spec.target.server_id and not self._registry.may_match(spec.pool, spec.target):
+            return False
+        misses = self._misses.of(spec.job_id, self._registry.version)
+        return any(misses.values()) or not misses
+
+    def more_to_try(self, record: JobRecord) -> bool:
+        """A job that found no room may find it in another shard before the next refresh:
+        any job without a target, a targeted one while shards carrying its tags are left."""
+        spec = record.spec
+        if spec.target is None:
+            return True
+        misses = self._misses.of(spec.job_id, self._registry.version)
+        return self._registry.choose_shard(spec.pool, spec.target, misses) is not None
 
     def shard(self, pool: str, server_id: str) -> keys.ShardKeys:
         return keys.server_shard(pool, server_id, self._shards)
@@ -51,13 +79,17 @@ class PoolCalls:
         its pool has a free slot."""
         spec = record.spec
         shard = self._held_in.get(spec.job_id)
-        if shard is None:
+        if shard is None and spec.target is None:
             shard = self._registry.choose_shard(spec.pool)
+        elif shard is None:
+            misses = self._misses.of(spec.job_id, self._registry.version)
+            shard = self._registry.choose_shard(spec.pool, spec.target, misses)
         if shard is None:
             return None
         shard_keys = keys.shard_keys(spec.pool, shard, self._shards)
         payload = encode(Assignment(job=spec))
-        args = [shard_keys.base, spec.job_id, timeout_ms, self._load_threshold, payload]
+        target = "" if spec.target is None else targets.reserve_argument(spec.target)
+        args = [shard_keys.base, spec.job_id, timeout_ms, self._load_threshold, payload, target]
         return shard, ([shard_keys.jobs], [*args, *record.rejected_by])
 
     def placed(self, record: JobRecord, shard: int, result: Any) -> str | None:
@@ -69,9 +101,14 @@ class PoolCalls:
             log.warning("partition %d: reserve failed: %s", self._partition, result)
             return None
         self._held_in.pop(job_id, None)
+        if record.spec.target is not None and not isinstance(result, bytes):
+            # the shard may have room for other jobs: only this target found none
+            self._misses.note(job_id, self._registry.version, shard, result != 0)
+            return None
         if result is None:
             self._registry.note_full(pool, shard)
             return None
+        self._misses.forget(job_id)
         server_id: str = result.decode()
         self._registry.note_reserved(pool, server_id)
         return server_id
@@ -105,10 +142,12 @@ class PoolCalls:
     def inbox(self, pool: str, server_id: str) -> str:
         return self.shard(pool, server_id).inbox(server_id)
 
-    def queue_effects(self, batch: scripts.Batch, effects: list[Terminate | Release]) -> None:
+    def queue_effects(
+        self, batch: scripts.Batch, effects: list[jobs.Terminate | jobs.Release]
+    ) -> None:
         """One call per effect: a termination into the server's inbox, or a slot freed."""
         for effect in effects:
-            if isinstance(effect, Terminate):
+            if isinstance(effect, jobs.Terminate):
                 message = encode(Termination(job_id=effect.job_id, reason=effect.reason))
                 inbox = self.inbox(effect.pool, effect.server_id)
                 batch.command("XADD", inbox, "MAXLEN", "~", 1000, "*", "m", message)

@@ -10,6 +10,7 @@ refresh and O(1) per placement, however large the fleet; any role can hold one.
 from __future__ import annotations
 
 import random
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 _RNG = random.Random()
@@ -21,6 +22,8 @@ class ShardState:
     servers: int = 0  # servers in the shard's expiry index (recently gone ones included)
     cursor: int = 0  # expiries up to here (Redis ms) have been read ...
     skip: int = 0  # ... and this many of those exactly at the cursor
+    tag_epoch: int = 0  # the shard's tag epoch when ``tags`` was read
+    tags: frozenset[str] = frozenset()  # tags of the shard's servers (targets.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,13 +77,37 @@ class FleetView:
         else:
             state.cursor, state.skip = last, at_last
 
-    def choose_shard(self, pool: str, rng: random.Random | None = None) -> int | None:
-        """Two random choices among the shards with a free slot, the freer one first: many
-        schedulers placing at once spread instead of herding onto the freest shard."""
+    def apply_tags(self, pool: str, shard: int, epoch: int, tags: frozenset[str]) -> None:
+        state = self.shard_states(pool)[shard]
+        state.tag_epoch, state.tags = epoch, tags
+
+    def has_tags(self, pool: str, wanted: frozenset[str]) -> bool:
+        """Some shard of the pool has servers carrying these tags (the view's word: a
+        server may carry them and be dead, or have come since the last refresh)."""
+        return any(wanted <= s.tags for s in self.pools.get(pool, ()))
+
+    def choose_shard(
+        self,
+        pool: str,
+        rng: random.Random | None = None,
+        wanted: frozenset[str] = frozenset(),
+        avoid: Collection[int] = (),
+    ) -> int | None:
+        """Two random choices among the shards with a free slot (and, for a targeted job,
+        servers carrying the ``wanted`` tags, less those to ``avoid``), the freer one
+        first: many schedulers placing at once spread instead of herding onto the freest
+        shard."""
         states = self.pools.get(pool)
         if not states:
             return None
-        open_shards = [k for k, s in enumerate(states) if s.free > 0]
+        if wanted:
+            open_shards = [
+                k
+                for k, s in enumerate(states)
+                if s.free > 0 and wanted <= s.tags and k not in avoid
+            ]
+        else:
+            open_shards = [k for k, s in enumerate(states) if s.free > 0]
         if len(open_shards) <= 1:
             return open_shards[0] if open_shards else None
         first, second = (rng or _RNG).sample(open_shards, 2)

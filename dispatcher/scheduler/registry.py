@@ -19,10 +19,13 @@ import asyncio
 import logging
 import random
 import time
+from collections.abc import Collection
 
+from dispatcher import targets
 from dispatcher.scheduler.poolview import Expired, FleetView, ServerKey
 from dispatcher.store import keys, scripts
 from dispatcher.store.client import Client, is_unavailable, log_failure
+from dispatcher.wire import DispatchTarget
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +73,23 @@ class Registry:
     def has_servers(self, pool: str) -> bool:
         return self.view.has_servers(pool)
 
-    def choose_shard(self, pool: str) -> int | None:
-        return self.view.choose_shard(pool, self._rng)
+    def choose_shard(
+        self, pool: str, target: DispatchTarget | None = None, avoid: Collection[int] = ()
+    ) -> int | None:
+        """A shard to reserve in; for a target, one with servers that may match it (a
+        server id has its own shard), other than those to ``avoid``."""
+        if target is None:
+            return self.view.choose_shard(pool, self._rng)
+        if target.server_id:
+            shard = keys.shard_of(target.server_id, self.shards)
+            states = self.view.pools.get(pool)
+            return shard if states and states[shard].free > 0 and shard not in avoid else None
+        return self.view.choose_shard(pool, self._rng, targets.tags(target), avoid)
+
+    def may_match(self, pool: str, target: DispatchTarget) -> bool:
+        """Whether any server of the pool may match the target's version and labels, as
+        far as the view knows (a server id is not in the view: only ``reserve.lua`` knows)."""
+        return self.view.has_tags(pool, targets.tags(target))
 
     def note_reserved(self, pool: str, server_id: str) -> None:
         """Count a reservation locally so the rest of a batch spreads over other shards."""
@@ -171,9 +189,11 @@ class Registry:
             args: list[scripts.ScriptArg] = [shard_keys.base, state.cursor, state.skip]
             args += [EXPIRED_PER_TICK, self._reap_after_ms, reap, reclaim]
             batch.script(scripts.shard_tick, [shard_keys.jobs], args)
-        more = []
+        more, retagged = [], []
         for (pool, shard), result in zip(calls, await batch.run(self._client), strict=True):
-            now, total, servers, rows, reclaimed = result
+            now, total, servers, rows, reclaimed, epoch = result
+            if int(epoch) != self.view.shard_states(pool)[shard].tag_epoch:
+                retagged.append((pool, shard, int(epoch)))
             self._offset_ms = int(now) - int(time.time() * 1000)
             if reclaimed:
                 log.warning(
@@ -187,4 +207,16 @@ class Registry:
             self.view.apply_tick(pool, shard, int(total), int(servers), expired)
             if len(expired) == EXPIRED_PER_TICK:
                 more.append((pool, shard))
+        if retagged:
+            await self._read_tags(retagged)
         return more
+
+    async def _read_tags(self, retagged: list[tuple[str, int, int]]) -> None:
+        """The tags present in shards whose tag epoch moved (servers came, left or
+        changed their version or labels): rare, unlike the ticks."""
+        batch = scripts.Batch()
+        for pool, shard, _ in retagged:
+            batch.command("HKEYS", keys.shard_keys(pool, shard, self.shards).tags)
+        read = await batch.run(self._client)
+        for (pool, shard, epoch), names in zip(retagged, read, strict=True):
+            self.view.apply_tags(pool, shard, epoch, frozenset(n.decode() for n in names))

@@ -74,7 +74,17 @@ slices of the cluster's slots, so the shards of a pool spread over every master)
 ``dsp:S:reach``                 zset job id -> reach deadline (Redis ms), for reservations
                                 not confirmed yet [scheduler reserves; server confirms;
                                 schedulers reclaim the overdue].
-``dsp:S:inbox:<id>``            stream of assignments and terminations for one server.
+``dsp:S:inbox:<id>``            stream of assignments, terminations and drains for one server.
+``dsp:S:tag:<tag>``             set of the servers carrying a tag (``v=<version>``,
+                                ``l:<key>=<value>``, dispatcher/targets.py), for targeted
+                                placement [heartbeat script when a server's info changes;
+                                leaving and reaping].
+``dsp:S:tags``                  hash tag -> how many servers carry it [the same].
+``dsp:S:tagv``                  counter bumped whenever ``tags`` changes: a scheduler reads
+                                ``tags`` again when it moved [the same].
+
+A server's hash (``srv``) also holds ``tags`` (its tags, joined by US) and, once an
+operator drained it (DrainServer), ``drain`` = 1, which its own heartbeats leave alone.
 """
 
 from __future__ import annotations
@@ -166,6 +176,7 @@ class ShardKeys:
     free: str
     total: str
     jobs: str
+    tags: str
 
     def server(self, server_id: str) -> str:
         return f"{self.base}srv:{server_id}"
@@ -201,6 +212,7 @@ def shard_keys(pool: str, shard: int, shards: int) -> ShardKeys:
         free=base + "free",
         total=base + "total",
         jobs=base + "jobs",
+        tags=base + "tags",
     )
 
 

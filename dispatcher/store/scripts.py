@@ -88,6 +88,8 @@ close_room = Script("close_room")
 update_room = Script("update_room")
 list_rooms = Script("list_rooms")
 room_sizes = Script("room_sizes")
+drain_server = Script("drain_server")
+list_servers = Script("list_servers")
 
 ALL = (
     create_dispatch,
@@ -112,6 +114,8 @@ ALL = (
     close_room,
     list_rooms,
     room_sizes,
+    drain_server,
+    list_servers,
 )
 
 

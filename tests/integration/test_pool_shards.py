@@ -84,7 +84,7 @@ async def test_a_server_that_rejected_the_job_is_taken_only_when_no_other_can(
     s = keys.shard_keys(POOL, shard, pools.SHARDS)
 
     async def reserve(job_id: str) -> Any:
-        args: list[scripts.ScriptArg] = [s.base, job_id, 5000, 0.7, b"x", rejecter]
+        args: list[scripts.ScriptArg] = [s.base, job_id, 5000, 0.7, b"x", "", rejecter]
         return await scripts.reserve(client, [s.jobs], args)
 
     assert await reserve("AJ_a") == other.encode()  # fewer free slots, but not the rejecter

@@ -7,7 +7,8 @@
 -- ARGV=[shard prefix, server_id, ttl_ms, capacity, load, status, info, running job ids...]
 -- capacity, load, status and info are "" when unchanged since the server's last
 -- acknowledged heartbeat (it sends them all now and then, and after any failure).
--- Returns {now (Redis ms), {running job ids without a reservation...}}.
+-- Returns {now (Redis ms), {running job ids without a reservation...}}. An operator's drain
+-- ('drain' in the server's hash) is left as it is: the server learns it from its inbox.
 --@include pool_lib
 local P, id = ARGV[1], ARGV[2]
 local now = redis_now()
@@ -15,8 +16,10 @@ local before = tonumber(redis.call('ZSCORE', P .. 'exp', id) or '0')
 redis.call('ZADD', P .. 'exp', now + tonumber(ARGV[3]), id)
 local srv = P .. 'srv:' .. id
 if ARGV[4] ~= '' then
+  local info = redis.call('HGET', srv, 'info')
   redis.call('HSET', srv, 'cap', ARGV[4], 'load', ARGV[5], 'status', ARGV[6], 'ttl', ARGV[3],
     'info', ARGV[7])
+  if info ~= ARGV[7] then retag(P, id, tags_of(ARGV[7])) end  -- its version and labels
 end
 -- New, back from expiry (out of the free index since), or changed: placement's view of it.
 if before <= now or ARGV[4] ~= '' then refresh_free(P, id, now) end

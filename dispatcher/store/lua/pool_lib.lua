@@ -28,14 +28,20 @@ local function set_free(P, id, free)
   index_free(P, id, listed and tonumber(listed) or nil, free)
 end
 
--- A server's free slots as placement may use them; nil when it may not be used at all
--- (its heartbeat expired, it is draining, or it is gone). A FULL status is only its count
--- as of that heartbeat: the reservations are the count that matters.
-local function free_slots(P, id, now)
-  local f = redis.call('HMGET', P .. 'srv:' .. id, 'cap', 'status')
+-- A server's free slots as placement may use them, its load and its tags; nil when it
+-- may not be used at all (its heartbeat expired, it is draining, or it is gone). A FULL
+-- status is only its count as of that heartbeat: the reservations are the count that
+-- matters. ``drain`` is an operator's drain (DrainServer), which its heartbeats leave alone.
+local function usable(P, id, now)
+  local f = redis.call('HMGET', P .. 'srv:' .. id, 'cap', 'status', 'drain', 'load', 'tags')
   local exp = tonumber(redis.call('ZSCORE', P .. 'exp', id) or '0')
-  if not f[1] or f[2] == '2' or exp <= now then return nil end
-  return math.max(0, tonumber(f[1]) - redis.call('HLEN', P .. 'res:' .. id))
+  if not f[1] or f[2] == '2' or f[3] or exp <= now then return nil end
+  local free = math.max(0, tonumber(f[1]) - redis.call('HLEN', P .. 'res:' .. id))
+  return free, tonumber(f[4] or '1'), f[5] or ''
+end
+
+local function free_slots(P, id, now)
+  return (usable(P, id, now))
 end
 
 local function refresh_free(P, id, now)
@@ -64,11 +70,64 @@ local function unreserve(P, job, id)
   return redis.call('HDEL', P .. 'res:' .. id, job)
 end
 
+-- Tags (targeted placement, dispatcher/targets.py): 'v=<version>' and 'l:<key>=<value>'
+-- per label, from a server's ServerInfo, stored joined by US in its hash ('tags'). The
+-- shard keeps a set of servers per tag (P..'tag:'..tag), the count of servers per tag
+-- (P..'tags') and a counter bumped at every change (P..'tagv'), which tells a scheduler's
+-- view to read the counts again.
+local SEP = '\31'
+
+local function tags_of(info)
+  local ok, t = pcall(cmsgpack.unpack, info)
+  if not ok or type(t) ~= 'table' then return '' end
+  local tags = {}
+  if type(t.version) == 'string' and t.version ~= '' then tags[1] = 'v=' .. t.version end
+  if type(t.labels) == 'table' then
+    for k, v in pairs(t.labels) do tags[#tags + 1] = 'l:' .. tostring(k) .. '=' .. tostring(v) end
+  end
+  table.sort(tags)
+  return table.concat(tags, SEP)
+end
+
+local function split(text)
+  local parts = {}
+  for part in string.gmatch(text, '[^' .. SEP .. ']+') do parts[#parts + 1] = part end
+  return parts
+end
+
+local function has_tags(tags, wanted)
+  local all = SEP .. tags .. SEP
+  for _, tag in ipairs(wanted) do
+    if not string.find(all, SEP .. tag .. SEP, 1, true) then return false end
+  end
+  return true
+end
+
+local function count_tags(P, id, tags, step)
+  for _, tag in ipairs(split(tags)) do
+    redis.call(step > 0 and 'SADD' or 'SREM', P .. 'tag:' .. tag, id)
+    if redis.call('HINCRBY', P .. 'tags', tag, step) <= 0 then
+      redis.call('HDEL', P .. 'tags', tag)
+    end
+  end
+end
+
+-- A server's tags are now ``tags``; the shard's tag indexes follow when they changed.
+local function retag(P, id, tags)
+  local old = redis.call('HGET', P .. 'srv:' .. id, 'tags') or ''
+  if old == tags then return end
+  count_tags(P, id, old, -1)
+  count_tags(P, id, tags, 1)
+  redis.call('HSET', P .. 'srv:' .. id, 'tags', tags)
+  redis.call('INCR', P .. 'tagv')
+end
+
 -- Take a server's reservations out of the shard's job index and delete its keys (it left,
 -- or is reaped). Returns how many reservations it held.
 local function drop_server(P, id)
   local jobs = redis.call('HKEYS', P .. 'res:' .. id)
   for _, job in ipairs(jobs) do unindex(P, job, id) end
+  retag(P, id, '')
   set_free(P, id, nil)
   redis.call('DEL', P .. 'srv:' .. id, P .. 'res:' .. id, P .. 'inbox:' .. id)
   return #jobs

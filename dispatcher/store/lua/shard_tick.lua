@@ -6,7 +6,8 @@
 -- KEYS=[shard jobs]
 -- ARGV=[shard prefix, cursor (Redis ms), skip (entries at the cursor already seen), count,
 --       reap_after_ms, reap_count, reclaim_count] (counts of 0 skip that upkeep)
--- Returns {now, free total, servers, {id, expiry, ttl, ...}, reclaimed}.
+-- Returns {now, free total, servers, {id, expiry, ttl, ...}, reclaimed, tag epoch}: the
+-- epoch moves whenever a server's tags (version, labels) come or go (pool_lib's retag).
 --@include pool_lib
 local P = ARGV[1]
 local now = redis_now()
@@ -47,4 +48,5 @@ for i = 1, #rows, 2 do
   expired[n + 3] = redis.call('HGET', P .. 'srv:' .. id, 'ttl') or '0'
 end
 local total = tonumber(redis.call('GET', P .. 'total') or '0')
-return {now, total, redis.call('ZCARD', P .. 'exp'), expired, reclaimed}
+local epoch = tonumber(redis.call('GET', P .. 'tagv') or '0')
+return {now, total, redis.call('ZCARD', P .. 'exp'), expired, reclaimed, epoch}
