@@ -499,7 +499,7 @@ class AgentServer:
     async def _confirm_and_report(self, spec: JobSpec) -> bool:
         batch = scripts.Batch()
         batch.script(scripts.confirm, *self._slot_call(spec.job_id))
-        self._queue_report(batch, spec, JobStatus.RUNNING)
+        calls.queue_report(batch, spec, self.id, JobStatus.RUNNING)
         try:
             # Policy: retried until acknowledged (a confirm is idempotent, a second RUNNING
             # report changes nothing); a revoke in the meantime makes it answer 0.
@@ -552,7 +552,7 @@ class AgentServer:
         report, and the scheduler would re-run a job that ended."""
         client = self.client
         report = scripts.Batch()
-        self._queue_report(report, spec, status, error, fenced=fenced)
+        calls.queue_report(report, spec, self.id, status, error, fenced=fenced)
         release = scripts.Batch()
         release.script(scripts.release, *self._slot_call(spec.job_id))
         events = keys.partition_keys(spec.partition).events
@@ -587,17 +587,6 @@ class AgentServer:
         await until_acknowledged(
             what, lambda: scripts.release(self.client, *self._slot_call(spec.job_id))
         )
-
-    def _queue_report(
-        self,
-        batch: scripts.Batch,
-        spec: JobSpec,
-        status: JobStatus,
-        error: str = "",
-        *,
-        fenced: bool = False,
-    ) -> None:
-        calls.queue_report(batch, spec, self.id, status, error, fenced=fenced)
 
     def run(self) -> None:
         """Process entry: ``python my_agent.py start`` (SIGTERM drains)."""

@@ -25,6 +25,7 @@ from dispatcher.rooms import DEFAULT_DEPARTURE_TIMEOUT_S, DEFAULT_EMPTY_TIMEOUT_
 from dispatcher.scheduler import fanout, jobs, rooms
 from dispatcher.scheduler.commit import commit_call
 from dispatcher.scheduler.deadletter import DeadLetters
+from dispatcher.scheduler.housekeeping import Housekeeping
 from dispatcher.scheduler.observe import NOTHING, Observer
 from dispatcher.scheduler.placing import PoolCalls
 from dispatcher.scheduler.registry import Registry
@@ -59,9 +60,6 @@ from dispatcher.wire import (
 _NEVER = 2**63  # no refused job is waiting
 log = logging.getLogger(__name__)
 Entry = tuple[bytes, dict[bytes, bytes]]
-_TRIM_EVERY_S = 5.0
-_STALE_CHECK_S = 5.0
-_STALE_AFTER_MS = 30_000
 _SLOT_FREED = (JobStatus.SUCCESS, JobStatus.FAILED)  # the release follows in the same write
 _CLOSE_RETRY_NS = 1_000_000_000  # a deferred room close is looked at again after this
 _REVOKE_RETRY_NS = 500_000_000  # a timer whose revoke failed fires again after this
@@ -110,8 +108,7 @@ class PartitionWorker:
         self._fanouts: list[fanout.Fanout] = []  # participant jobs waiting to learn who is present
         self._effects: list[jobs.Terminate | jobs.Release] = []
         self.dead = DeadLetters(partition, self._keys.dead)
-        self._last_trim = time.monotonic()
-        self._last_stale_check = time.monotonic()
+        self._housekeeping = Housekeeping(client.fast, self._keys.events, consumer, batch_size)
         self._last_id = b""
         self._reads = client.fast.dedicated(self._keys.events)  # blocking reads wait here
 
@@ -125,7 +122,7 @@ class PartitionWorker:
             await self._load()
             await self._catch_up()
             while not self._stopping:
-                stale = await self._stale_entries()
+                stale = await self._housekeeping.stale_entries()
                 await self._turn(stale + await self._read(">", self._block_for()))
         finally:
             self._reads.close()
@@ -185,22 +182,6 @@ class PartitionWorker:
         cost more CPU at rest than anything else the scheduler does)."""
         return self._block_ms if self.state.records else self._idle_block_ms
 
-    async def _stale_entries(self) -> list[Entry]:
-        """Entries delivered long ago and never acked: read for a worker that was stopped
-        mid-read (a lost lease), or by a consumer that vanished after this node's catch-up.
-        Checked every few seconds; normally there are none."""
-        if time.monotonic() - self._last_stale_check < _STALE_CHECK_S:
-            return []
-        self._last_stale_check = time.monotonic()
-        reply: Any = await self._client.fast.execute(
-            "XAUTOCLAIM", self._keys.events, keys.CONSUMER_GROUP, self._consumer,
-            _STALE_AFTER_MS, "0-0", "COUNT", self._batch_size,
-        )  # fmt: skip
-        claimed = entries_of(reply[1])
-        if claimed:
-            log.warning("partition %d: claimed %d stale entries", self.partition, len(claimed))
-        return claimed
-
     async def _read(self, start: str, block_ms: int | None) -> list[Entry]:
         group = ("GROUP", keys.CONSUMER_GROUP, self._consumer, "COUNT", self._batch_size)
         block = ("BLOCK", block_ms) if block_ms is not None else ()
@@ -233,8 +214,7 @@ class PartitionWorker:
             await self._send_effects()
         if entries:
             self._last_id = entries[-1][0]
-        if time.monotonic() - self._last_trim >= _TRIM_EVERY_S:
-            await self._trim()
+        await self._housekeeping.trim(self._last_id)
 
     def _take(self, entry_id: bytes, fields: dict[bytes, bytes], now: int) -> None:
         """Apply one entry; one that cannot be decoded or applied is dead-lettered, so
@@ -587,14 +567,3 @@ class PartitionWorker:
                 self._effects.append(effect)
         if failed := len(self._effects):
             log.warning("partition %d: %d effect(s) failed; retrying", self.partition, failed)
-
-    async def _trim(self) -> None:
-        """Drop acked entries: everything older than the oldest still-pending one."""
-        if not self._last_id:
-            return
-        self._last_trim = time.monotonic()
-        events, fast = self._keys.events, self._client.fast
-        # summary form: [count, smallest pending id, greatest, consumers]
-        pending: list[Any] = await fast.execute("XPENDING", events, keys.CONSUMER_GROUP)
-        oldest = pending[1] or self._last_id
-        await fast.execute("XTRIM", events, "MINID", "~", oldest)

@@ -21,6 +21,7 @@ from typing import Any
 
 import msgspec
 
+from dispatcher.scheduler.housekeeping import trim_acked
 from dispatcher.store import keys
 from dispatcher.store.client import Client, log_failure
 from dispatcher.store.fastlane import ensure_group, entries_of, stream_entries
@@ -169,12 +170,8 @@ class Deliverer:
     async def _trim(self) -> None:
         """Drop delivered entries: everything older than the oldest still pending."""
         self._last_trim = time.monotonic()
-        if not self._last_acked:
-            return
-        # summary form: [count, smallest pending id, greatest, consumers]
-        pending: list[Any] = await self._fast.execute("XPENDING", self._stream, keys.HOOKS_GROUP)
-        oldest = pending[1] or self._last_acked
-        await self._fast.execute("XTRIM", self._stream, "MINID", "~", oldest)
+        if self._last_acked:
+            await trim_acked(self._fast, self._stream, keys.HOOKS_GROUP, self._last_acked)
 
 
 def _room_of(hook: Hook) -> str:

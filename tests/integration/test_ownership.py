@@ -125,7 +125,7 @@ async def test_acked_events_are_trimmed_from_the_stream(redis_target: RedisTarge
         for _ in range(200):
             await client.xadd(k.events, {"e": b"junk"})  # undecodable: logged and acked
         worker = node.workers[3]
-        worker._last_trim = 0.0  # make the next turn trim
+        worker._housekeeping._last_trim = 0.0  # make the next turn trim
         await eventually(lambda: _stream_length(client, k.events, below=200), what="trimming")
     finally:
         await client.aclose()
