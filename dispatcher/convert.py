@@ -7,7 +7,7 @@ from typing import Any
 
 from livekit.protocol import agent, agent_dispatch, models
 
-from dispatcher.rooms import participant_kind
+from dispatcher.room_records import participant_kind
 from dispatcher.wire import DispatchRecord, JobAttempt, JobRecord, JobSpec, ParticipantRecord
 
 

@@ -172,7 +172,9 @@ class JobReport(msgspec.Struct, tag="report", kw_only=True, frozen=True, gc=Fals
     job_id: str
     attempt: int
     server_id: str
-    agent_name: str  # the server's pool (see ``pool_name``)
+    # The server's pool (see ``pool_name``); encoded under its first name, so servers and
+    # schedulers of either side of an upgrade read each other.
+    pool: str = msgspec.field(name="agent_name")
     status: JobStatus
     error: str = ""
     at: int = 0  # unix ns

@@ -16,7 +16,7 @@ from dispatcher.api.auth import create_token
 from loadgen.join_plan import PlannedJoin
 from loadgen.payload import TOKEN_TTL_S, encode_metadata
 
-#: Rooms outlive the step even when everyone left, so a later join never re-creates one.
+#: RoomStore outlive the step even when everyone left, so a later join never re-creates one.
 ROOM_TIMEOUT_S = 600
 
 

@@ -62,7 +62,7 @@ def job_life() -> list[JobRecord]:
             job_id=spec.job_id,
             attempt=0,
             server_id="AW_x",
-            agent_name="bench",
+            pool="bench",
             status=status,
             at=4,
         )

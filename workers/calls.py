@@ -52,7 +52,7 @@ def queue_report(
         job_id=spec.job_id,
         attempt=spec.attempt,
         server_id=server_id,
-        agent_name=spec.pool,
+        pool=spec.pool,
         status=status,
         error=error,
         at=time.time_ns(),

@@ -14,7 +14,7 @@ from dispatcher.api.dispatch_service import DispatchService
 from dispatcher.api.http import HttpApp, Request, Response
 from dispatcher.api.httpserver import HttpServer, ServerLimits
 from dispatcher.api.participant_service import ParticipantService
-from dispatcher.api.room_service import Rooms, RoomService
+from dispatcher.api.room_service import RoomService, RoomStore
 from dispatcher.api.servers_service import ServersService
 from dispatcher.api.sip_inbound import SipInboundService
 from dispatcher.api.sip_service import SipService
@@ -68,7 +68,7 @@ def create_app(
         client, authorizer, settings.partitions, limits, settings.idempotency_ttl_s
     )
     dispatches.twirp().install(app)
-    rooms = Rooms(client, settings.partitions, settings.room_retention_s, limits)
+    rooms = RoomStore(client, settings.partitions, settings.room_retention_s, limits)
     RoomService(rooms, authorizer, limits).twirp().install(app)
     ensure = settings.token_agents == "ensure"
     ParticipantService(rooms, authorizer, limits, ensure).twirp().install(app)

@@ -27,7 +27,7 @@ from dispatcher.api.validation import (
 from dispatcher.convert import dispatch_message
 from dispatcher.errors import Aborted, NotFound, ResourceExhausted
 from dispatcher.partitions import partition_of
-from dispatcher.rooms import RoomSpec, dispatch_of, new_room
+from dispatcher.room_records import RoomSpec, dispatch_of, new_room
 from dispatcher.store import keys, scripts
 from dispatcher.store.client import Client
 from dispatcher.wire import (

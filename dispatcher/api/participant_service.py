@@ -23,11 +23,11 @@ from dispatcher import ids
 from dispatcher.api.access import Authorizer
 from dispatcher.api.auth import Claims
 from dispatcher.api.http import Request, Response
-from dispatcher.api.room_service import Joined, Opened, Rooms, not_in_room
+from dispatcher.api.room_service import Joined, Opened, RoomStore, not_in_room
 from dispatcher.api.twirp import TwirpService
 from dispatcher.api.validation import Limits, check_room_spec, require
 from dispatcher.errors import AuthError, ResourceExhausted
-from dispatcher.rooms import RoomSpec
+from dispatcher.room_records import RoomSpec
 from dispatcher.store import scripts
 from dispatcher.wire import (
     ParticipantJoined,
@@ -83,7 +83,7 @@ _json = msgspec.json.Encoder()
 
 class ParticipantService:
     def __init__(
-        self, rooms: Rooms, authorizer: Authorizer, limits: Limits, ensure_token_agents: bool
+        self, rooms: RoomStore, authorizer: Authorizer, limits: Limits, ensure_token_agents: bool
     ) -> None:
         self._rooms = rooms
         self._auth = authorizer

@@ -1,4 +1,4 @@
-"""``livekit.RoomService`` (rooms, and the participants present in them) and ``Rooms``, the
+"""``livekit.RoomService`` (rooms, and the participants present in them) and ``RoomStore``, the
 one way API nodes create rooms and let participants in and out.
 
 A room lives in its partition: its record in ``rooms``, its dispatches, its index and its
@@ -30,7 +30,7 @@ from dispatcher.api.validation import (
 from dispatcher.convert import participant_message
 from dispatcher.errors import Aborted, NotFound
 from dispatcher.partitions import partition_of
-from dispatcher.rooms import RoomSpec, dispatch_args, new_room, room_dispatches, room_message
+from dispatcher.room_records import RoomSpec, dispatch_args, new_room, room_dispatches, room_message
 from dispatcher.store import keys, scripts
 from dispatcher.store.client import Client
 from dispatcher.wire import (
@@ -51,7 +51,7 @@ _CAS_ATTEMPTS = 5
 
 
 class Joined:
-    """How ``Rooms.open`` treated the participant."""
+    """How ``RoomStore.open`` treated the participant."""
 
     NONE, NEW, PRESENT, ROOM_FULL = 0, 1, 2, -1
 
@@ -65,8 +65,8 @@ class Opened:
     participant: ParticipantRecord | None = None
 
 
-class Rooms:
-    """Room scripts on the right partition, with records built by ``dispatcher.rooms``."""
+class RoomStore:
+    """Room scripts on the right partition, with records built by ``dispatcher.room_records``."""
 
     def __init__(
         self, client: Client, partitions: int, retention_s: int, limits: Limits | None = None
@@ -246,7 +246,7 @@ def _deleted(raw: bytes, now: int) -> DispatchRecord:
 
 
 class RoomService:
-    def __init__(self, rooms: Rooms, authorizer: Authorizer, limits: Limits) -> None:
+    def __init__(self, rooms: RoomStore, authorizer: Authorizer, limits: Limits) -> None:
         self._rooms = rooms
         self._auth = authorizer
         self._limits = limits

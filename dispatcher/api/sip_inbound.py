@@ -24,11 +24,11 @@ from dispatcher.api.participant_service import (
     dispatch_infos,
     reply,
 )
-from dispatcher.api.room_service import Joined, Rooms
+from dispatcher.api.room_service import Joined, RoomStore
 from dispatcher.api.sip_service import resolve_inbound
 from dispatcher.api.twirp import TwirpError, TwirpService, check_json_depth, request_body
 from dispatcher.errors import AuthError, ResourceExhausted
-from dispatcher.rooms import RoomSpec
+from dispatcher.room_records import RoomSpec
 from dispatcher.sip.rules import InboundCall, InboundMatch
 from dispatcher.store.client import Client
 from dispatcher.wire import ParticipantJoined, ParticipantRecord, encode
@@ -48,7 +48,7 @@ class CallReply(msgspec.Struct):
 
 class SipInboundService:
     def __init__(
-        self, rooms: Rooms, client: Client, authorizer: Authorizer, ensure_agents: bool
+        self, rooms: RoomStore, client: Client, authorizer: Authorizer, ensure_agents: bool
     ) -> None:
         self._rooms = rooms
         self._client = client

@@ -14,7 +14,7 @@ from dispatcher.limits import (
     check_deployment,
     check_restart_policy,
 )
-from dispatcher.rooms import RoomSpec
+from dispatcher.room_records import RoomSpec
 
 __all__ = [
     "MAX_NAME_BYTES",

@@ -1,7 +1,7 @@
 """The arguments of ``commit.lua``: acks, changed job records, room lives and the webhook
 events they produced, in one call.
 
-Pure: the partition worker decides what changed; this lays it out as the script reads it.
+Pure: the partition loop decides what changed; this lays it out as the script reads it.
 """
 
 from __future__ import annotations

@@ -46,7 +46,7 @@ _RUNNING = ("running", "terminating")
 
 
 class HoldsState(Protocol):
-    """A partition worker, as far as its figures go."""
+    """A partition loop, as far as its figures go."""
 
     state: PartitionState
 
@@ -125,8 +125,8 @@ def _holdings(
     """Jobs by phase and pending jobs by reason, over every owned partition."""
     phases: collections.Counter[str] = collections.Counter()
     pending: collections.Counter[str] = collections.Counter()
-    for worker in partitions.values():
-        state = worker.state
+    for loop in partitions.values():
+        state = loop.state
         phases.update(record.phase for record in state.records.values())  # counted in C
         for key in state.waiting:  # the pending ones, without a look at the rest
             pending[pending_reason(state.records[key], now)] += 1

@@ -27,7 +27,7 @@ class Housekeeping:
         self._last_stale_check = time.monotonic()
 
     async def stale_entries(self) -> list[Entry]:
-        """Entries delivered long ago and never acked: read for a worker that was stopped
+        """Entries delivered long ago and never acked: read for a partition loop that was stopped
         mid-read (a lost lease), or by a consumer that vanished after this node's catch-up.
         Checked every few seconds; normally there are none."""
         if time.monotonic() - self._last_stale_check < STALE_CHECK_S:

@@ -356,4 +356,4 @@ def stray_report(report: JobReport) -> list[Terminate]:
     """A job reports RUNNING for a dispatch that has no live job here: stop it."""
     if report.status is not JobStatus.RUNNING:
         return []
-    return [Terminate(report.agent_name, report.server_id, report.job_id, "no such job")]
+    return [Terminate(report.pool, report.server_id, report.job_id, "no such job")]

@@ -100,7 +100,7 @@ class SchedulerCollector(Collector):
         if (node := self._node) is None:
             return
         fast = node.client.fast
-        owned = sorted(node.workers)
+        owned = sorted(node.loops)
         pools = sorted(node.registry.view.pools)
         shards = node.registry.shards
         streams = [keys.partition_keys(p).events for p in owned]
@@ -158,15 +158,15 @@ class SchedulerCollector(Collector):
         )
 
     def _held(self, node: SchedulerNode) -> Iterable[Metric]:
-        workers = list(node.workers.values())
+        loops = list(node.loops.values())
         yield gauge(
             "dispatcher_partitions_owned",
             "Partitions this scheduler holds the lease of.",
-            value=len(workers),
+            value=len(loops),
         )
         phases = dict.fromkeys(PHASES, 0)
-        for worker in workers:
-            for record in worker.state.records.values():
+        for loop in loops:
+            for record in loop.state.records.values():
                 phases[record.phase] = phases.get(record.phase, 0) + 1
         by_phase = gauge(
             "dispatcher_jobs", "Unfinished jobs of the owned partitions, by state.", ["state"]
@@ -185,7 +185,7 @@ class SchedulerCollector(Collector):
             ["partition"],
         )
         for partition, (behind, unacked) in sorted(self._lag.items()):
-            if partition in node.workers:
+            if partition in node.loops:
                 if behind is not None:  # Redis cannot always tell (deleted entries)
                     lag.add_metric([str(partition)], behind)
                 pending.add_metric([str(partition)], unacked)

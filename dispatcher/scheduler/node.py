@@ -1,7 +1,7 @@
-"""A scheduler node: membership, partition ownership, leases, and one worker per partition.
+"""A scheduler node: membership, partition ownership, leases, and one loop per partition.
 
 Every heartbeat the node refreshes its membership, renews the leases it holds, computes the
-partitions rendezvous hashing gives it, stops the workers of partitions it should no longer
+partitions rendezvous hashing gives it, stops the loops of partitions it should no longer
 own (then releases their leases) and tries to acquire the leases of partitions it should own.
 A partition whose lease is still held elsewhere is retried on the next heartbeat, so a
 handover completes within about one heartbeat of the old owner letting go.
@@ -16,7 +16,7 @@ import time
 from dispatcher.errors import OwnershipLost, describe
 from dispatcher.scheduler import figures, jobs, observe
 from dispatcher.scheduler.ownership import owned_by
-from dispatcher.scheduler.partition import PartitionWorker
+from dispatcher.scheduler.partition import PartitionLoop
 from dispatcher.scheduler.registry import Registry
 from dispatcher.settings import SchedulerSettings, default_node_id
 from dispatcher.store import keys, scripts
@@ -40,7 +40,7 @@ class SchedulerNode:
             settings.reap_after_ms,
             settings.loss_margin_ms,
         )
-        self.workers: dict[int, PartitionWorker] = {}
+        self.loops: dict[int, PartitionLoop] = {}
         self.members: list[str] = []
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._background: list[asyncio.Task[None]] = []
@@ -79,7 +79,7 @@ class SchedulerNode:
             asyncio.create_task(self.registry.run(), name="registry"),
             asyncio.create_task(self._heartbeat_loop(), name="membership"),
         ]
-        held, total = len(self.workers), self.settings.partitions
+        held, total = len(self.loops), self.settings.partitions
         log.info("scheduler %s started, holding %d of %d partitions", self.node_id, held, total)
 
     def not_ready(self) -> str | None:
@@ -98,7 +98,7 @@ class SchedulerNode:
         self._draining = True
         await _cancel(self._background)
         await scripts.membership(self.client, [keys.SCHEDULERS], [self.node_id, 0, 1])
-        await asyncio.gather(*(self._stop_partition(p) for p in list(self.workers)))
+        await asyncio.gather(*(self._stop_partition(p) for p in list(self.loops)))
         await figures.withdraw(self.client, self.node_id)
         log.info("scheduler %s drained", self.node_id)
 
@@ -106,16 +106,16 @@ class SchedulerNode:
         """Stop at once, leaving leases to expire (as a crash would); ``drain`` first to hand
         partitions over cleanly."""
         await _cancel(self._background)
-        await self._stop_workers()
+        await self._stop_loops()
         if self.webhooks is not None:
             await self.webhooks.aclose()
         await self.client.aclose()
 
-    async def _stop_workers(self) -> None:
-        """Let each worker finish its turn; cancelling a blocked read can wedge its
+    async def _stop_loops(self) -> None:
+        """Let each loop finish its turn; cancelling a blocked read can wedge its
         connection, so cancel only the ones that do not stop in time."""
-        for worker in self.workers.values():
-            worker.stop()
+        for loop in self.loops.values():
+            loop.stop()
         tasks = list(self._tasks.values())
         if not tasks:
             return
@@ -137,10 +137,10 @@ class SchedulerNode:
         self.members = [m.decode() for m in members]
         await self._renew_leases()
         wanted = owned_by(self.node_id, self.members, self.settings.partitions)
-        await asyncio.gather(*(self._stop_partition(p) for p in set(self.workers) - wanted))
-        await self._acquire(sorted(wanted - set(self.workers)))
+        await asyncio.gather(*(self._stop_partition(p) for p in set(self.loops) - wanted))
+        await self._acquire(sorted(wanted - set(self.loops)))
         try:
-            record = self.figures.figures(self.workers, time.time_ns())
+            record = self.figures.figures(self.loops, time.time_ns())
             await figures.publish(self.client, record, self.members)
         except Exception as exc:  # policy: counters are cumulative; the next heartbeat says all
             log_failure(log, "scheduler figures", exc)
@@ -150,25 +150,25 @@ class SchedulerNode:
         failed is retried next heartbeat, and the partition is abandoned only once its lease
         may have expired (its writes are fenced anyway; this also stops its unfenced calls
         to agent-server pools)."""
-        held = list(self.workers.items())
+        held = list(self.loops.items())
         batch = scripts.Batch()
-        for partition, worker in held:
+        for partition, loop in held:
             k = keys.partition_keys(partition)
-            args: list[str | int] = [self.node_id, self.settings.lease_ttl_ms, worker.lease_value]
+            args: list[str | int] = [self.node_id, self.settings.lease_ttl_ms, loop.lease_value]
             batch.script(scripts.lease, [k.lease, k.fence], args)
         until = time.monotonic() + self.settings.lease_ttl_ms / 1000
         failed = 0
-        for (partition, worker), value in zip(held, await batch.outcomes(self.client), strict=True):
+        for (partition, loop), value in zip(held, await batch.outcomes(self.client), strict=True):
             if isinstance(value, Exception):
                 failed += 1
-                if time.monotonic() > worker.lease_until:
+                if time.monotonic() > loop.lease_until:
                     log.warning("partition %d: lease not renewed in time; stopping", partition)
                     self._abandon(partition)
-            elif value is None or value.decode() != worker.lease_value:
+            elif value is None or value.decode() != loop.lease_value:
                 log.warning("scheduler %s lost the lease of partition %d", self.node_id, partition)
                 self._abandon(partition)
             else:
-                worker.lease_until = until
+                loop.lease_until = until
         if failed:
             log.warning("%d of %d lease renewals failed; retrying", failed, len(held))
 
@@ -187,9 +187,9 @@ class SchedulerNode:
         if failures := [r for r in results if isinstance(r, Exception)]:
             log.warning("%d lease acquisition(s) failed: %s", len(failures), describe(failures[0]))
 
-    def _start_partition(self, partition: int, lease_value: str) -> PartitionWorker:
+    def _start_partition(self, partition: int, lease_value: str) -> PartitionLoop:
         s = self.settings
-        worker = PartitionWorker(
+        loop = PartitionLoop(
             self.client,
             partition,
             self.node_id,
@@ -203,41 +203,41 @@ class SchedulerNode:
             room_retention_s=s.room_retention_s,
             observer=observe.for_partition(self.observers, partition),
         )
-        self.workers[partition] = worker
-        task = asyncio.create_task(self._run_partition(worker), name=f"partition-{partition}")
+        self.loops[partition] = loop
+        task = asyncio.create_task(self._run_partition(loop), name=f"partition-{partition}")
         self._tasks[partition] = task
         log.debug("scheduler %s owns partition %d (%s)", self.node_id, partition, lease_value)
-        return worker
+        return loop
 
-    async def _run_partition(self, worker: PartitionWorker) -> None:
+    async def _run_partition(self, loop: PartitionLoop) -> None:
         try:
-            await worker.run()
+            await loop.run()
         except OwnershipLost as exc:
             log.warning("%s", exc)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # policy: restart from Redis's state at the next heartbeat
-            log_failure(log, f"partition {worker.partition} (restarted at the next heartbeat)", exc)
+            log_failure(log, f"partition {loop.partition} (restarted at the next heartbeat)", exc)
         finally:
-            if self.workers.get(worker.partition) is worker:
-                self.workers.pop(worker.partition)
-                self._tasks.pop(worker.partition, None)
-                self._stop_webhooks(worker.partition)
+            if self.loops.get(loop.partition) is loop:
+                self.loops.pop(loop.partition)
+                self._tasks.pop(loop.partition, None)
+                self._stop_webhooks(loop.partition)
 
     async def _stop_partition(self, partition: int) -> None:
-        worker, task = self.workers.get(partition), self._tasks.get(partition)
-        if worker is None or task is None:
+        loop, task = self.loops.get(partition), self._tasks.get(partition)
+        if loop is None or task is None:
             return
-        worker.stop()
+        loop.stop()
         # wait(), not ``await task``: our own cancellation must still propagate.
         await asyncio.wait([task])
         k = keys.partition_keys(partition)
-        await scripts.release_lease(self.client, [k.lease], [worker.lease_value])
+        await scripts.release_lease(self.client, [k.lease], [loop.lease_value])
         log.debug("scheduler %s released partition %d", self.node_id, partition)
 
     def _abandon(self, partition: int) -> None:
         """The lease is gone: stop at once; the commit fence already refuses its writes."""
-        self.workers.pop(partition, None)
+        self.loops.pop(partition, None)
         task = self._tasks.pop(partition, None)
         if task is not None:
             task.cancel()

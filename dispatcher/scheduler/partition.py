@@ -21,8 +21,8 @@ import msgspec
 from redis.exceptions import ResponseError
 
 from dispatcher.errors import BatchFailed, OwnershipLost, describe
-from dispatcher.rooms import DEFAULT_DEPARTURE_TIMEOUT_S, DEFAULT_EMPTY_TIMEOUT_S
-from dispatcher.scheduler import fanout, jobs, rooms
+from dispatcher.room_records import DEFAULT_DEPARTURE_TIMEOUT_S, DEFAULT_EMPTY_TIMEOUT_S
+from dispatcher.scheduler import fanout, jobs, roomlife
 from dispatcher.scheduler.commit import commit_call
 from dispatcher.scheduler.deadletter import DeadLetters
 from dispatcher.scheduler.housekeeping import Housekeeping
@@ -65,7 +65,7 @@ _CLOSE_RETRY_NS = 1_000_000_000  # a deferred room close is looked at again afte
 _REVOKE_RETRY_NS = 500_000_000  # a timer whose revoke failed fires again after this
 
 
-class PartitionWorker:
+class PartitionLoop:
     def __init__(
         self,
         client: Client,
@@ -85,7 +85,7 @@ class PartitionWorker:
         self.partition = partition
         self.lease_value = lease_value
         # Monotonic time by which the lease may have lapsed (the node moves it on at each
-        # renewal): past it the worker does nothing, fenced calls or not.
+        # renewal): past it the loop does nothing, fenced calls or not.
         self.lease_until = float("inf")
         self._client = client
         self._keys = keys.partition_keys(partition)
@@ -280,7 +280,7 @@ class PartitionWorker:
         known = self.state.rooms.get(room.name)
         if known is None or known.room.sid != room.sid:  # not a replay of what was loaded
             self._observer.room_started(room)
-        self._put_room(rooms.created(room))
+        self._put_room(roomlife.created(room))
 
     def _put_room(self, life: RoomLife) -> None:
         self.state.put_room(life)
@@ -291,13 +291,13 @@ class PartitionWorker:
         dispatch = event.dispatch
         if any(d.id == dispatch.id for d in life.dispatches):
             return  # read again: its jobs exist
-        life = rooms.with_dispatch(life, dispatch)
+        life = roomlife.with_dispatch(life, dispatch)
         self._put_room(life)
         if (
-            step := rooms.room_job(life, dispatch, self._has_pool, self.partition, now)
+            step := roomlife.room_job(life, dispatch, self._has_pool, self.partition, now)
         ) is not None:
             self._start([step])
-        if life.present and rooms.typed_pools(dispatch, self._has_pool):
+        if life.present and roomlife.typed_pools(dispatch, self._has_pool):
             self._fanouts.append(fanout.Fanout(life.room.name, dispatch_id=dispatch.id))
 
     def _life(self, event: DispatchCreated) -> RoomLife:
@@ -313,7 +313,7 @@ class PartitionWorker:
                 empty_timeout=DEFAULT_EMPTY_TIMEOUT_S,
                 departure_timeout=DEFAULT_DEPARTURE_TIMEOUT_S,
             )
-            life = rooms.created(room)
+            life = roomlife.created(room)
             self._put_room(life)
         return life
 
@@ -325,32 +325,34 @@ class PartitionWorker:
             if event.sid == life.room.sid:
                 self._room_gone(event.room, now)
         elif isinstance(event, DispatchDeleted):
-            self._put_room(rooms.without_dispatch(life, event.dispatch_id))
+            self._put_room(roomlife.without_dispatch(life, event.dispatch_id))
             self._end_jobs(event.room, now, jobs.on_deleted, dispatch_id=event.dispatch_id)
         elif isinstance(event, ParticipantJoined):
             self._joined(life, event.participant, now)
         elif isinstance(event, ParticipantPublished):
             self._published(life, event.identity)
         elif isinstance(event, RoomMetadataUpdated):
-            self._put_room(rooms.with_metadata(life, event.metadata))
+            self._put_room(roomlife.with_metadata(life, event.metadata))
         else:
             self._left(life, event, now)
 
     def _joined(self, life: RoomLife, person: ParticipantRecord, now: int) -> None:
         self._observer.participant_joined(life.room, person)
-        self._put_room(rooms.joined(life, person.kind))
+        self._put_room(roomlife.joined(life, person.kind))
         wanted = [(person, JobType.PARTICIPANT)]
-        self._start(rooms.jobs_for_participants(
+        self._start(roomlife.jobs_for_participants(
             life, life.dispatches, wanted, self._has_pool, self.partition, now
         ))  # fmt: skip
 
     def _left(self, life: RoomLife, event: ParticipantLeft, now: int) -> None:
         self._observer.participant_left(life.room, event)
-        self._put_room(rooms.left(life, event.kind, now))
+        self._put_room(roomlife.left(life, event.kind, now))
         self._end_jobs(event.room, now, jobs.on_participant_left, identity=event.identity)
 
     def _published(self, life: RoomLife, identity: str) -> None:
-        if any(JobType.PUBLISHER in rooms.typed_pools(d, self._has_pool) for d in life.dispatches):
+        if any(
+            JobType.PUBLISHER in roomlife.typed_pools(d, self._has_pool) for d in life.dispatches
+        ):
             self._fanouts.append(fanout.Fanout(life.room.name, identity=identity))
 
     async def _fan_out(self, now: int) -> None:
@@ -364,7 +366,7 @@ class PartitionWorker:
             if (life := self.state.rooms.get(each.room)) is None:
                 continue
             dispatches, wanted = fanout.wanted(each, life, seen[each.room])
-            self._start(rooms.jobs_for_participants(
+            self._start(roomlife.jobs_for_participants(
                 life, dispatches, wanted, self._has_pool, self.partition, now
             ))  # fmt: skip
 
@@ -490,7 +492,7 @@ class PartitionWorker:
         if commit is not None:
             batch.script(scripts.commit, *commit)
         order = self._queue_reservations(batch, now) if place else []
-        # Policy: a failed commit fails the turn (the worker restarts from Redis); a failed
+        # Policy: a failed commit fails the turn (the loop restarts from Redis); a failed
         # reservation leaves its job pending for the next placement.
         results = await batch.outcomes(self._client)
         if commit is not None and isinstance(committed := results.pop(0), Exception):

@@ -7,7 +7,7 @@ O(log N) in Redis, however large the pool.
 
 A replayed placement never holds a second reservation in another shard. ``reserve.lua``
 answers a job id the shard already holds with the server holding it, so the only danger
-is asking a different shard. This worker asks the same shard again whenever a reservation
+is asking a different shard. This loop asks the same shard again whenever a reservation
 may exist: after a call whose outcome is unknown (it failed or timed out), and, for every
 job still pending when it took the partition over, in the shard where a lookup over all
 the pool's shards found its reservation (the previous holder may have reserved it and
@@ -114,7 +114,7 @@ class PoolCalls:
         return server_id
 
     async def find_reservations(self, client: Client, pending: list[JobRecord]) -> None:
-        """For jobs pending when this worker took over: the shard that already holds a
+        """For jobs pending when this loop took over: the shard that already holds a
         reservation for one, if any, so that placing it again asks that shard."""
         batch = scripts.Batch()
         asked = [(r, k) for r in pending for k in range(self._shards)]
@@ -168,7 +168,7 @@ class PoolCalls:
         return [k for k in keys_ if registry.is_lost(k)]
 
     async def find_absent(self, client: Client, hosting: list[ServerKey]) -> None:
-        """Servers Redis no longer knows at all (reaped before this worker looked) are
+        """Servers Redis no longer knows at all (reaped before this loop looked) are
         suspects from now on, so their jobs are found."""
         batch = scripts.Batch()
         for pool, server_id in hosting:

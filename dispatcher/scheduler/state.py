@@ -8,7 +8,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterator, KeysView
 
-from dispatcher.scheduler import jobs, rooms
+from dispatcher.scheduler import jobs, roomlife
 from dispatcher.wire import JobRecord, RoomLife
 
 ServerKey = tuple[str, str]  # (pool, server id)
@@ -85,8 +85,8 @@ class PartitionState:
     def put_room(self, life: RoomLife) -> None:
         before = self.rooms.get(life.room.name)
         self.rooms[life.room.name] = life
-        due = rooms.close_due(life)
-        if due is not None and (before is None or rooms.close_due(before) != due):
+        due = roomlife.close_due(life)
+        if due is not None and (before is None or roomlife.close_due(before) != due):
             heapq.heappush(self._room_timers, (due, life.room.name))  # armed once per time
 
     def forget_room(self, room: str) -> None:
@@ -105,7 +105,7 @@ class PartitionState:
                 break
             due, room = heapq.heappop(self._room_timers)
             life = self.rooms.get(room)
-            close_at = rooms.close_due(life) if life is not None else None
+            close_at = roomlife.close_due(life) if life is not None else None
             if close_at is not None and close_at <= due and room not in due_rooms:
                 due_rooms.append(room)
         return due_rooms

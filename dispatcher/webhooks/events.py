@@ -16,7 +16,7 @@ from livekit.protocol import models, webhook
 
 from dispatcher import ids
 from dispatcher.convert import job_message, participant_message
-from dispatcher.rooms import room_message
+from dispatcher.room_records import room_message
 from dispatcher.wire import Hook, JobRecord, ParticipantLeft, ParticipantRecord, RoomRecord
 
 ROOM_STARTED = "room_started"

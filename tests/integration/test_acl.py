@@ -174,7 +174,7 @@ async def _dispatch_runs_and_ends(api_redis: str, scheduler_redis: str, agent_re
     agent = await start_agent(agent_redis, AGENT, entry)
     lk = api.LiveKitAPI(api_url(node), API_KEY, API_SECRET)
     try:
-        await eventually(lambda: len(scheduler.workers) == 64, what="ownership")
+        await eventually(lambda: len(scheduler.loops) == 64, what="ownership")
         request = api.CreateAgentDispatchRequest(agent_name=AGENT, room="acl-room")
         await lk.agent_dispatch.create_dispatch(request)
 

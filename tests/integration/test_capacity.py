@@ -57,7 +57,7 @@ async def test_burst_never_overfills_a_server_and_every_dispatch_runs(
     node = await start_api(url)
     lk = api.LiveKitAPI(api_url(node), API_KEY, API_SECRET)
     try:
-        await eventually(lambda: sum(len(s.workers) for s in schedulers) == 64, what="ownership")
+        await eventually(lambda: sum(len(s.loops) for s in schedulers) == 64, what="ownership")
         requests = [
             api.CreateAgentDispatchRequest(agent_name="burst-agent", room=f"room-{i}")
             for i in range(DISPATCHES)

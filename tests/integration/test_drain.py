@@ -19,15 +19,15 @@ async def test_a_drained_scheduler_releases_its_leases_for_the_next_owner(
     first = await start_scheduler(url, "drain-a", lease_ttl_ms=60_000)
     second = await start_scheduler(url, "drain-b", lease_ttl_ms=60_000)
     try:
-        await eventually(lambda: len(first.workers) + len(second.workers) == 64, what="split")
-        held = list(first.workers)
+        await eventually(lambda: len(first.loops) + len(second.loops) == 64, what="split")
+        held = list(first.loops)
         assert held
         await first.drain()
         leases = [keys.partition_keys(p).lease for p in held]
         values: list[bytes | None] = await first.client.fast.execute("MGET", *leases)
         assert not any(v and v.startswith(b"drain-a/") for v in values)
         # a minute-long TTL: only a released lease can move this soon
-        await eventually(lambda: len(second.workers) == 64, what="the takeover")
+        await eventually(lambda: len(second.loops) == 64, what="the takeover")
     finally:
         await first.aclose()
         await second.aclose()

@@ -68,7 +68,7 @@ async def rig(redis_single_target: RedisTarget) -> AsyncIterator[Rig]:
     scheduler = await start_scheduler(url)
     node = await start_api(url)
     rig = Rig(url, node, scheduler, api.LiveKitAPI(api_url(node), API_KEY, API_SECRET))
-    await eventually(lambda: len(scheduler.workers) == 64, what="ownership")
+    await eventually(lambda: len(scheduler.loops) == 64, what="ownership")
     yield rig
     await rig.lk.aclose()
     await node.aclose()
@@ -193,11 +193,11 @@ async def test_a_lease_renewal_that_fails_keeps_the_partition_until_the_lease_ma
     faults = Faults(scheduler.client.fast)
     faults.fail_script(scripts.lease)
     await asyncio.sleep(0.5)  # a few renewals fail, well inside the 1.5 s lease
-    assert len(scheduler.workers) == 64
+    assert len(scheduler.loops) == 64
     assert "lease renewals failed" in caplog.text
-    await eventually(lambda: not scheduler.workers, what="partitions stopped")
+    await eventually(lambda: not scheduler.loops, what="partitions stopped")
     faults.clear()
-    await eventually(lambda: len(scheduler.workers) == 64, what="partitions taken back")
+    await eventually(lambda: len(scheduler.loops) == 64, what="partitions taken back")
 
 
 async def test_a_poison_event_is_dead_lettered_and_the_partition_moves_on(rig: Rig) -> None:

@@ -72,7 +72,7 @@ async def stack(redis_single_target: RedisTarget) -> AsyncIterator[Stack]:
     scheduler = await start_scheduler(url, "life-s", assign_timeout_ms=1000)
     node = await start_api(url)
     stack = Stack(url, node, scheduler, api.LiveKitAPI(api_url(node), API_KEY, API_SECRET))
-    await eventually(lambda: len(scheduler.workers) == 64, what="ownership")
+    await eventually(lambda: len(scheduler.loops) == 64, what="ownership")
     yield stack
     await stack.lk.aclose()
     await node.aclose()
@@ -268,7 +268,7 @@ async def test_a_freed_slot_takes_a_waiting_job_before_the_next_snapshot(
     node = await start_api(url)
     stack = Stack(url, node, scheduler, api.LiveKitAPI(api_url(node), API_KEY, API_SECRET))
     try:
-        await eventually(lambda: len(scheduler.workers) == 64, what="ownership")
+        await eventually(lambda: len(scheduler.loops) == 64, what="ownership")
         await stack.dispatch("slot-a")
         await eventually(lambda: _is(stack, "slot-a", JS.JS_RUNNING), what="the first job")
         await stack.dispatch("slot-b")

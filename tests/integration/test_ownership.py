@@ -10,7 +10,7 @@ from dispatcher.errors import ConfigError, OwnershipLost
 from dispatcher.scheduler import jobs
 from dispatcher.scheduler.node import SchedulerNode
 from dispatcher.scheduler.ownership import owned_by
-from dispatcher.scheduler.partition import PartitionWorker
+from dispatcher.scheduler.partition import PartitionLoop
 from dispatcher.scheduler.registry import Registry
 from dispatcher.store import keys, scripts
 from dispatcher.store.client import Client, connect
@@ -22,13 +22,13 @@ P = 64
 
 
 def _split(nodes: list[SchedulerNode]) -> list[set[int]]:
-    return [set(n.workers) for n in nodes]
+    return [set(n.loops) for n in nodes]
 
 
 def _settled(nodes: list[SchedulerNode]) -> bool:
     """Every node holds exactly the partitions rendezvous hashing gives it."""
     members = [n.node_id for n in nodes]
-    return all(set(n.workers) == owned_by(n.node_id, members, P) for n in nodes)
+    return all(set(n.loops) == owned_by(n.node_id, members, P) for n in nodes)
 
 
 async def _watch_overlap(nodes: list[SchedulerNode], stop: asyncio.Event) -> set[int]:
@@ -64,13 +64,13 @@ async def test_third_scheduler_takes_about_a_third_without_double_ownership(
         watcher = asyncio.create_task(_watch_overlap(nodes, stop))
         nodes.append(await start_scheduler(redis_target.url, "s2"))
         await eventually(
-            lambda: _settled(nodes) and len(nodes[2].workers) > 0, what="three-node split"
+            lambda: _settled(nodes) and len(nodes[2].loops) > 0, what="three-node split"
         )
         stop.set()
         assert await watcher == set()
         moved = sum(len(b - a) for b, a in zip(before, _split(nodes)[:2], strict=True))
         assert 12 <= moved <= 32  # about a third of 64
-        assert moved == len(nodes[2].workers)
+        assert moved == len(nodes[2].loops)
     finally:
         stop.set()
         await asyncio.gather(*(n.aclose() for n in nodes))
@@ -85,7 +85,7 @@ async def test_stale_lease_holder_cannot_commit(redis_target: RedisTarget) -> No
         await client.delete(k.lease)  # the lease expired while "a" was paused
         new = (await scripts.lease(client, [k.lease, k.fence], ["b", 60000, ""])).decode()
         assert int(new.split("/")[1]) > int(old.split("/")[1])
-        worker = PartitionWorker(
+        worker = PartitionLoop(
             client,
             5,
             "a",
@@ -120,11 +120,11 @@ async def test_acked_events_are_trimmed_from_the_stream(redis_target: RedisTarge
     node = await start_scheduler(redis_target.url, "trimmer")
     client = await connect(redis_target.url)
     try:
-        await eventually(lambda: len(node.workers) == P, what="ownership")
+        await eventually(lambda: len(node.loops) == P, what="ownership")
         k = keys.partition_keys(3)
         for _ in range(200):
             await client.xadd(k.events, {"e": b"junk"})  # undecodable: logged and acked
-        worker = node.workers[3]
+        worker = node.loops[3]
         worker._housekeeping._last_trim = 0.0  # make the next turn trim
         await eventually(lambda: _stream_length(client, k.events, below=200), what="trimming")
     finally:

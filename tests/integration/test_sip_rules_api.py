@@ -18,7 +18,7 @@ from dispatcher import ids
 from dispatcher.api.access import Authorizer
 from dispatcher.api.auth import TokenVerifier, create_token
 from dispatcher.api.http import HttpApp
-from dispatcher.api.room_service import Rooms
+from dispatcher.api.room_service import RoomStore
 from dispatcher.api.sip_inbound import SipInboundService
 from dispatcher.api.sip_service import SipService, resolve_inbound
 from dispatcher.api.twirp import TwirpRouter
@@ -47,7 +47,7 @@ def _app(client: Client) -> HttpApp:
     authorizer = Authorizer(TokenVerifier({API_KEY: API_SECRET}))
     TwirpRouter().install(app)
     SipService(client, authorizer).twirp().install(app)
-    rooms = Rooms(client, partitions=64, retention_s=3600)
+    rooms = RoomStore(client, partitions=64, retention_s=3600)
     SipInboundService(rooms, client, authorizer, ensure_agents=False).twirp().install(app)
     return app
 

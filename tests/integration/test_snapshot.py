@@ -115,7 +115,7 @@ async def test_a_figures_write_that_fails_leaves_the_scheduler_at_work(
         await client.hdel(keys.SCHEDULER_FIGURES, "sched-cut")
         rule = faults.fail_command("HSET", keys.SCHEDULER_FIGURES)
         await eventually(lambda: rule.failed >= 10, what="ten failed writes")  # > 2 lease TTLs
-        assert sorted(scheduler.workers) == [0, 1, 2, 3]
+        assert sorted(scheduler.loops) == [0, 1, 2, 3]
         assert await client.hget(keys.SCHEDULER_FIGURES, "sched-cut") is None
         faults.clear()
 

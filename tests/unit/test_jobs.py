@@ -71,7 +71,7 @@ def report(
         job_id=ids.job_id(DISPATCH, attempt),
         attempt=attempt,
         server_id=server,
-        agent_name=AGENT,
+        pool=AGENT,
         status=status,
         error=error,
         at=at,

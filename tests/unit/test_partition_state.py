@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
-from dispatcher.scheduler import jobs, rooms
+from dispatcher.scheduler import jobs, roomlife
 from dispatcher.scheduler.state import PartitionState
 from dispatcher.wire import (
     DispatchCreated,
@@ -50,7 +50,7 @@ def report(record: JobRecord, status: JobStatus) -> JobReport:
         job_id=record.spec.job_id,
         attempt=record.spec.attempt,
         server_id=record.current.server_id,
-        agent_name=record.spec.agent_name,
+        pool=record.spec.agent_name,
         status=status,
     )
 
@@ -386,17 +386,17 @@ ROOM = RoomRecord(name="room", sid="RM_room00000001", created_at=0, empty_timeou
 
 def test_an_empty_room_is_due_at_its_timeout_and_a_join_disarms_it() -> None:
     state = new_state()
-    state.put_room(rooms.created(ROOM))
+    state.put_room(roomlife.created(ROOM))
     assert state.rooms_due(9 * S) == []
     assert state.rooms_due(10 * S) == ["room"]
-    state.put_room(rooms.created(ROOM))
-    state.put_room(rooms.joined(state.rooms["room"], "standard"))
+    state.put_room(roomlife.created(ROOM))
+    state.put_room(roomlife.joined(state.rooms["room"], "standard"))
     assert state.rooms_due(11 * S) == []
 
 
 def test_a_deferred_close_comes_back_and_a_forgotten_room_never_does() -> None:
     state = new_state()
-    state.put_room(rooms.created(ROOM))
+    state.put_room(roomlife.created(ROOM))
     assert state.rooms_due(10 * S) == ["room"]
     state.recheck_room("room", 11 * S)
     assert state.rooms_due(11 * S) == ["room"]
@@ -409,7 +409,7 @@ def test_rooms_come_due_at_most_limit_at_a_time_and_the_rest_stay_due() -> None:
     state = new_state()
     names = [f"room-{i}" for i in range(5)]
     for name in names:
-        state.put_room(rooms.created(msgspec.structs.replace(ROOM, name=name)))
+        state.put_room(roomlife.created(msgspec.structs.replace(ROOM, name=name)))
 
     first = state.rooms_due(10 * S, limit=3)
     rest = state.rooms_due(10 * S, limit=3)
@@ -419,7 +419,7 @@ def test_rooms_come_due_at_most_limit_at_a_time_and_the_rest_stay_due() -> None:
 
 def test_a_room_timer_is_armed_once_per_close_time() -> None:
     state = new_state()
-    life = rooms.created(ROOM)
+    life = roomlife.created(ROOM)
     for _ in range(100):
         state.put_room(life)  # e.g. one change per dispatch: the close time stays the same
     assert len(state._room_timers) == 1

@@ -42,7 +42,7 @@ def receive(hook: Hook, secret: str = SECRET, num_dropped: int = 0) -> api.Webho
 def report(record: JobRecord, status: JobStatus, error: str = "") -> JobReport:
     return JobReport(
         dispatch_id=record.spec.dispatch_id, job_id=record.current.job_id, attempt=0,
-        server_id="AW_server000001", agent_name="agent-a", status=status, error=error, at=NOW,
+        server_id="AW_server000001", pool="agent-a", status=status, error=error, at=NOW,
     )  # fmt: skip
 
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 
 import msgspec
 
-from dispatcher.rooms import is_dependent
+from dispatcher.room_records import is_dependent
 from dispatcher.scheduler import jobs
 from dispatcher.wire import (
     DispatchCreated,
