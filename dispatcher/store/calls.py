@@ -38,7 +38,7 @@ Call = tuple[list[str], list[ScriptArg]]  # a script's KEYS and ARGV
 # What a server says of itself in a heartbeat: capacity, load ("0.42"), status, ServerInfo.
 Description = tuple[int, str, int, bytes]
 
-# --- scheduler membership and partition leases ----------------------------------------------
+# --- schedulers: membership, leases, the commit, closing rooms ------------------------------
 
 
 def membership(node_id: str, ttl_ms: int, *, leaving: bool = False) -> Call:
@@ -168,7 +168,7 @@ def update_room(
     k: PartitionKeys, read: bytes, updated: RoomRecord, event: RoomMetadataUpdated
 ) -> Call:
     """``update_room.lua``: the room's new record, if its record is still ``read``."""
-    return [k.rooms, k.events], [updated.name, read, encode(updated), encode(event)]
+    return [k.rooms, k.events], [event.room, read, encode(updated), encode(event)]
 
 
 def delete_room(
