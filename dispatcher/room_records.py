@@ -18,12 +18,10 @@ from livekit.protocol.agent_dispatch import CreateAgentDispatchRequest, RoomAgen
 
 from dispatcher import ids
 from dispatcher.wire import (
-    DispatchCreated,
     DispatchRecord,
     DispatchTarget,
     RestartPolicy,
     RoomRecord,
-    encode,
 )
 
 DEFAULT_EMPTY_TIMEOUT_S = 300  # as the reference's room.empty_timeout
@@ -88,15 +86,6 @@ def room_dispatches(room: RoomRecord, spec: RoomSpec, now: int) -> list[Dispatch
     """The dispatches a new room starts with: its agents, else the automatic one."""
     agents = spec.agents or [RoomAgentDispatch(agent_name="")]
     return [dispatch_of(room, agent, now) for agent in agents]
-
-
-def dispatch_args(room: RoomRecord, dispatches: Sequence[DispatchRecord]) -> list[str | bytes]:
-    """The ``(agent_name, id, record, event)`` groups ``open_room.lua`` takes."""
-    args: list[str | bytes] = []
-    for d in dispatches:
-        event = DispatchCreated(dispatch=d, room_sid=room.sid, received_ns=d.created_at)
-        args += [d.agent_name, d.id, encode(d), encode(event)]
-    return args
 
 
 def room_message(room: RoomRecord, num_participants: int = 0) -> models.Room:

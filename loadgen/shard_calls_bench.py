@@ -31,7 +31,8 @@ import redis
 from dispatcher.localredis import LocalRedis
 from dispatcher.scheduler.registry import EXPIRED_PER_TICK, REAPED_PER_TICK, RECLAIMED_PER_TICK
 from dispatcher.settings import SchedulerSettings
-from dispatcher.store import keys, scripts
+from dispatcher.store import calls, keys, scripts
+from dispatcher.wire import JobSpec
 
 POOL = "bench-agent"
 ROUNDS = 200
@@ -121,8 +122,7 @@ def _register(r: redis.Redis, shas: dict[str, str], servers: int, shards: int, t
         for n in range(start, min(servers, start + 1000)):
             server_id = f"AW_{n}"
             s = keys.server_shard(POOL, server_id, shards)
-            args = (s.base, server_id, ttl_ms, 10, "0.00", 0, b"info")
-            pipe.evalsha(shas["heartbeat"], 1, s.jobs, *args)
+            _evalsha(pipe, shas["heartbeat"], calls.heartbeat(s, server_id, ttl_ms, _SAID))
         pipe.execute()
 
 
@@ -132,14 +132,14 @@ def _overdue_reservations(r: redis.Redis, shas: dict[str, str], servers: int, sh
         pipe = r.pipeline(transaction=False)
         for n in range(start, min(servers, start + 1000)):
             s = keys.shard_keys(POOL, n % shards, shards)
-            pipe.evalsha(shas["reserve"], 1, s.jobs, s.base, f"AJ_{n}", -1, 0.7, b"job")
+            _evalsha(pipe, shas["reserve"], calls.reserve(s, _job(f"AJ_{n}"), -1, 0.7))
         pipe.execute()
 
 
 def _heartbeat(r: redis.Redis, shas: dict[str, str], n: int, shards: int) -> None:
     server_id = f"AW_{n}"
     s = keys.server_shard(POOL, server_id, shards)
-    r.evalsha(shas["heartbeat"], 1, s.jobs, s.base, server_id, 60_000, 10, "0.00", 0, b"info")
+    _evalsha(r, shas["heartbeat"], calls.heartbeat(s, server_id, 60_000, _SAID))
 
 
 def _quiet(r: redis.Redis, n: int, shards: int) -> None:
@@ -150,13 +150,29 @@ def _quiet(r: redis.Redis, n: int, shards: int) -> None:
 
 def _reserve(r: redis.Redis, shas: dict[str, str], n: int, shards: int) -> None:
     s = keys.shard_keys(POOL, n % shards, shards)
-    r.evalsha(shas["reserve"], 1, s.jobs, s.base, f"AJ_x{n}", 5000, 0.7, b"job")
+    _evalsha(r, shas["reserve"], calls.reserve(s, _job(f"AJ_x{n}"), 5000, 0.7))
 
 
 def _tick(r: redis.Redis, shas: dict[str, str], shard: int, shards: int) -> None:
     s = keys.shard_keys(POOL, shard, shards)
-    tick = (EXPIRED_PER_TICK, 0, REAPED_PER_TICK, RECLAIMED_PER_TICK)
-    r.evalsha(shas["shard_tick"], 1, s.jobs, s.base, 0, 0, *tick)
+    upkeep = (REAPED_PER_TICK, RECLAIMED_PER_TICK)
+    _evalsha(r, shas["shard_tick"], calls.shard_tick(s, 0, 0, EXPIRED_PER_TICK, 0, *upkeep))
+
+
+_SAID = (10, "0.00", 0, b"info")  # a heartbeat's description: capacity, load, status, info
+
+
+def _job(job_id: str) -> JobSpec:
+    return JobSpec(
+        job_id=job_id, dispatch_id="AD_x", attempt=1, partition=0, room="r", room_sid="RM_r",
+        agent_name=POOL,
+    )  # fmt: skip
+
+
+def _evalsha(r: Any, sha: str, call: calls.Call) -> None:
+    """Send one script call through redis-py (a client or a pipeline)."""
+    call_keys, args = call
+    r.evalsha(sha, len(call_keys), *call_keys, *args)
 
 
 @click.command()

@@ -29,6 +29,7 @@ from typing import Any
 from dispatcher import process
 from dispatcher.ids import worker_id
 from dispatcher.settings import AgentSettings
+from dispatcher.store import calls as store_calls
 from dispatcher.store import keys, scripts
 from dispatcher.store.client import Client, connect
 from dispatcher.store.fastlane import entries_of
@@ -94,8 +95,7 @@ class VirtualHost:
     async def leave(self) -> None:
         batch = scripts.Batch()
         for server in self.servers:
-            shard = server.shard
-            batch.script(scripts.deregister, [shard.jobs], [shard.base, server.id])
+            batch.script(scripts.deregister, *store_calls.deregister(server.shard, server.id))
         await batch.outcomes(self.client)
 
     async def heartbeats(self) -> None:
@@ -119,7 +119,7 @@ class VirtualHost:
             first_call.append(calls_so_far)
             scripted.append(say or bool(server.running))
             if say or server.running:
-                description = self._description(server) if say else calls.QUIET
+                description = self._description(server) if say else None
                 ttl_ms, running = _SETTINGS.heartbeat_ttl_ms, sorted(server.running)
                 calls.queue_heartbeat(batch, server.shard, server.id, ttl_ms, description, running)
                 calls_so_far += 2 if say else 1  # a description adds the pool's SADD
@@ -139,7 +139,7 @@ class VirtualHost:
             else:
                 server.beats = server.beats + 1 if outcome else 0  # 0: gone, say it all
 
-    def _description(self, server: Virtual) -> tuple[scripts.ScriptArg, ...]:
+    def _description(self, server: Virtual) -> store_calls.Description:
         capacity = self.config.capacity
         status = 2 if self.draining else 1 if len(server.running) >= capacity else 0
         info = ServerInfo(id=server.id, agent_name=self.config.agent_name, capacity=capacity)
@@ -191,9 +191,8 @@ class VirtualHost:
                 running.cancel()
 
     async def _job(self, server: Virtual, spec: JobSpec) -> None:
-        slot = server.shard.slot_call(server.id, spec.job_id)
-        batch = scripts.Batch()
-        batch.script(scripts.confirm, *slot)
+        shard, batch = server.shard, scripts.Batch()
+        batch.script(scripts.confirm, *store_calls.confirm(shard, server.id, spec.job_id))
         calls.queue_report(batch, spec, server.id, JobStatus.RUNNING)
         try:
             confirmed = (await batch.run(self.client))[0]
@@ -208,7 +207,7 @@ class VirtualHost:
         report = scripts.Batch()
         calls.queue_report(report, spec, server.id, JobStatus.SUCCESS)
         await report.run(self.client)
-        await scripts.release(self.client, *slot)
+        await scripts.release(self.client, *store_calls.release(shard, server.id, spec.job_id))
         self.recorder.ended()
 
     def _record(self, server: Virtual, spec: JobSpec, start: int) -> None:

@@ -4,12 +4,11 @@ so do loadgen's virtual servers, which must stay byte for byte what the SDK send
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
-from dispatcher.store import keys, scripts
+from dispatcher.store import calls, keys, scripts
+from dispatcher.store.calls import Description
 from dispatcher.wire import JobReport, JobSpec, JobStatus, encode
-
-QUIET = ("", "", "", "")  # a heartbeat script's description when nothing changed
 
 
 def queue_heartbeat(
@@ -17,15 +16,16 @@ def queue_heartbeat(
     shard: keys.ShardKeys,
     server_id: str,
     ttl_ms: int,
-    description: Sequence[scripts.ScriptArg],
+    description: Description | None,
     running: Iterable[str] = (),
 ) -> None:
-    """The heartbeat script; ``description`` is (capacity, load, status, info), or
-    ``QUIET``. A description names the pool again: a failover may lose the write that
-    first named it."""
-    args: list[scripts.ScriptArg] = [shard.base, server_id, ttl_ms, *description, *running]
-    batch.script(scripts.heartbeat, [shard.jobs], args)
-    if description != QUIET:
+    """The heartbeat script; ``description`` is (capacity, load, status, info), or None
+    when nothing changed. A description names the pool again: a failover may lose the
+    write that first named it."""
+    batch.script(
+        scripts.heartbeat, *calls.heartbeat(shard, server_id, ttl_ms, description, running)
+    )
+    if description is not None:
         batch.command("SADD", keys.POOLS, shard.pool)
 
 

@@ -27,6 +27,7 @@ from dispatcher import ids, targets
 from dispatcher import settings as config
 from dispatcher.errors import describe
 from dispatcher.metrics.counts import AgentServerCounts
+from dispatcher.store import calls as store_calls
 from dispatcher.store import keys, scripts
 from dispatcher.store.client import Client, connect
 from dispatcher.store.fastlane import stream_entries
@@ -171,9 +172,6 @@ class AgentServer:
             return f"no heartbeat acknowledged for {silent_s:.0f} s (Redis unavailable?)"
         return None
 
-    def _slot_call(self, job_id: str) -> tuple[list[str], list[str]]:
-        return self.shard.slot_call(self.id, job_id)
-
     @property
     def client(self) -> Client:
         if self._client is None:
@@ -236,7 +234,7 @@ class AgentServer:
         if self._client is not None:
             shard = self.shard
             try:
-                await scripts.deregister(self._client, [shard.jobs], [shard.base, self.id])
+                await scripts.deregister(self._client, *store_calls.deregister(shard, self.id))
             except Exception as exc:  # policy: the schedulers find it lost and reap it
                 log.warning("could not leave the pool (%s); it will be reaped", describe(exc))
             if not self._shared_client:
@@ -316,7 +314,7 @@ class AgentServer:
 
     async def _heartbeat_script(self, said: tuple[int, str, int], say: bool) -> None:
         shard = self.shard
-        description = (*said, self._info()) if say else calls.QUIET
+        description = (*said, self._info()) if say else None
         batch = scripts.Batch()
         ttl_ms, running = self.heartbeat_ttl_ms, sorted(self._entered)
         calls.queue_heartbeat(batch, shard, self.id, ttl_ms, description, running)
@@ -498,7 +496,7 @@ class AgentServer:
 
     async def _confirm_and_report(self, spec: JobSpec) -> bool:
         batch = scripts.Batch()
-        batch.script(scripts.confirm, *self._slot_call(spec.job_id))
+        batch.script(scripts.confirm, *store_calls.confirm(self.shard, self.id, spec.job_id))
         calls.queue_report(batch, spec, self.id, JobStatus.RUNNING)
         try:
             # Policy: retried until acknowledged (a confirm is idempotent, a second RUNNING
@@ -554,7 +552,7 @@ class AgentServer:
         report = scripts.Batch()
         calls.queue_report(report, spec, self.id, status, error, fenced=fenced)
         release = scripts.Batch()
-        release.script(scripts.release, *self._slot_call(spec.job_id))
+        release.script(scripts.release, *store_calls.release(self.shard, self.id, spec.job_id))
         events = keys.partition_keys(spec.partition).events
 
         async def report_durably() -> None:
@@ -584,9 +582,8 @@ class AgentServer:
         await until_acknowledged(
             what, lambda: self.client.fast.execute("XADD", events, "*", "e", encode(event))
         )
-        await until_acknowledged(
-            what, lambda: scripts.release(self.client, *self._slot_call(spec.job_id))
-        )
+        release = store_calls.release(self.shard, self.id, spec.job_id)
+        await until_acknowledged(what, lambda: scripts.release(self.client, *release))
 
     def run(self) -> None:
         """Process entry: ``python my_agent.py start`` (SIGTERM drains)."""

@@ -28,7 +28,7 @@ from dispatcher.convert import dispatch_message
 from dispatcher.errors import Aborted, NotFound, ResourceExhausted
 from dispatcher.partitions import partition_of
 from dispatcher.room_records import RoomSpec, dispatch_of, new_room
-from dispatcher.store import keys, scripts
+from dispatcher.store import calls, keys, scripts
 from dispatcher.store.client import Client
 from dispatcher.wire import (
     DispatchCreated,
@@ -36,7 +36,6 @@ from dispatcher.wire import (
     DispatchRecord,
     JobRecord,
     dispatch_decoder,
-    encode,
     job_decoder,
 )
 
@@ -83,18 +82,18 @@ class DispatchService:
         record = dispatch_of(room, req, received, target)
         event = DispatchCreated(dispatch=record, room_sid=room.sid, received_ns=received)
         k = self._keys(req.room)
-        request_id = _request_id(request)
-        ttl = self._idempotency_ttl_s if request_id else 0
-        idem_key = k.idempotency(request_id) if request_id else k.events
         limits = self._limits
-        created, stored = await scripts.create_dispatch(
-            self._client,
-            [k.rooms, *k.room_keys(req.room), k.events, idem_key],
-            [
-                *(req.room, record.id, encode(record), encode(event), encode(room), ttl),
-                *(req.agent_name, limits.max_dispatches_per_room, limits.max_list_bytes),
-            ],
+        call = calls.create_dispatch(
+            k,
+            record,
+            event,
+            room,
+            request_id=_request_id(request),
+            idempotency_ttl_s=self._idempotency_ttl_s,
+            max_dispatches=limits.max_dispatches_per_room,
+            max_bytes=limits.max_list_bytes,
         )
+        created, stored = await scripts.create_dispatch(self._client, *call)
         if created < 0:
             raise _room_full(req.room, created, stored, limits)
         await self._client.replication.settle(self._client.fast, k.events)
@@ -107,11 +106,8 @@ class DispatchService:
         self._auth.room_admin(request, req.room)
         require(req.room, "room")
         k = self._keys(req.room)
-        raw_dispatches, raw_jobs = await scripts.list_dispatches(
-            self._client,
-            [k.room(req.room), k.room_jobs(req.room)],
-            [req.dispatch_id, self._limits.max_list_bytes],
-        )
+        call = calls.list_dispatches(k, req.room, req.dispatch_id, self._limits.max_list_bytes)
+        raw_dispatches, raw_jobs = await scripts.list_dispatches(self._client, *call)
         if raw_dispatches == -1:
             raise resource_exhausted(
                 f"the records of room {req.room!r} total {raw_jobs} bytes, more than a listing "
@@ -156,9 +152,7 @@ class DispatchService:
         deleted = msgspec.structs.replace(current, deleted_at=now)
         event = DispatchDeleted(room=current.room, dispatch_id=current.id, deleted_at=now)
         result = await scripts.delete_dispatch(
-            self._client,
-            [k.room(current.room), k.events, k.room_info(current.room)],
-            [current.id, raw, encode(deleted), encode(event), current.agent_name],
+            self._client, *calls.delete_dispatch(k, raw, deleted, event)
         )
         if result[0] == -1:
             raise NotFound("dispatch ID not found")

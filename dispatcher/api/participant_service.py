@@ -28,7 +28,7 @@ from dispatcher.api.twirp import TwirpService
 from dispatcher.api.validation import Limits, check_room_spec, require
 from dispatcher.errors import AuthError, ResourceExhausted
 from dispatcher.room_records import RoomSpec
-from dispatcher.store import scripts
+from dispatcher.store import calls, scripts
 from dispatcher.wire import (
     ParticipantJoined,
     ParticipantPublished,
@@ -137,11 +137,7 @@ class ParticipantService:
         name, identity = claims.video.room, claims.sub
         k = self._rooms.keys_of(name)
         event = ParticipantPublished(room=name, identity=identity)
-        first = await scripts.publish(
-            self._rooms.client,
-            [k.participants(name), k.room_info(name), k.events],
-            [identity, encode(event)],
-        )
+        first = await scripts.publish(self._rooms.client, *calls.publish(k, event))
         if first == -1:
             raise not_in_room(identity, name)
         return reply(PublishReply(room=name, identity=identity, first=first == 1))

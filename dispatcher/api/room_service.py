@@ -30,8 +30,8 @@ from dispatcher.api.validation import (
 from dispatcher.convert import participant_message
 from dispatcher.errors import Aborted, NotFound
 from dispatcher.partitions import partition_of
-from dispatcher.room_records import RoomSpec, dispatch_args, new_room, room_dispatches, room_message
-from dispatcher.store import keys, scripts
+from dispatcher.room_records import RoomSpec, new_room, room_dispatches, room_message
+from dispatcher.store import calls, keys, scripts
 from dispatcher.store.client import Client
 from dispatcher.wire import (
     DispatchRecord,
@@ -41,7 +41,6 @@ from dispatcher.wire import (
     RoomMetadataUpdated,
     RoomRecord,
     dispatch_decoder,
-    encode,
     participant_decoder,
     room_decoder,
 )
@@ -98,23 +97,17 @@ class RoomStore:
         if ensure and not spec.agents:
             ensure = False  # nothing to ensure: the automatic dispatch is for new rooms only
         k = self.keys_of(name)
-        person: list[str | bytes] = ["", b"", b""]
-        if participant is not None:
-            person = [participant.identity, encode(participant), joined_event]
-        reply = await scripts.open_room(
-            self.client,
-            [k.rooms, *k.room_keys(name), k.events],
-            [
-                name,
-                encode(room),
-                int(ensure),
-                len(dispatches),
-                *dispatch_args(room, dispatches),
-                *person,
-                spec.max_participants,
-                self._limits.max_dispatches_per_room,
-            ],
+        call = calls.open_room(
+            k,
+            room,
+            dispatches,
+            ensure=ensure,
+            participant=participant,
+            joined_event=joined_event,
+            max_participants=spec.max_participants,
+            max_dispatches=self._limits.max_dispatches_per_room,
         )
+        reply = await scripts.open_room(self.client, *call)
         created, stored, made, joined, stored_participant = reply
         await self.client.replication.settle(self.client.fast, k.events)
         made_ids = {m.decode() for m in made}
@@ -139,8 +132,9 @@ class RoomStore:
         await self._check_listing(by_partition)
         batch = scripts.Batch()
         for partition, wanted in by_partition.items():
-            k = keys.partition_keys(partition)
-            batch.script(scripts.list_rooms, [k.rooms], [k.participants(""), *wanted])
+            batch.script(
+                scripts.list_rooms, *calls.list_rooms(keys.partition_keys(partition), wanted)
+            )
         rooms: list[tuple[RoomRecord, int]] = []
         for result in await batch.run(self.client):
             if isinstance(result, Exception):
@@ -156,9 +150,8 @@ class RoomStore:
         most = self._limits.max_list_rooms
         batch = scripts.Batch()
         for partition, wanted in by_partition.items():
-            batch.script(
-                scripts.room_sizes, [keys.partition_keys(partition).rooms], [most, *wanted]
-            )
+            k = keys.partition_keys(partition)
+            batch.script(scripts.room_sizes, *calls.room_sizes(k, most, wanted))
         count = size = 0
         for partition_count, partition_size in await batch.run(self.client):
             count, size = count + partition_count, size + max(partition_size, 0)
@@ -189,11 +182,7 @@ class RoomStore:
         was not in the room."""
         k = self.keys_of(name)
         event = ParticipantLeft(room=name, identity=identity, at=time.time_ns(), kind=kind)
-        left = await scripts.leave_room(
-            self.client,
-            [k.participants(name), k.room_info(name), k.events],
-            [identity, encode(event)],
-        )
+        left = await scripts.leave_room(self.client, *calls.leave_room(k, event))
         return bool(left)
 
     async def update_metadata(self, name: str, metadata: str) -> RoomRecord | None:
@@ -205,10 +194,8 @@ class RoomStore:
             if raw is None:
                 return None
             room = msgspec.structs.replace(room_decoder.decode(raw), metadata=metadata)
-            event = encode(RoomMetadataUpdated(room=name, metadata=metadata))
-            result = await scripts.update_room(
-                self.client, [k.rooms, k.events], [name, raw, encode(room), event]
-            )
+            event = RoomMetadataUpdated(room=name, metadata=metadata)
+            result = await scripts.update_room(self.client, *calls.update_room(k, raw, room, event))
             if result == 1:
                 await self.client.replication.settle(self.client.fast, k.events)
                 return room
@@ -225,15 +212,13 @@ class RoomStore:
                 return False
             flat: list[bytes] = await self.client.fast.execute("HGETALL", k.room(name))
             now = time.time_ns()
-            marks: list[str | bytes] = []
-            for dispatch_id, record in zip(flat[::2], flat[1::2], strict=True):
-                marks += [dispatch_id, record, encode(_deleted(record, now))]
+            marks = [
+                (dispatch_id, record, _deleted(record, now))
+                for dispatch_id, record in zip(flat[::2], flat[1::2], strict=True)
+            ]
             event = RoomDeleted(room=name, sid=room_decoder.decode(raw_room).sid, at=now)
-            result = await scripts.delete_room(
-                self.client,
-                [k.rooms, *k.room_keys(name), k.events],
-                [name, self._retention_s, encode(event), len(flat) // 2, *marks],
-            )
+            call = calls.delete_room(k, event, self._retention_s, marks)
+            result = await scripts.delete_room(self.client, *call)
             if result != 0:
                 await self.client.replication.settle(self.client.fast, k.events)
                 return bool(result == 1)

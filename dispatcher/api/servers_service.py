@@ -27,14 +27,13 @@ from dispatcher.api.http import Request, Response
 from dispatcher.api.twirp import TwirpError, TwirpService, check_json_depth, request_body
 from dispatcher.api.validation import require
 from dispatcher.errors import InvalidArgument, NotFound
-from dispatcher.store import keys, scripts
+from dispatcher.store import calls, keys, scripts
 from dispatcher.store.client import Client
 from dispatcher.wire import (
     Drain,
     JobType,
     ServerInfo,
     ServerStatus,
-    encode,
     pool_agent,
     server_info_decoder,
 )
@@ -113,11 +112,11 @@ class ServersService:
         server_id = _read(request, _drain_decoder).id
         require(server_id, "id")
         pools = await self._pools()
-        message = encode(Drain(reason="drained by an operator"))
+        message = Drain(reason="drained by an operator")
         batch = scripts.Batch()
         for pool in pools:
             shard = keys.server_shard(pool, server_id, self._shards)
-            batch.script(scripts.drain_server, [shard.jobs], [shard.base, server_id, message])
+            batch.script(scripts.drain_server, *calls.drain_server(shard, server_id, message))
         drained = [
             p for p, found in zip(pools, await batch.run(self._client), strict=True) if found
         ]
@@ -137,7 +136,7 @@ class ServersService:
             keys.shard_keys(pool, k, self._shards) for pool in pools for k in range(self._shards)
         ]
         for shard in shards:
-            batch.script(scripts.list_servers, [shard.jobs], [shard.base])
+            batch.script(scripts.list_servers, *calls.list_servers(shard))
         servers = []
         for shard, (_, rows) in zip(shards, await batch.run(self._client), strict=True):
             servers += [_entry(shard.pool, rows[i : i + 10]) for i in range(0, len(rows), 10)]

@@ -19,7 +19,7 @@ from dispatcher.scheduler.ownership import owned_by
 from dispatcher.scheduler.partition import PartitionLoop
 from dispatcher.scheduler.registry import Registry
 from dispatcher.settings import SchedulerSettings, default_node_id
-from dispatcher.store import keys, scripts
+from dispatcher.store import calls, keys, scripts
 from dispatcher.store.client import Client, connect, log_failure
 from dispatcher.store.meta import ensure_partitions, ensure_pool_shards
 from dispatcher.webhooks import Webhooks, webhook_config
@@ -97,7 +97,7 @@ class SchedulerNode:
         """Leave the membership and hand every partition over."""
         self._draining = True
         await _cancel(self._background)
-        await scripts.membership(self.client, [keys.SCHEDULERS], [self.node_id, 0, 1])
+        await scripts.membership(self.client, *calls.membership(self.node_id, 0, leaving=True))
         await asyncio.gather(*(self._stop_partition(p) for p in list(self.loops)))
         await figures.withdraw(self.client, self.node_id)
         log.info("scheduler %s drained", self.node_id)
@@ -132,7 +132,7 @@ class SchedulerNode:
 
     async def tick(self) -> None:
         ttl = self.settings.membership_ttl_ms
-        members = await scripts.membership(self.client, [keys.SCHEDULERS], [self.node_id, ttl, 0])
+        members = await scripts.membership(self.client, *calls.membership(self.node_id, ttl))
         self._member_since = time.monotonic()
         self.members = [m.decode() for m in members]
         await self._renew_leases()
@@ -154,8 +154,8 @@ class SchedulerNode:
         batch = scripts.Batch()
         for partition, loop in held:
             k = keys.partition_keys(partition)
-            args: list[str | int] = [self.node_id, self.settings.lease_ttl_ms, loop.lease_value]
-            batch.script(scripts.lease, [k.lease, k.fence], args)
+            ttl_ms = self.settings.lease_ttl_ms
+            batch.script(scripts.lease, *calls.lease(k, self.node_id, ttl_ms, loop.lease_value))
         until = time.monotonic() + self.settings.lease_ttl_ms / 1000
         failed = 0
         for (partition, loop), value in zip(held, await batch.outcomes(self.client), strict=True):
@@ -176,9 +176,7 @@ class SchedulerNode:
         batch = scripts.Batch()
         for partition in partitions:
             k = keys.partition_keys(partition)
-            batch.script(
-                scripts.lease, [k.lease, k.fence], [self.node_id, self.settings.lease_ttl_ms, ""]
-            )
+            batch.script(scripts.lease, *calls.lease(k, self.node_id, self.settings.lease_ttl_ms))
         until = time.monotonic() + self.settings.lease_ttl_ms / 1000
         results = await batch.outcomes(self.client)  # policy: a failure is retried next tick
         for partition, value in zip(partitions, results, strict=True):
@@ -232,7 +230,7 @@ class SchedulerNode:
         # wait(), not ``await task``: our own cancellation must still propagate.
         await asyncio.wait([task])
         k = keys.partition_keys(partition)
-        await scripts.release_lease(self.client, [k.lease], [loop.lease_value])
+        await scripts.release_lease(self.client, *calls.release_lease(k, loop.lease_value))
         log.debug("scheduler %s released partition %d", self.node_id, partition)
 
     def _abandon(self, partition: int) -> None:

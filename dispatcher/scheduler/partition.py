@@ -23,14 +23,13 @@ from redis.exceptions import ResponseError
 from dispatcher.errors import BatchFailed, OwnershipLost, describe
 from dispatcher.room_records import DEFAULT_DEPARTURE_TIMEOUT_S, DEFAULT_EMPTY_TIMEOUT_S
 from dispatcher.scheduler import fanout, jobs, roomlife
-from dispatcher.scheduler.commit import commit_call
 from dispatcher.scheduler.deadletter import DeadLetters
 from dispatcher.scheduler.housekeeping import Housekeeping
 from dispatcher.scheduler.observe import NOTHING, Observer
 from dispatcher.scheduler.placing import PoolCalls
 from dispatcher.scheduler.registry import Registry
 from dispatcher.scheduler.state import PartitionState
-from dispatcher.store import keys, scripts
+from dispatcher.store import calls, keys, scripts
 from dispatcher.store.client import Client
 from dispatcher.store.fastlane import ensure_group, entries_of, stream_entries
 from dispatcher.wire import (
@@ -255,8 +254,7 @@ class PartitionLoop:
         assigned = [r for r in due if r.phase == "assigned"]
         batch = scripts.Batch()
         for record in assigned:
-            c = record.current
-            batch.script(scripts.revoke, *self._pools.slot(record.spec.pool, c.server_id, c.job_id))
+            batch.script(scripts.revoke, *self._pools.revoke(record))
         # Policy: a revoke that failed leaves the job assigned and fires its timer again.
         outcomes = await batch.outcomes(self._client)
         revoked = {r.spec.job_key: o for r, o in zip(assigned, outcomes, strict=True)}
@@ -405,11 +403,8 @@ class PartitionLoop:
         """Every room due in one round trip: rooms opened in a burst come due in one too."""
         k, batch = self._keys, scripts.Batch()
         for room in closing:
-            batch.script(
-                scripts.close_room,
-                [k.lease, k.events, k.rooms, *k.room_keys(room), k.life],
-                [self.lease_value, keys.CONSUMER_GROUP, room, self._room_retention_s],
-            )
+            call = calls.close_room(k, self.lease_value, room, self._room_retention_s)
+            batch.script(scripts.close_room, *call)
         try:
             results = await batch.run(self._client)
         except BatchFailed as failed:
@@ -538,7 +533,7 @@ class PartitionLoop:
 
     # --- commit and effects ---------------------------------------------------------------
 
-    def _commit_call(self, acks: list[bytes]) -> tuple[list[str], list[Any]] | None:
+    def _commit_call(self, acks: list[bytes]) -> calls.Call | None:
         """The commit script's keys and args for the acks, every changed record (which
         count as written from here on) and the webhook events seen, or None when there is
         nothing to write."""
@@ -546,7 +541,7 @@ class PartitionLoop:
         if not acks and not self._dirty and not self._dirty_rooms and not hooks:
             return None
         dirty, rooms = self._dirty, self._dirty_rooms
-        call = commit_call(self._keys, self.lease_value, acks, dirty, rooms, hooks)
+        call = calls.commit(self._keys, self.lease_value, acks, dirty, rooms, hooks)
         self._dirty = {}
         self._dirty_rooms = {}
         return call

@@ -20,18 +20,16 @@ import logging
 from collections.abc import KeysView
 from typing import Any
 
-from dispatcher import targets
 from dispatcher.scheduler import jobs
 from dispatcher.scheduler.poolview import ServerKey
 from dispatcher.scheduler.registry import Registry
 from dispatcher.scheduler.targeted import Misses
-from dispatcher.store import keys, scripts
+from dispatcher.store import calls, keys, scripts
+from dispatcher.store.calls import Call
 from dispatcher.store.client import Client
-from dispatcher.wire import Assignment, JobRecord, Termination, encode
+from dispatcher.wire import JobRecord, Termination, encode
 
 log = logging.getLogger(__name__)
-
-Call = tuple[list[str], list[Any]]
 
 
 class PoolCalls:
@@ -87,10 +85,8 @@ class PoolCalls:
         if shard is None:
             return None
         shard_keys = keys.shard_keys(spec.pool, shard, self._shards)
-        payload = encode(Assignment(job=spec))
-        target = "" if spec.target is None else targets.reserve_argument(spec.target)
-        args = [shard_keys.base, spec.job_id, timeout_ms, self._load_threshold, payload, target]
-        return shard, ([shard_keys.jobs], [*args, *record.rejected_by])
+        threshold, excluded = self._load_threshold, record.rejected_by
+        return shard, calls.reserve(shard_keys, spec, timeout_ms, threshold, excluded)
 
     def placed(self, record: JobRecord, shard: int, result: Any) -> str | None:
         """The server a reservation went to; None when it failed or found no room."""
@@ -127,17 +123,18 @@ class PoolCalls:
 
     # --- taking slots back ----------------------------------------------------------------
 
-    def slot(self, pool: str, server_id: str, job_id: str) -> Call:
-        """The call that revokes or releases a job's slot on its server."""
-        return self.shard(pool, server_id).slot_call(server_id, job_id)
+    def revoke(self, record: JobRecord) -> Call:
+        """The call that takes an assigned job's reservation back from its server."""
+        current = record.current
+        shard = self.shard(record.spec.pool, current.server_id)
+        return calls.revoke(shard, current.server_id, current.job_id)
 
     def release_lost(self, key: ServerKey, job_id: str) -> Call:
         pool, server_id = key
-        shard = self.shard(pool, server_id)
         expired = self._registry.suspects()[key]
         not_before = self._registry.not_before(expired)
-        margin = self._registry.loss_margin_ms
-        return [shard.jobs], [shard.base, job_id, server_id, not_before, margin]
+        shard, margin = self.shard(pool, server_id), self._registry.loss_margin_ms
+        return calls.release_lost(shard, server_id, job_id, not_before, margin)
 
     def inbox(self, pool: str, server_id: str) -> str:
         return self.shard(pool, server_id).inbox(server_id)
@@ -152,8 +149,8 @@ class PoolCalls:
                 inbox = self.inbox(effect.pool, effect.server_id)
                 batch.command("XADD", inbox, "MAXLEN", "~", 1000, "*", "m", message)
             else:
-                call = self.slot(effect.pool, effect.server_id, effect.job_id)
-                batch.script(scripts.release, *call)
+                server_id, shard = effect.server_id, self.shard(effect.pool, effect.server_id)
+                batch.script(scripts.release, *calls.release(shard, server_id, effect.job_id))
 
     # --- lost servers ---------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ from collections.abc import Collection
 
 from dispatcher import targets
 from dispatcher.scheduler.poolview import Expired, FleetView, ServerKey
-from dispatcher.store import keys, scripts
+from dispatcher.store import calls, keys, scripts
 from dispatcher.store.client import Client, is_unavailable, log_failure
 from dispatcher.wire import DispatchTarget
 
@@ -167,30 +167,36 @@ class Registry:
 
     async def _tick(self) -> None:
         members: list[bytes] = await self._client.fast.execute("SMEMBERS", keys.POOLS)
-        calls = [(n.decode(), k) for n in sorted(members) for k in range(self.shards)]
+        shards = [(n.decode(), k) for n in sorted(members) for k in range(self.shards)]
         upkeep = time.monotonic() - self._upkeep_at >= _UPKEEP_EVERY_S
         if upkeep:
             self._upkeep_at = time.monotonic()
         for _ in range(_PAGES_PER_REFRESH):  # again for the shards whose page was full
-            calls = await self._tick_shards(calls, upkeep)
-            if not calls:
+            shards = await self._tick_shards(shards, upkeep)
+            if not shards:
                 return
             upkeep = False
 
     async def _tick_shards(
-        self, calls: list[tuple[str, int]], upkeep: bool
+        self, shards: list[tuple[str, int]], upkeep: bool
     ) -> list[tuple[str, int]]:
         """One ``shard_tick.lua`` call per shard; the shards with more expiries to read."""
         reap, reclaim = (REAPED_PER_TICK, RECLAIMED_PER_TICK) if upkeep else (0, 0)
         batch = scripts.Batch()
-        for pool, shard in calls:
+        for pool, shard in shards:
             state = self.view.shard_states(pool)[shard]
-            shard_keys = keys.shard_keys(pool, shard, self.shards)
-            args: list[scripts.ScriptArg] = [shard_keys.base, state.cursor, state.skip]
-            args += [EXPIRED_PER_TICK, self._reap_after_ms, reap, reclaim]
-            batch.script(scripts.shard_tick, [shard_keys.jobs], args)
+            call = calls.shard_tick(
+                keys.shard_keys(pool, shard, self.shards),
+                state.cursor,
+                state.skip,
+                EXPIRED_PER_TICK,
+                self._reap_after_ms,
+                reap_count=reap,
+                reclaim_count=reclaim,
+            )
+            batch.script(scripts.shard_tick, *call)
         more, retagged = [], []
-        for (pool, shard), result in zip(calls, await batch.run(self._client), strict=True):
+        for (pool, shard), result in zip(shards, await batch.run(self._client), strict=True):
             now, total, servers, rows, reclaimed, epoch = result
             if int(epoch) != self.view.shard_states(pool)[shard].tag_epoch:
                 retagged.append((pool, shard, int(epoch)))

@@ -187,10 +187,6 @@ class ShardKeys:
     def inbox(self, server_id: str) -> str:
         return f"{self.base}inbox:{server_id}"
 
-    def slot_call(self, server_id: str, job_id: str) -> tuple[list[str], list[str]]:
-        """Keys and arguments of the scripts on one reserved slot (confirm, release, revoke)."""
-        return [self.jobs], [self.base, job_id, server_id]
-
 
 def shard_of(server_id: str, shards: int) -> int:
     """The shard a server belongs to: stable across processes (crc32, not ``hash()``)."""

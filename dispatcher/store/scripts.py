@@ -112,6 +112,7 @@ ALL = (
     publish,
     delete_room,
     close_room,
+    update_room,
     list_rooms,
     room_sizes,
     drain_server,

@@ -18,7 +18,7 @@ from livekit.protocol.agent import Job
 from dispatcher import ids
 from dispatcher.api.app import ApiNode
 from dispatcher.scheduler.node import SchedulerNode
-from dispatcher.store import scripts
+from dispatcher.store import calls, scripts
 from dispatcher.store.client import Client, connect
 from tests import pools
 from tests.redis_servers import RedisTarget
@@ -174,8 +174,7 @@ async def test_a_job_its_server_confirmed_is_not_placed_again_when_its_report_is
         client = await connect(stack.url)
         try:
             shard = pools.shard("life", "AW_slow")
-            confirm = [shard.base, job_id, "AW_slow"]
-            assert await scripts.confirm(client, [shard.jobs], confirm) == 1
+            assert await scripts.confirm(client, *calls.confirm(shard, "AW_slow", job_id)) == 1
         finally:
             await client.aclose()
         await stack.agent(record)

@@ -12,7 +12,7 @@ from dispatcher.scheduler.node import SchedulerNode
 from dispatcher.scheduler.ownership import owned_by
 from dispatcher.scheduler.partition import PartitionLoop
 from dispatcher.scheduler.registry import Registry
-from dispatcher.store import keys, scripts
+from dispatcher.store import calls, keys, scripts
 from dispatcher.store.client import Client, connect
 from dispatcher.store.meta import ensure_partitions
 from tests.redis_servers import RedisTarget
@@ -81,9 +81,9 @@ async def test_stale_lease_holder_cannot_commit(redis_target: RedisTarget) -> No
     try:
         await scripts.load_all(client)
         k = keys.partition_keys(5)
-        old = (await scripts.lease(client, [k.lease, k.fence], ["a", 60000, ""])).decode()
+        old = (await scripts.lease(client, *calls.lease(k, "a", 60000))).decode()
         await client.delete(k.lease)  # the lease expired while "a" was paused
-        new = (await scripts.lease(client, [k.lease, k.fence], ["b", 60000, ""])).decode()
+        new = (await scripts.lease(client, *calls.lease(k, "b", 60000))).decode()
         assert int(new.split("/")[1]) > int(old.split("/")[1])
         worker = PartitionLoop(
             client,

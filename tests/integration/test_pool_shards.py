@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from dispatcher.store import keys, scripts
+from dispatcher.store import calls, keys, scripts
 from dispatcher.store.client import Client, connect
 from tests import pools
 from tests.redis_servers import RedisTarget
@@ -60,7 +60,7 @@ async def test_a_shard_places_on_its_freest_server_and_never_past_capacity(
     assert held[4] is None  # four slots, four reservations
     assert await free_index(client, shard) == ({small: 0, large: 0}, 0)  # full, yet usable
     shard_keys = keys.shard_keys(POOL, shard, pools.SHARDS)
-    await scripts.release(client, [shard_keys.jobs], [shard_keys.base, "AJ_0", large])
+    await scripts.release(client, *calls.release(shard_keys, large, "AJ_0"))
     assert await free_index(client, shard) == ({small: 0, large: 1}, 1)
 
 
@@ -81,11 +81,9 @@ async def test_a_server_that_rejected_the_job_is_taken_only_when_no_other_can(
     shard, (rejecter, other) = one_shard(2)
     await pools.heartbeat(client, POOL, rejecter, capacity=5)
     await pools.heartbeat(client, POOL, other, capacity=1)
-    s = keys.shard_keys(POOL, shard, pools.SHARDS)
 
     async def reserve(job_id: str) -> Any:
-        args: list[scripts.ScriptArg] = [s.base, job_id, 5000, 0.7, b"x", "", rejecter]
-        return await scripts.reserve(client, [s.jobs], args)
+        return await pools.reserve(client, POOL, shard, job_id, excluded=(rejecter,))
 
     assert await reserve("AJ_a") == other.encode()  # fewer free slots, but not the rejecter
     assert await reserve("AJ_b") == rejecter.encode()  # the only one left with room
@@ -115,8 +113,7 @@ async def test_a_server_back_from_expiry_returns_to_the_free_index(client: Clien
     s = pools.shard(POOL, server)
     # Past its fence deadline the SDK sends the script, even with nothing new to say: it
     # sees the expiry had passed and puts the server back.
-    quiet: list[scripts.ScriptArg] = [s.base, server, 3000, "", "", "", ""]
-    now_ms, gone = await scripts.heartbeat(client, [s.jobs], quiet)
+    now_ms, gone = await scripts.heartbeat(client, *calls.heartbeat(s, server, 3000))
     assert int(now_ms) > 0 and gone == []
     assert await free_index(client, shard) == ({server: 2}, 2)
     # A plain ZADD (the SDK's quiet heartbeat) never adds a server the shard does not know.
@@ -131,9 +128,9 @@ async def test_expiries_are_read_forward_and_the_long_dead_reaped_a_few_at_a_tim
         await pools.heartbeat(client, POOL, server_id, ttl_ms=30)
     await asyncio.sleep(0.1)
     s = keys.shard_keys(POOL, shard, pools.SHARDS)
-    first = await scripts.shard_tick(client, [s.jobs], [s.base, 0, 0, 8, 60_000, 0, 0])
+    first = await scripts.shard_tick(client, *calls.shard_tick(s, 0, 0, 8, 60_000))
     assert len(first[3]) == 3 * 8  # a page of expiries
-    reaped = await scripts.shard_tick(client, [s.jobs], [s.base, 0, 0, 256, 50, 16, 0])
+    reaped = await scripts.shard_tick(client, *calls.shard_tick(s, 0, 0, 256, 50, reap_count=16))
     assert reaped[2] == 4  # 16 of 20 reaped (as asked), four left
     assert await client.exists(s.server(servers[0])) == 0
 
@@ -148,8 +145,8 @@ async def test_a_reservation_is_taken_back_from_a_lost_server_only(client: Clien
     s = keys.shard_keys(POOL, shard, pools.SHARDS)
 
     async def release_lost(server_id: str, not_before: int) -> Any:
-        args: list[scripts.ScriptArg] = [s.base, held[server_id], server_id, not_before, 100]
-        return await scripts.release_lost(client, [s.jobs], args)
+        call = calls.release_lost(s, server_id, held[server_id], not_before, 100)
+        return await scripts.release_lost(client, *call)
 
     assert await release_lost(alive, 0) == 0  # heartbeat ahead: alive
     await asyncio.sleep(0.06)
@@ -181,12 +178,12 @@ async def test_the_free_total_matches_the_index_through_any_mix_of_calls(client:
                 assert await client.hlen(s.reservations(server_id)) <= cap
         elif action < 0.85 and held:
             job_id = rng.choice(sorted(held))
-            await scripts.release(client, [s.jobs], [s.base, job_id, held.pop(job_id)])
+            await scripts.release(client, *calls.release(s, held.pop(job_id), job_id))
         elif action < 0.95 and held:
             job_id = rng.choice(sorted(held))
-            await scripts.revoke(client, [s.jobs], [s.base, job_id, held.pop(job_id)])
+            await scripts.revoke(client, *calls.revoke(s, held.pop(job_id), job_id))
         else:
-            await scripts.deregister(client, [s.jobs], [s.base, server_id])
+            await scripts.deregister(client, *calls.deregister(s, server_id))
             held = {j: sid for j, sid in held.items() if sid != server_id}
         index, total = await free_index(client, shard)
         assert total == sum(index.values()), f"step {step}"

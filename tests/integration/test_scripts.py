@@ -7,7 +7,7 @@ import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from dispatcher.errors import BatchFailed
-from dispatcher.store import keys, scripts
+from dispatcher.store import calls, keys, scripts
 from dispatcher.store.client import connect
 from tests.faultinject import Faults
 from tests.redis_servers import RedisTarget
@@ -23,7 +23,7 @@ async def test_a_forgotten_script_is_loaded_on_its_node_and_the_call_retried(
         res = SHARD.reservations("AW_1")
         await client.fast.execute("HSET", res, "AJ_1", 5)
         await client.fast.execute("SCRIPT", "FLUSH", key=res)  # that node forgets them all
-        assert await scripts.confirm(client, [SHARD.jobs], [SHARD.base, "AJ_1", "AW_1"]) == 1
+        assert await scripts.confirm(client, *calls.confirm(SHARD, "AW_1", "AJ_1")) == 1
     finally:
         await client.aclose()
 
@@ -38,7 +38,7 @@ async def test_a_batch_resends_only_the_calls_that_met_noscript(
         await client.fast.execute("SCRIPT", "FLUSH", key=res)
         batch = scripts.Batch()
         batch.command("XADD", stream, "*", "f", "v")
-        batch.script(scripts.confirm, [SHARD.jobs], [SHARD.base, "AJ_1", "AW_1"])
+        batch.script(scripts.confirm, *calls.confirm(SHARD, "AW_1", "AJ_1"))
         assert (await batch.run(client))[1] == 1
         assert await client.fast.execute("XLEN", stream) == 1  # not appended twice
     finally:
