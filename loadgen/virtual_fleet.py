@@ -29,8 +29,7 @@ from typing import Any
 from dispatcher import process
 from dispatcher.ids import worker_id
 from dispatcher.settings import AgentSettings
-from dispatcher.store import calls as store_calls
-from dispatcher.store import keys, scripts
+from dispatcher.store import calls, keys, scripts
 from dispatcher.store.client import Client, connect
 from dispatcher.store.fastlane import entries_of
 from dispatcher.store.meta import ensure_pool_shards
@@ -53,7 +52,7 @@ from loadgen.fleet import (
     record_start,
 )
 from loadgen.results import results_key
-from workers import calls
+from workers import server_calls
 from workers.server import SAY_ALL_EVERY
 
 log = logging.getLogger(__name__)
@@ -95,7 +94,7 @@ class VirtualHost:
     async def leave(self) -> None:
         batch = scripts.Batch()
         for server in self.servers:
-            batch.script(scripts.deregister, *store_calls.deregister(server.shard, server.id))
+            batch.script(scripts.deregister, *calls.deregister(server.shard, server.id))
         await batch.outcomes(self.client)
 
     async def heartbeats(self) -> None:
@@ -121,11 +120,13 @@ class VirtualHost:
             if say or server.running:
                 description = self._description(server) if say else None
                 ttl_ms, running = _SETTINGS.heartbeat_ttl_ms, sorted(server.running)
-                calls.queue_heartbeat(batch, server.shard, server.id, ttl_ms, description, running)
+                server_calls.queue_heartbeat(
+                    batch, server.shard, server.id, ttl_ms, description, running
+                )
                 calls_so_far += 2 if say else 1  # a description adds the pool's SADD
             else:
                 expires = int(sent * 1000) + self._offset_ms + _SETTINGS.heartbeat_ttl_ms
-                name, key, args = calls.lease_extension(server.shard, server.id, expires)
+                name, key, args = server_calls.lease_extension(server.shard, server.id, expires)
                 batch.command(name, key, *args)
                 calls_so_far += 1
         outcomes = await batch.outcomes(self.client)
@@ -139,7 +140,7 @@ class VirtualHost:
             else:
                 server.beats = server.beats + 1 if outcome else 0  # 0: gone, say it all
 
-    def _description(self, server: Virtual) -> store_calls.Description:
+    def _description(self, server: Virtual) -> calls.Description:
         capacity = self.config.capacity
         status = 2 if self.draining else 1 if len(server.running) >= capacity else 0
         info = ServerInfo(id=server.id, agent_name=self.config.agent_name, capacity=capacity)
@@ -192,8 +193,8 @@ class VirtualHost:
 
     async def _job(self, server: Virtual, spec: JobSpec) -> None:
         shard, batch = server.shard, scripts.Batch()
-        batch.script(scripts.confirm, *store_calls.confirm(shard, server.id, spec.job_id))
-        calls.queue_report(batch, spec, server.id, JobStatus.RUNNING)
+        batch.script(scripts.confirm, *calls.confirm(shard, server.id, spec.job_id))
+        server_calls.queue_report(batch, spec, server.id, JobStatus.RUNNING)
         try:
             confirmed = (await batch.run(self.client))[0]
         except asyncio.CancelledError:
@@ -205,9 +206,9 @@ class VirtualHost:
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.sleep(self.config.hold_s)
         report = scripts.Batch()
-        calls.queue_report(report, spec, server.id, JobStatus.SUCCESS)
+        server_calls.queue_report(report, spec, server.id, JobStatus.SUCCESS)
         await report.run(self.client)
-        await scripts.release(self.client, *store_calls.release(shard, server.id, spec.job_id))
+        await scripts.release(self.client, *calls.release(shard, server.id, spec.job_id))
         self.recorder.ended()
 
     def _record(self, server: Virtual, spec: JobSpec, start: int) -> None:

@@ -27,8 +27,7 @@ from dispatcher import ids, targets
 from dispatcher import settings as config
 from dispatcher.errors import describe
 from dispatcher.metrics.counts import AgentServerCounts
-from dispatcher.store import calls as store_calls
-from dispatcher.store import keys, scripts
+from dispatcher.store import calls, keys, scripts
 from dispatcher.store.client import Client, connect
 from dispatcher.store.fastlane import stream_entries
 from dispatcher.store.meta import ensure_pool_shards
@@ -47,7 +46,7 @@ from dispatcher.wire import (
     inbox_decoder,
     pool_name,
 )
-from workers import calls
+from workers import server_calls
 from workers.context import JobContext, JobRequest
 from workers.retry import until_acknowledged
 from workers.runner import run_server
@@ -234,7 +233,7 @@ class AgentServer:
         if self._client is not None:
             shard = self.shard
             try:
-                await scripts.deregister(self._client, *store_calls.deregister(shard, self.id))
+                await scripts.deregister(self._client, *calls.deregister(shard, self.id))
             except Exception as exc:  # policy: the schedulers find it lost and reap it
                 log.warning("could not leave the pool (%s); it will be reaped", describe(exc))
             if not self._shared_client:
@@ -301,7 +300,7 @@ class AgentServer:
         shard, sent = self.shard, time.monotonic()
         expires = int(sent * 1000) + offset + self.heartbeat_ttl_ms
         try:
-            name, key, args = calls.lease_extension(shard, self.id, expires)
+            name, key, args = server_calls.lease_extension(shard, self.id, expires)
             extended = await self.client.fast.execute(name, key, *args, key=key)
         except Exception:
             self._said = None  # the next heartbeat says everything
@@ -317,7 +316,7 @@ class AgentServer:
         description = (*said, self._info()) if say else None
         batch = scripts.Batch()
         ttl_ms, running = self.heartbeat_ttl_ms, sorted(self._entered)
-        calls.queue_heartbeat(batch, shard, self.id, ttl_ms, description, running)
+        server_calls.queue_heartbeat(batch, shard, self.id, ttl_ms, description, running)
         disconnects, sent = self.client.fast.disconnects, time.monotonic()
         try:
             now_ms, gone = (await batch.run(self.client))[0]
@@ -496,8 +495,8 @@ class AgentServer:
 
     async def _confirm_and_report(self, spec: JobSpec) -> bool:
         batch = scripts.Batch()
-        batch.script(scripts.confirm, *store_calls.confirm(self.shard, self.id, spec.job_id))
-        calls.queue_report(batch, spec, self.id, JobStatus.RUNNING)
+        batch.script(scripts.confirm, *calls.confirm(self.shard, self.id, spec.job_id))
+        server_calls.queue_report(batch, spec, self.id, JobStatus.RUNNING)
         try:
             # Policy: retried until acknowledged (a confirm is idempotent, a second RUNNING
             # report changes nothing); a revoke in the meantime makes it answer 0.
@@ -550,9 +549,9 @@ class AgentServer:
         report, and the scheduler would re-run a job that ended."""
         client = self.client
         report = scripts.Batch()
-        calls.queue_report(report, spec, self.id, status, error, fenced=fenced)
+        server_calls.queue_report(report, spec, self.id, status, error, fenced=fenced)
         release = scripts.Batch()
-        release.script(scripts.release, *store_calls.release(self.shard, self.id, spec.job_id))
+        release.script(scripts.release, *calls.release(self.shard, self.id, spec.job_id))
         events = keys.partition_keys(spec.partition).events
 
         async def report_durably() -> None:
@@ -582,7 +581,7 @@ class AgentServer:
         await until_acknowledged(
             what, lambda: self.client.fast.execute("XADD", events, "*", "e", encode(event))
         )
-        release = store_calls.release(self.shard, self.id, spec.job_id)
+        release = calls.release(self.shard, self.id, spec.job_id)
         await until_acknowledged(what, lambda: scripts.release(self.client, *release))
 
     def run(self) -> None:
