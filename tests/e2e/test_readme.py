@@ -41,12 +41,14 @@ def test_the_readme_examples_run_as_written_against_dev_mode(tmp_path: Path) -> 
     quick_start, rooms = sh[2], sh[3]  # after the set-up and test commands
     assert "dispatch create" in quick_start and "token create" in rooms
     port = free_port()
-    with processes([["dev", "--port", str(port), "--metrics-port", "0"]], tmp_path):
+    with processes([["dev", "--port", str(port), "--metrics-port", "0"]], tmp_path) as logs:
         wait_http(f"http://127.0.0.1:{port}/readyz", timeout_s=30)
         # One shell, as a reader's: the quick start's exports serve the rooms example too.
         script = _as_here(quick_start + rooms, port)
         out = _run(["bash", "-euo", "pipefail", "-c", script])
         assert "JS_RUNNING" in out and '"deletedAt": "0"' in out  # listed, then deleted
+        assert '"workerId": "AW_' in out
+        assert 'metadata: {"user_id": "12345"}' in logs[0].read_text()  # the entrypoint's
         assert '"tokenAgents": "applied"' in out and '"deleted": true' in out
 
         credentials = {
@@ -56,3 +58,10 @@ def test_the_readme_examples_run_as_written_against_dev_mode(tmp_path: Path) -> 
         }
         listed = _run([sys.executable, "-c", _as_here(python[0], port)], **credentials)
         assert "test-agent" in listed
+
+        missing = subprocess.run(
+            [f"{BIN}/dispatcher", "dispatch", "delete", "--id", "AD_missing", "--room", "my-room"],
+            env=env(**credentials), capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+        assert missing.returncode == 1, "a CLI error exits non-zero"
+        assert "not_found: dispatch ID not found" in missing.stderr
