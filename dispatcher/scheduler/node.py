@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import TYPE_CHECKING
 
 from dispatcher.errors import OwnershipLost, describe
 from dispatcher.scheduler import figures, jobs, observe
@@ -22,7 +23,10 @@ from dispatcher.settings import SchedulerSettings, default_node_id
 from dispatcher.store import calls, keys, scripts
 from dispatcher.store.client import Client, connect, log_failure
 from dispatcher.store.meta import ensure_partitions, ensure_pool_shards
-from dispatcher.webhooks import Webhooks, webhook_config
+from dispatcher.webhooks.config import webhook_config
+
+if TYPE_CHECKING:
+    from dispatcher.webhooks import Webhooks
 
 log = logging.getLogger(__name__)
 CANCEL_TIMEOUT_S = 2.0  # for cancelled tasks to end, before a shutdown goes on without them
@@ -51,7 +55,9 @@ class SchedulerNode:
         self.figures = figures.FigureCounter(self.node_id, settings.heartbeat_interval_s)
         self.observers.append(lambda _: self.figures)
         self.webhooks: Webhooks | None = None
-        if (hooks := webhook_config(settings)) is not None:
+        if (hooks := webhook_config(settings)) is not None:  # delivery imported only then
+            from dispatcher.webhooks import Webhooks
+
             self.webhooks = Webhooks(hooks, client, self.node_id)
             self.observers.append(self.webhooks.watch)
         self._timeouts = jobs.Timeouts(

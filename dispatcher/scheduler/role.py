@@ -10,7 +10,7 @@ from dispatcher.metrics.serve import serving
 from dispatcher.scheduler.node import SchedulerNode
 from dispatcher.settings import SchedulerSettings
 from dispatcher.startup import serve_role
-from dispatcher.webhooks import webhook_config
+from dispatcher.webhooks.config import webhook_config
 
 
 async def run_scheduler(settings: SchedulerSettings, stop: asyncio.Event) -> None:

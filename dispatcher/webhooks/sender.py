@@ -7,12 +7,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
 
 import aiohttp
 
 from dispatcher.errors import describe
 from dispatcher.webhooks import events, signing
+from dispatcher.webhooks.config import WebhookConfig
 from dispatcher.wire import Hook
 
 log = logging.getLogger(__name__)
@@ -21,14 +21,6 @@ MAX_BACKOFF_S = 10.0
 REQUEST_TIMEOUT_S = 10.0
 PER_URL = 32  # requests in flight to one URL from one node
 _LOG_EVERY_S = 5.0  # one line per URL per this while it keeps failing
-
-
-@dataclass(frozen=True, slots=True)
-class WebhookConfig:
-    urls: tuple[str, ...]
-    api_key: str  # signs: the token's ``iss``
-    api_secret: str
-    retry_s: float  # an event not delivered this long after it happened is dropped
 
 
 class Sender:

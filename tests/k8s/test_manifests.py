@@ -14,7 +14,7 @@ from dispatcher.health import LIVENESS, READINESS
 from dispatcher.metrics import PATH as METRICS_PATH
 from dispatcher.scheduler.node import longest_drain_s as scheduler_drain_s
 from dispatcher.store.keys import CONSUMER_GROUP, partition_keys
-from dispatcher.webhooks import webhook_config
+from dispatcher.webhooks.config import webhook_config
 from tests.k8s.manifests import (
     K8S,
     ROOT,

@@ -6,7 +6,7 @@ import pytest
 
 from dispatcher.errors import ConfigError
 from dispatcher.settings import SchedulerSettings, load
-from dispatcher.webhooks import WebhookConfig, webhook_config
+from dispatcher.webhooks.config import WebhookConfig, webhook_config
 
 URLS = "http://a.example/hooks, https://b.example/hooks"
 LIVEKIT = {"LIVEKIT_API_KEY": "lk", "LIVEKIT_API_SECRET": "lk-secret"}
