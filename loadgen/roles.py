@@ -201,15 +201,7 @@ def measure(
             reports = drive(loads, env)
         wall_s = time.monotonic() - started
         used = {name: process_cpu_s(p.pid) - before[name] for name, p in procs.items()}
-        cpu_s = {
-            "api": used["api"],
-            "schedulers": sum(v for k, v in used.items() if k.startswith("scheduler")),
-            "agents": sum(
-                agent_cpu_s(r, "accepted" if name == "dispatch" else "dispatches")
-                for name, r in reports.items()
-            ),
-            "redis": redis_cpu_s(client) - redis_before,
-        }
+        cpu_s = _cpu_by_role(used, reports, redis_cpu_s(client) - redis_before)
         return {
             "dispatches_per_s": dispatches,
             "joins_per_s": joins,
@@ -228,6 +220,22 @@ def measure(
         stop_roles(procs)
         client.close()
         local.stop()
+
+
+def _cpu_by_role(
+    used: dict[str, float], reports: dict[str, Any], redis_s: float
+) -> dict[str, float]:
+    """CPU seconds per role: the API node, the schedulers together, the agents (as their
+    reports say), Redis."""
+    return {
+        "api": used["api"],
+        "schedulers": sum(v for k, v in used.items() if k.startswith("scheduler")),
+        "agents": sum(
+            agent_cpu_s(r, "accepted" if name == "dispatch" else "dispatches")
+            for name, r in reports.items()
+        ),
+        "redis": redis_s,
+    }
 
 
 @contextmanager
