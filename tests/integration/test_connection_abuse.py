@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from livekit import api
 
 from loadgen.abuse import AbusePlan, run
@@ -12,6 +13,7 @@ from tests.redis_servers import RedisTarget
 from tests.stack import API_KEY, API_SECRET, api_url, start_api
 
 
+@pytest.mark.solo  # a concurrent run starves the node, and its probes would time out
 async def test_idle_and_slow_connections_past_the_limit_do_not_shut_out_new_clients(
     redis_single_target: RedisTarget,
 ) -> None:
