@@ -104,12 +104,7 @@ def _from_protobuf(body: bytes) -> DispatchTarget | None:
         raise TwirpError.malformed(f"the request's target could not be decoded: {exc}") from None
     if not holder.HasField("target"):
         return None  # another field this node does not know: ignored, as before
-    message = holder.target
-    return _checked(
-        DispatchTarget(
-            server_id=message.server_id, version=message.version, labels=dict(message.labels)
-        )
-    )
+    return _checked(holder.target)
 
 
 def _from_json(body: bytes) -> DispatchTarget | None:
@@ -126,14 +121,14 @@ def _from_json(body: bytes) -> DispatchTarget | None:
         json_format.ParseDict(value, message)
     except json_format.ParseError as exc:
         raise InvalidArgument(f"target: {exc}") from None
-    return _checked(
-        DispatchTarget(
-            server_id=message.server_id, version=message.version, labels=dict(message.labels)
-        )
+    return _checked(message)
+
+
+def _checked(message: Any) -> DispatchTarget:
+    """A decoded ``dispatcher.DispatchTarget`` message as ours, if it is a valid target."""
+    target = DispatchTarget(
+        server_id=message.server_id, version=message.version, labels=dict(message.labels)
     )
-
-
-def _checked(target: DispatchTarget) -> DispatchTarget:
     if problem := targets.target_problem(target):
         raise InvalidArgument(problem)
     return target

@@ -15,12 +15,12 @@ and less often beyond (20,000 active jobs took 15 ms on the test machine).
 from __future__ import annotations
 
 import asyncio
-import bisect
 import collections
 import time
 from collections.abc import Mapping
 from typing import Protocol
 
+from dispatcher.metrics.counts import Histogram
 from dispatcher.scheduler import jobs
 from dispatcher.scheduler.observe import Observer
 from dispatcher.scheduler.state import PartitionState
@@ -58,8 +58,7 @@ class FigureCounter(Observer):
         self.node_id = node_id
         self.started_at = time.time_ns()
         self._heartbeat_ms = int(heartbeat_s * 1000)
-        self._dispatch_counts = [0] * (len(DISPATCH_BOUNDS_MS) + 1)
-        self._dispatch_sum_ms = 0.0
+        self._dispatch_ms = Histogram(DISPATCH_BOUNDS_MS)
         self._created = 0
         self._started = 0
         self._retried = 0
@@ -86,9 +85,7 @@ class FigureCounter(Observer):
         self._started += 1
         received, started = record.spec.received_ns, record.current.started_at
         if received and started >= received:
-            took_ms = (started - received) / 1e6
-            self._dispatch_counts[bisect.bisect_left(DISPATCH_BOUNDS_MS, took_ms)] += 1
-            self._dispatch_sum_ms += took_ms
+            self._dispatch_ms.observe((started - received) / 1e6)
 
     def figures(self, partitions: Mapping[int, HoldsState], now: int) -> SchedulerFigures:
         """The record to write now. What the node holds is counted again only once the last
@@ -107,8 +104,8 @@ class FigureCounter(Observer):
             heartbeat_ms=self._heartbeat_ms,
             partitions=sorted(partitions),
             dispatch_bounds_ms=list(DISPATCH_BOUNDS_MS),
-            dispatch_counts=list(self._dispatch_counts),
-            dispatch_sum_ms=self._dispatch_sum_ms,
+            dispatch_counts=list(self._dispatch_ms.counts),
+            dispatch_sum_ms=self._dispatch_ms.sum,
             jobs_created=self._created,
             jobs_started=self._started,
             jobs_ended=dict(self._ended),
